@@ -1,0 +1,113 @@
+"""The contract's events as frozen msgspec Structs, tagged by ``type``.
+
+Each event family is one Struct with ``tag=<type>``; :data:`EVENT_TYPES` lists them and the
+decoder is built once from their union. Adding a family = a Struct here + a handler module;
+the engine does not change. Quantities are decimals, never floats.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+#: Quantities beyond this magnitude are data errors, not stock movements.
+MAX_QUANTITY = Decimal(10) ** 9
+#: More decimal places than this is not a quantity any ERP stores.
+MAX_QUANTITY_PLACES = 6
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every event carries."""
+
+    event_id: NonEmpty
+    occurred_at: Timestamp
+    source: NonEmpty
+    source_ref: NonEmpty
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Semantic violations the schema cannot express, as (path, message)."""
+        return []
+
+
+def quantity_problem(value: Decimal, *, allow_negative: bool) -> str | None:
+    if not value.is_finite():
+        return "must be a finite number"
+    if value == 0:
+        return "must be non-zero"
+    if not allow_negative and value < 0:
+        return "must be positive"
+    if abs(value) >= MAX_QUANTITY:
+        return f"magnitude must be below {MAX_QUANTITY}"
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_QUANTITY_PLACES:
+        return f"at most {MAX_QUANTITY_PLACES} decimal places"
+    return None
+
+
+class StockAdjusted(Event, frozen=True, kw_only=True, tag="stock.adjusted"):
+    """A non-sales stock movement in the warehouse (signed, non-zero quantity)."""
+
+    sku: NonEmpty
+    warehouse: NonEmpty
+    quantity: Decimal
+    reason: Text
+    batch_number: NonEmpty | None = None
+    serial_numbers: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] = []
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        problem = quantity_problem(self.quantity, allow_negative=True)
+        if problem:
+            found.append(("$.quantity", problem))
+        if self.serial_numbers and len(set(self.serial_numbers)) != len(self.serial_numbers):
+            found.append(("$.serial_numbers", "serial numbers must be unique"))
+        return found
+
+
+class DispatchLine(msgspec.Struct, frozen=True, kw_only=True):
+    order_item_id: NonEmpty
+    sku: NonEmpty
+    quantity: Decimal
+
+
+class DispatchConfirmed(Event, frozen=True, kw_only=True, tag="dispatch.confirmed"):
+    """A marketplace order left the warehouse; ``ship_by`` is the deadline."""
+
+    channel: NonEmpty
+    order_id: NonEmpty
+    marketplace_id: NonEmpty
+    ship_by: Timestamp
+    ship_date: Timestamp
+    carrier_code: NonEmpty
+    carrier_name: NonEmpty | None = None
+    shipping_method: NonEmpty | None = None
+    tracking_number: NonEmpty
+    package_reference_id: NonEmpty
+    warehouse: NonEmpty
+    lines: Annotated[list[DispatchLine], msgspec.Meta(min_length=1, max_length=1000)]
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        for index, line in enumerate(self.lines):
+            problem = quantity_problem(line.quantity, allow_negative=False)
+            if problem is None and line.quantity != line.quantity.to_integral_value():
+                problem = "must be a whole number of units"
+            if problem:
+                found.append((f"$.lines[{index}].quantity", problem))
+        return found
+
+
+#: Every event family this build knows, in one tagged union.
+EVENT_TYPES: tuple[type[Event], ...] = (StockAdjusted, DispatchConfirmed)
+
+
+def event_type_name(cls: type[Event]) -> str:
+    tag: Any = cls.__struct_config__.tag
+    return str(tag)

@@ -1,0 +1,78 @@
+"""The domain router: bytes → typed event, its ordering key, its handler.
+
+Implements the engine's ``Router`` protocol. A payload that cannot become an event is a
+:class:`DecodeFailure` whose reason carries msgspec's error path (``$.lines[0].quantity``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import msgspec
+
+from handlers.events import Event, event_type_name
+from worker.messages import DecodeFailure, EventInfo, Handler, Message
+
+#: Payloads above this size are refused before decoding (a data error, not an event).
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+class Family(msgspec.Struct, frozen=True, kw_only=True):
+    """One event family: its type, how it is ordered, who handles it, and its class."""
+
+    event: type[Event]
+    ordering_key: Callable[[Any], str]
+    handler: Handler | None = None
+    priority: str = "normal"
+    sku: Callable[[Any], str | None] = lambda _event: None
+
+
+class DomainRouter:
+    """Decodes every registered family with one tagged-union decoder built once."""
+
+    def __init__(self, families: Sequence[Family], *, max_payload_bytes: int = MAX_PAYLOAD_BYTES):
+        if not families:
+            raise ValueError("at least one event family is required")
+        self._families = {family.event: family for family in families}
+        union: Any = Union[tuple(self._families)]  # noqa: UP007  # runtime union of families
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union)
+        self._max_payload_bytes = max_payload_bytes
+        self.types = tuple(event_type_name(cls) for cls in self._families)
+
+    def decode(self, message: Message) -> Any | DecodeFailure:
+        value = message.value
+        if len(value) > self._max_payload_bytes:
+            return DecodeFailure(
+                "payload_too_large",
+                f"payload is {len(value)} bytes; the limit is {self._max_payload_bytes}",
+            )
+        try:
+            event = self._decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            if text.endswith("at `$.type`") or "missing required field `type`" in text:
+                return DecodeFailure(
+                    "unknown_type", f"{text}; known types: {', '.join(self.types)}"
+                )
+            return DecodeFailure("schema_violation", text)
+        except msgspec.DecodeError as exc:
+            return DecodeFailure("undecodable", f"not a UTF-8 JSON object: {exc}")
+        problems = event.problems()
+        if problems:
+            reason = "; ".join(f"{message_} - at `{path}`" for path, message_ in problems)
+            return DecodeFailure("schema_violation", reason)
+        return event
+
+    def describe(self, event: Any) -> EventInfo:
+        family = self._families[type(event)]
+        return EventInfo(
+            event_type=event_type_name(family.event),
+            event_id=event.event_id,
+            sku=family.sku(event),
+            ordering_key=family.ordering_key(event),
+            priority=family.priority,
+        )
+
+    def handler_for(self, event: Any) -> Handler | None:
+        return self._families[type(event)].handler

@@ -1,0 +1,546 @@
+"""The engine: Kafka records in, per-key ordered handler calls, durable outcomes, safe commits.
+
+Rooms and their doors::
+
+    fetch loop ──► Router.decode ──► KeyLanes.submit ──► runner pool ──► handler ──► outcome
+        │ (pauses partitions on budget)                                   │
+        ▼                                                                 ▼
+    PartitionOffsets.track                          durable(Done | Park | Reject) ──► complete
+                                                                                      │
+    commit loop / revocation / shutdown ◄── Checkpoint.commit (one place) ◄───────────┘
+
+The engine knows Kafka, keys, offsets and outcomes; it knows nothing of SAP or Amazon.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from anyio.abc import TaskStatus
+
+from worker.backoff import Backoff
+from worker.lanes import KeyLanes
+from worker.messages import DecodeFailure, EventInfo, Message, Router
+from worker.offsets import OffsetMap, OffsetMapError, PartitionOffsets
+from worker.outcomes import Done, Outcome, Park, Reject, Retry
+from worker.sinks import OutcomeSinks
+from worker.telemetry import EngineMetrics
+
+log = logging.getLogger("skuflow.engine")
+
+
+class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Tuning of one engine; ``config.EngineSettings`` maps onto it one to one."""
+
+    topics: tuple[str, ...]
+    group: str
+    max_in_flight: int = 256
+    max_buffered_messages: int = 20_000
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    resume_ratio: float = 0.5
+    commit_interval_seconds: float = 1.0
+    drain_timeout_seconds: float = 30.0
+    revoke_timeout_seconds: float = 10.0
+    backoff: Backoff = Backoff()
+    max_attempts: int = 10
+    offset_map_max_bytes: int = 3000
+    fetch_max_records: int = 2000
+    fetch_timeout_ms: int = 200
+
+
+class _Partition:
+    """Engine-side state of one owned partition."""
+
+    __slots__ = ("in_flight", "last_commit", "map_full", "offsets", "revoked", "tp")
+
+    def __init__(self, tp: TopicPartition, offsets: PartitionOffsets) -> None:
+        self.tp = tp
+        self.offsets = offsets
+        self.revoked = False
+        self.in_flight = 0
+        self.map_full = False
+        self.last_commit: tuple[int, str] | None = None
+
+
+class _Work:
+    """One message on its way through a lane."""
+
+    __slots__ = ("event", "failure", "info", "message", "part", "scope")
+
+    def __init__(
+        self,
+        message: Message,
+        part: _Partition,
+        event: Any,
+        info: EventInfo | None,
+        failure: DecodeFailure | None,
+    ) -> None:
+        self.message = message
+        self.part = part
+        self.event = event
+        self.info = info
+        self.failure = failure
+        self.scope: anyio.CancelScope | None = None
+
+
+class Engine:
+    """Consumes ``options.topics`` in one group and drives each message to a durable outcome."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        router: Router,
+        sinks: OutcomeSinks,
+        options: EngineOptions,
+        *,
+        metrics: EngineMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consumer = consumer
+        self._router = router
+        self._sinks = sinks
+        self._opt = options
+        self._metrics = metrics or EngineMetrics()
+        self._clock = clock
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._lanes: KeyLanes[_Work] = KeyLanes(
+            self._process,
+            max_in_flight=options.max_in_flight,
+            max_lanes=options.max_buffered_messages + options.fetch_max_records,
+            skip=self._skip_revoked,
+        )
+        self._buffered = 0
+        self._buffered_bytes = 0
+        self._paused: set[TopicPartition] = set()
+        self._over_budget = False
+        self._commit_lock = anyio.Lock()
+        self._stop = anyio.Event()
+        self._stopped = anyio.Event()
+        self.joined = False
+        self.draining = False
+        self.fetch_heartbeat = clock()
+        self.processed = 0
+        self._register_gauges()
+
+    # -- public surface --------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop fetching and drain (idempotent; safe from a signal handler's task)."""
+        self.draining = True
+        self._stop.set()
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    @property
+    def in_flight(self) -> int:
+        return self._lanes.in_flight
+
+    @property
+    def paused_partitions(self) -> int:
+        return len(self._paused)
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self._partitions)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until :meth:`request_stop`, then drain, commit and leave the group."""
+        listener = _Listener(self)
+        self._consumer.subscribe(topics=list(self._opt.topics), listener=listener)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._lanes.run)
+                tg.start_soon(self._commit_loop)
+                task_status.started()
+                await self._fetch_loop()
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._commit(list(self._partitions.values()))
+            self._stopped.set()
+
+    # -- fetching --------------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        consumer = self._consumer
+        opt = self._opt
+        while not self._stop.is_set():
+            self.fetch_heartbeat = self._clock()
+            self._apply_backpressure()
+            batch = await consumer.getmany(
+                timeout_ms=opt.fetch_timeout_ms, max_records=opt.fetch_max_records
+            )
+            for tp, records in batch.items():
+                part = self._partitions.get(tp)
+                if part is None:
+                    part = self._partitions[tp] = _Partition(tp, PartitionOffsets(None))
+                if part.revoked:
+                    continue
+                self._metrics.consumed.add(len(records), {"messaging.destination.name": tp.topic})
+                for record in records:
+                    self._admit(part, record)
+
+    def _admit(self, part: _Partition, record: Any) -> None:
+        if not part.offsets.track(record.offset):
+            self._metrics.skipped.add(1, {"messaging.destination.name": part.tp.topic})
+            return
+        message = Message(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value if record.value is not None else b"",
+            headers=record.headers or (),
+            timestamp_ms=record.timestamp,
+        )
+        decoded = self._router.decode(message)
+        if isinstance(decoded, DecodeFailure):
+            work = _Work(message, part, None, None, decoded)
+            key: Any = message.key if message.key is not None else part.tp
+        else:
+            info = self._router.describe(decoded)
+            work = _Work(message, part, decoded, info, None)
+            if info.ordering_key is not None:
+                key = info.ordering_key
+            else:
+                key = message.key if message.key is not None else part.tp
+        self._buffered += 1
+        self._buffered_bytes += message.size
+        self._lanes.submit(key, work)
+
+    def _apply_backpressure(self) -> None:
+        """Pause partitions while over budget; resume below the low-water mark."""
+        opt = self._opt
+        if self._over_budget:
+            self._over_budget = (
+                self._buffered > opt.max_buffered_messages * opt.resume_ratio
+                or self._buffered_bytes > opt.max_buffered_bytes * opt.resume_ratio
+            )
+        else:
+            self._over_budget = (
+                self._buffered >= opt.max_buffered_messages
+                or self._buffered_bytes >= opt.max_buffered_bytes
+            )
+        assigned = self._consumer.assignment()
+        wanted: set[TopicPartition] = set()
+        for tp in assigned:
+            part = self._partitions.get(tp)
+            if self._over_budget or (
+                part is not None
+                and (part.map_full or part.offsets.window >= opt.max_buffered_messages)
+            ):
+                wanted.add(tp)
+        to_pause = wanted - self._paused
+        to_resume = (self._paused - wanted) & assigned
+        if to_pause:
+            self._consumer.pause(*to_pause)
+            log.debug("paused", extra={"partitions": sorted(map(str, to_pause))})
+        if to_resume:
+            self._consumer.resume(*to_resume)
+            log.debug("resumed", extra={"partitions": sorted(map(str, to_resume))})
+        self._paused = wanted
+
+    # -- processing ------------------------------------------------------------------------------
+    def _skip_revoked(self, work: _Work) -> bool:
+        if not work.part.revoked:
+            return False
+        self._release(work)
+        return True
+
+    def _release(self, work: _Work) -> None:
+        self._buffered -= 1
+        self._buffered_bytes -= work.message.size
+
+    async def _process(self, work: _Work) -> None:
+        part = work.part
+        part.in_flight += 1
+        started = self._clock()
+        outcome_kind = "cancelled"
+        try:
+            with anyio.CancelScope() as scope:
+                work.scope = scope
+                outcome_kind = await self._execute(work)
+            if not scope.cancelled_caught:
+                part.offsets.complete(work.message.offset)
+                self.processed += 1
+        finally:
+            part.in_flight -= 1
+            self._release(work)
+            attrs = {"messaging.destination.name": part.tp.topic, "skuflow.outcome": outcome_kind}
+            self._metrics.process_duration.record(self._clock() - started, attrs)
+            self._metrics.outcomes.add(1, attrs)
+
+    async def _execute(self, work: _Work) -> str:
+        """Drive one message to a durable outcome; return the outcome's kind."""
+        message = work.message
+        if work.failure is not None:
+            await self._durably("exception", self._sinks.reject, message, work.failure, None)
+            return "reject"
+        info = work.info
+        assert info is not None
+        handler = self._router.handler_for(work.event)
+        if handler is None:
+            failure = DecodeFailure(
+                "no_handler",
+                f"no handler for event type {info.event_type!r} in this build; "
+                "retry the exception once a handler is deployed",
+            )
+            await self._durably("exception", self._sinks.reject, message, failure, info)
+            return "reject"
+        while True:
+            message.attempts += 1
+            outcome = await self._call(handler, work)
+            if isinstance(outcome, Done):
+                await self._durably("settle", self._sinks.done, message)
+                return "done"
+            if isinstance(outcome, Retry):
+                if message.attempts >= self._opt.max_attempts:
+                    outcome = Reject(
+                        "retries_exhausted",
+                        f"gave up after {message.attempts} attempts: {outcome.reason}",
+                    )
+                else:
+                    self._metrics.retries.add(1, {"messaging.destination.name": message.topic})
+                    delay = outcome.after
+                    if delay is None:
+                        delay = self._opt.backoff.delay(message.attempts)
+                    log.info(
+                        "retrying",
+                        extra=_where(message, attempt=message.attempts, reason=outcome.reason),
+                    )
+                    await anyio.sleep(delay)
+                    continue
+            if isinstance(outcome, Park):
+                await self._durably("park", self._sinks.park, message, outcome, info)
+                return "park"
+            rejected = DecodeFailure(outcome.kind, outcome.reason)
+            await self._durably("exception", self._sinks.reject, message, rejected, info)
+            return "reject"
+
+    async def _call(self, handler: Any, work: _Work) -> Outcome:
+        try:
+            outcome: Outcome = await handler(work.event, work.message)
+        except Exception as exc:
+            log.exception("handler raised", extra=_where(work.message))
+            return Retry(f"handler raised {type(exc).__name__}: {exc}")
+        return outcome
+
+    async def _durably(
+        self, what: str, write: Callable[..., Awaitable[object]], *args: Any
+    ) -> None:
+        """Retry an infrastructure write until it succeeds: the offset waits for it."""
+        attempt = 0
+        while True:
+            try:
+                await write(*args)
+                return
+            except Exception as exc:
+                attempt += 1
+                delay = self._opt.backoff.delay(attempt)
+                log.warning(
+                    "durable write failed; retrying",
+                    extra={"write": what, "error": type(exc).__name__, "retry_in_s": delay},
+                )
+                await anyio.sleep(delay)
+
+    # -- commits ---------------------------------------------------------------------------------
+    async def _commit_loop(self) -> None:
+        while True:
+            await anyio.sleep(self._opt.commit_interval_seconds)
+            await self._commit([p for p in self._partitions.values() if not p.revoked])
+
+    async def _commit(self, parts: Iterable[_Partition]) -> None:
+        """The one place offsets are committed: the watermark plus the offset map."""
+        async with self._commit_lock:
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            owned = self._consumer.assignment()
+            for part in parts:
+                if part.tp not in owned:
+                    continue
+                watermark = part.offsets.watermark()
+                if watermark is None:
+                    continue
+                offset_map = part.offsets.offset_map()
+                metadata = offset_map.encode() if offset_map is not None else ""
+                part.map_full = len(metadata) > self._opt.offset_map_max_bytes
+                if part.map_full:
+                    metadata = ""  # the watermark alone is always safe
+                if part.last_commit == (watermark, metadata):
+                    continue
+                offsets[part.tp] = OffsetAndMetadata(watermark, metadata)
+            if not offsets:
+                return
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                self._metrics.commits.add(1, {"result": "failed"})
+                log.warning("commit failed", extra={"error": repr(exc)})
+                return
+            self._metrics.commits.add(1, {"result": "ok"})
+            for tp, committed in offsets.items():
+                owner = self._partitions.get(tp)
+                if owner is not None:
+                    owner.last_commit = (committed.offset, committed.metadata)
+
+    # -- rebalancing -----------------------------------------------------------------------------
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        fresh = [tp for tp in assigned if tp not in self._partitions]
+        committed: dict[TopicPartition, Any] = {}
+        if fresh:
+            # aiokafka exposes the commit metadata only on its coordinator.
+            coordinator = self._consumer._coordinator
+            try:
+                committed = await coordinator.fetch_committed_offsets(fresh)
+            except KafkaError as exc:
+                log.warning("could not read commit metadata", extra={"error": repr(exc)})
+        for tp in fresh:
+            offset_map = None
+            start = None
+            entry = committed.get(tp)
+            if entry is not None and entry.offset >= 0:
+                start = entry.offset
+                offset_map = _read_offset_map(tp, entry.offset, entry.metadata)
+            self._partitions[tp] = _Partition(tp, PartitionOffsets(start, offset_map))
+        self.joined = True
+        log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        parts = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+        for part in parts:
+            part.revoked = True
+        for work in self._lanes.discard(lambda w: w.part.revoked):
+            self._release(work)
+        with anyio.move_on_after(self._opt.revoke_timeout_seconds):
+            await _wait_until(lambda: not any(part.in_flight for part in parts))
+        for work in self._lanes.running_items():
+            if work.part.revoked and work.scope is not None:
+                log.warning("revocation cancelled in-flight work", extra=_where(work.message))
+                work.scope.cancel()
+        await self._commit(parts)
+        for part in parts:
+            self._partitions.pop(part.tp, None)
+            self._paused.discard(part.tp)
+        log.info("partitions revoked", extra={"partitions": sorted(map(str, revoked))})
+
+    # -- draining --------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Stop starting work; let in-flight work finish within the drain timeout."""
+        self._lanes.close()
+        with anyio.move_on_after(self._opt.drain_timeout_seconds):
+            await _wait_until(lambda: not self._lanes.in_flight)
+        if self._lanes.in_flight:
+            log.warning(
+                "drain timeout: cancelling in-flight work",
+                extra={"in_flight": self._lanes.in_flight},
+            )
+
+    def _register_gauges(self) -> None:
+        m = self._metrics
+        m.observe(
+            "skuflow.in_flight",
+            "Messages being processed.",
+            "{message}",
+            lambda: [(self._lanes.in_flight, {})],
+        )
+        m.observe(
+            "skuflow.buffered",
+            "Messages fetched and not yet durable.",
+            "{message}",
+            lambda: [(self._buffered, {})],
+        )
+        m.observe(
+            "skuflow.keys.active",
+            "Keys with queued or running work.",
+            "{key}",
+            lambda: [(self._lanes.active_keys, {})],
+        )
+        m.observe(
+            "skuflow.keys.blocked",
+            "Keys waiting behind a running event.",
+            "{key}",
+            lambda: [(self._lanes.blocked_keys, {})],
+        )
+        m.observe(
+            "skuflow.partitions.paused",
+            "Partitions paused by backpressure.",
+            "{partition}",
+            lambda: [(len(self._paused), {})],
+        )
+        m.observe(
+            "messaging.kafka.consumer.lag",
+            "Messages behind the high watermark.",
+            "{message}",
+            self._lag,
+        )
+
+    def _lag(self) -> list[tuple[float, dict[str, str | int]]]:
+        out: list[tuple[float, dict[str, str | int]]] = []
+        for tp, part in list(self._partitions.items()):
+            try:
+                high = self._consumer.highwater(tp)
+            except Exception:  # not assigned any more
+                continue
+            watermark = part.offsets.watermark()
+            if high is None or watermark is None:
+                continue
+            out.append(
+                (
+                    max(0, high - watermark),
+                    {
+                        "messaging.destination.name": tp.topic,
+                        "messaging.destination.partition.id": str(tp.partition),
+                    },
+                )
+            )
+        return out
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._engine.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._engine.on_assigned(assigned)
+
+
+def _read_offset_map(tp: TopicPartition, committed: int, metadata: str) -> OffsetMap | None:
+    if not metadata:
+        return None
+    try:
+        offset_map = OffsetMap.decode(metadata)
+    except OffsetMapError as exc:
+        log.warning("ignoring commit metadata", extra={"partition": str(tp), "error": str(exc)})
+        return None
+    if offset_map.watermark != committed:
+        # Someone moved the group's offset (e.g. a reset): the map describes another position.
+        return None
+    return offset_map
+
+
+async def _wait_until(condition: Callable[[], bool], poll: float = 0.01) -> None:
+    """Poll a cheap condition; used only in bounded drains (revocation, shutdown)."""
+    while not condition():  # noqa: ASYNC110  # bounded by the caller's move_on_after
+        await anyio.sleep(poll)
+
+
+def _where(message: Message, **extra: Any) -> dict[str, Any]:
+    return {
+        "messaging.destination.name": message.topic,
+        "messaging.destination.partition.id": message.partition,
+        "messaging.kafka.offset": message.offset,
+        **extra,
+    }
+
+
+__all__ = ["Engine", "EngineOptions"]

@@ -1,0 +1,149 @@
+"""Per-key lanes: one event of a key at a time, in arrival order; many keys at once.
+
+Invariant 1 (key order) lives here and only here. A lane exists for a key exactly while it has
+queued work, and a lane is owned by exactly one party at a time: either it sits once in the
+ready queue, or one runner is working through it. So two events of one key can never run
+concurrently, and they run in the order they were submitted (the fetch order, which for one
+partition is offset order).
+
+Runners are a fixed pool of ``max_in_flight`` tasks, so concurrency is bounded without a task
+per event; the ready queue holds at most one entry per lane, and lanes hold only submitted
+work, which the engine bounds (buffered messages).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+T = TypeVar("T")
+
+#: A runner keeps a busy lane for at most this many items before letting other lanes go first.
+FAIRNESS_QUANTUM = 16
+
+
+class KeyLanes(Generic[T]):
+    """Runs ``process(item)`` for submitted items: per key sequential, across keys concurrent."""
+
+    def __init__(
+        self,
+        process: Callable[[T], Awaitable[None]],
+        *,
+        max_in_flight: int,
+        max_lanes: int,
+        skip: Callable[[T], bool] | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self._process = process
+        self._skip = skip
+        self._max_in_flight = max_in_flight
+        self._lanes: dict[Hashable, deque[T]] = {}
+        self._ready_tx, self._ready_rx = anyio.create_memory_object_stream[Hashable](
+            max_buffer_size=max_lanes
+        )
+        self._running: dict[Hashable, T] = {}
+        self._queued = 0
+
+    # -- introspection -------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Items submitted and not yet started."""
+        return self._queued
+
+    @property
+    def in_flight(self) -> int:
+        """Items being processed right now."""
+        return len(self._running)
+
+    @property
+    def active_keys(self) -> int:
+        """Keys with queued or running work."""
+        return len(self._lanes)
+
+    @property
+    def blocked_keys(self) -> int:
+        """Keys whose next item waits behind a running one of the same key."""
+        return sum(1 for key, lane in self._lanes.items() if key in self._running and len(lane) > 1)
+
+    def running_items(self) -> list[T]:
+        return list(self._running.values())
+
+    # -- submission ----------------------------------------------------------------------------
+    def submit(self, key: Hashable, item: T) -> None:
+        """Queue ``item`` behind earlier items of ``key``. Never blocks."""
+        self._queued += 1
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append(item)
+            return
+        self._lanes[key] = deque((item,))
+        # Bounded: at most one entry per lane, and lanes <= max_lanes by the caller's budget.
+        self._ready_tx.send_nowait(key)
+
+    def discard(self, predicate: Callable[[T], bool]) -> list[T]:
+        """Remove queued (not running) items matching ``predicate``; return them."""
+        removed: list[T] = []
+        for key, lane in self._lanes.items():
+            running = self._running.get(key)
+            keep: deque[T] = deque()
+            for index, item in enumerate(lane):
+                if index == 0 and running is item:
+                    keep.append(item)
+                elif predicate(item):
+                    removed.append(item)
+                else:
+                    keep.append(item)
+            if len(keep) != len(lane):
+                lane.clear()
+                lane.extend(keep)
+        self._queued -= len(removed)
+        return removed
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the runner pool until cancelled or :meth:`close` is called."""
+        async with anyio.create_task_group() as tg:
+            for _ in range(self._max_in_flight):
+                tg.start_soon(self._runner, self._ready_rx.clone())
+            self._ready_rx.close()
+            task_status.started()
+
+    def close(self) -> None:
+        """Runners finish their current lane item and stop; queued items stay queued."""
+        self._ready_tx.close()
+
+    async def _runner(self, ready: anyio.abc.ObjectReceiveStream[Hashable]) -> None:
+        async with ready:
+            async for key in ready:
+                await self._drain_lane(key)
+
+    async def _drain_lane(self, key: Hashable) -> None:
+        lane = self._lanes[key]
+        for _ in range(FAIRNESS_QUANTUM):
+            if not lane:
+                del self._lanes[key]
+                return
+            item = lane[0]
+            if self._skip is not None and self._skip(item):
+                lane.popleft()
+                self._queued -= 1
+                continue
+            self._queued -= 1
+            self._running[key] = item
+            try:
+                await self._process(item)
+            finally:
+                del self._running[key]
+                lane.popleft()
+        if lane:
+            try:
+                self._ready_tx.send_nowait(key)
+            except anyio.ClosedResourceError:
+                return  # shutting down: the remaining items stay queued, uncommitted
+        else:
+            del self._lanes[key]

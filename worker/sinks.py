@@ -1,0 +1,108 @@
+"""Where non-trivial outcomes become durable: exception records, dead letters, parked events.
+
+Each method returns only once its effect is durable; the engine completes the offset after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import asyncpg
+
+from worker.exceptions import ExceptionStore, encode_headers, retry_of
+from worker.messages import DecodeFailure, EventInfo, Message
+from worker.outcomes import Park
+
+log = logging.getLogger("skuflow.outcomes")
+
+
+class DeadLetterProducer(Protocol):
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> object: ...
+
+
+class OutcomeSinks:
+    """Makes reject / park / done outcomes durable."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: DeadLetterProducer,
+        dead_letter_topic: str,
+    ) -> None:
+        self._pool = pool
+        self._exceptions = ExceptionStore(pool)
+        self._producer = producer
+        self._dead_letter_topic = dead_letter_topic
+
+    async def reject(
+        self, message: Message, failure: DecodeFailure, info: EventInfo | None
+    ) -> None:
+        headers = [
+            *[(k, v) for k, v in message.headers if not k.startswith("skuflow.error.")],
+            ("skuflow.error.kind", failure.kind.encode()),
+            ("skuflow.error.reason", failure.reason.encode("utf-8", "replace")[:4096]),
+            ("skuflow.original.topic", message.topic.encode()),
+            ("skuflow.original.partition", str(message.partition).encode()),
+            ("skuflow.original.offset", str(message.offset).encode()),
+        ]
+        await self._producer.send_and_wait(
+            self._dead_letter_topic, value=message.value, key=message.key, headers=headers
+        )
+        exception_id = await self._exceptions.record(
+            message,
+            kind=failure.kind,
+            reason=failure.reason,
+            event_id=info.event_id if info else None,
+            sku=info.sku if info else None,
+        )
+        log.warning(
+            "exception recorded",
+            extra={
+                "exception_id": exception_id,
+                "kind": failure.kind,
+                "reason": failure.reason,
+                "messaging.destination.name": message.topic,
+                "messaging.destination.partition.id": message.partition,
+                "messaging.kafka.offset": message.offset,
+            },
+        )
+
+    async def park(self, message: Message, park: Park, info: EventInfo | None) -> None:
+        await self._pool.execute(
+            """INSERT INTO skuflow_parked
+                 (topic, partition, "offset", key, ordering_key, event_id, payload, headers,
+                  reason, attempts, next_attempt_at, deadline)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12)
+               ON CONFLICT (topic, partition, "offset") DO UPDATE
+                 SET reason = EXCLUDED.reason, attempts = skuflow_parked.attempts + 1,
+                     next_attempt_at = EXCLUDED.next_attempt_at, deadline = EXCLUDED.deadline""",
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            info.ordering_key if info else None,
+            info.event_id if info else None,
+            message.value,
+            encode_headers(message.headers),
+            park.reason,
+            message.attempts,
+            park.next_attempt_at,
+            park.deadline,
+        )
+        await self._settle(message)
+
+    async def done(self, message: Message) -> None:
+        await self._settle(message)
+
+    async def _settle(self, message: Message) -> None:
+        if retry_of(message) is not None:
+            await self._exceptions.settle_retry(message)

@@ -1,0 +1,62 @@
+"""Engine metrics through the OpenTelemetry metrics API (exported by OTLP and on /metrics).
+
+Instruments are created once per meter. Names follow the OpenTelemetry messaging semantic
+conventions where one exists (``messaging.client.consumed.messages``,
+``messaging.process.duration``); skuflow's own are prefixed ``skuflow.``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+#: The messaging conventions' advisory buckets for messaging.process.duration (seconds).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+Gauges = Callable[[], Iterable[tuple[float, dict[str, str | int]]]]
+
+
+class EngineMetrics:
+    """The engine's instruments; gauges read live engine state through callbacks."""
+
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("skuflow.worker")
+        self.meter = meter
+        self.consumed = meter.create_counter(
+            "messaging.client.consumed.messages",
+            unit="{message}",
+            description="Messages delivered to the worker by the consumer.",
+        )
+        self.process_duration = meter.create_histogram(
+            "messaging.process.duration",
+            unit="s",
+            description="Duration of processing one message, outcome included.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.outcomes = meter.create_counter(
+            "skuflow.outcomes", unit="{message}", description="Handler outcomes by kind."
+        )
+        self.exceptions = meter.create_counter(
+            "skuflow.exceptions", unit="{exception}", description="Exception records by kind."
+        )
+        self.retries = meter.create_counter(
+            "skuflow.retries", unit="{retry}", description="In-place retries (key blocked)."
+        )
+        self.skipped = meter.create_counter(
+            "skuflow.offsets.skipped",
+            unit="{message}",
+            description="Messages skipped because the offset map shows them done.",
+        )
+        self.commits = meter.create_counter(
+            "skuflow.commits", unit="{commit}", description="Offset commits by result."
+        )
+
+    def observe(self, name: str, description: str, unit: str, read: Gauges) -> None:
+        """Register an observable gauge read from live state at collection time."""
+
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(value, attributes) for value, attributes in read()]
+
+        self.meter.create_observable_gauge(name, [callback], unit=unit, description=description)
