@@ -108,6 +108,6 @@ class DispatchConfirmed(Event, frozen=True, kw_only=True, tag="dispatch.confirme
 EVENT_TYPES: tuple[type[Event], ...] = (StockAdjusted, DispatchConfirmed)
 
 
-def event_type_name(cls: type[Event]) -> str:
+def event_type_name(cls: type[Any]) -> str:
     tag: Any = cls.__struct_config__.tag
     return str(tag)

@@ -11,7 +11,7 @@ from typing import Any, Union
 
 import msgspec
 
-from handlers.events import Event, event_type_name
+from handlers.events import event_type_name
 from worker.messages import DecodeFailure, EventInfo, Handler, Message
 
 #: Payloads above this size are refused before decoding (a data error, not an event).
@@ -21,7 +21,7 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 class Family(msgspec.Struct, frozen=True, kw_only=True):
     """One event family: its type, how it is ordered, who handles it, and its class."""
 
-    event: type[Event]
+    event: type[Any]  # a tagged msgspec Struct, normally a handlers.events.Event
     ordering_key: Callable[[Any], str]
     handler: Handler | None = None
     priority: str = "normal"

@@ -210,3 +210,16 @@ class ExceptionStore:
             "SELECT id FROM skuflow_exceptions WHERE status = $1 ORDER BY id", status
         )
         return [int(r["id"]) for r in rows]
+
+
+async def republish(store: ExceptionStore, producer: Any, ids: list[int]) -> int:
+    """Send each exception's original message to its topic again, tagged ``retry-of``."""
+    count = 0
+    for exception_id in ids:
+        topic, key, payload, headers = await store.raw(exception_id)
+        headers = [(k, v) for k, v in headers if k != RETRY_OF_HEADER]
+        headers.append((RETRY_OF_HEADER, str(exception_id).encode()))
+        await producer.send_and_wait(topic, value=payload, key=key, headers=headers)
+        await store.mark_retrying(exception_id)
+        count += 1
+    return count

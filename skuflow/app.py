@@ -1,0 +1,218 @@
+"""Wiring: settings → PostgreSQL, Kafka clients, router, engine, health server.
+
+The lifecycle reads top to bottom in :meth:`Worker.run`: health server up, PostgreSQL reached
+and migrated, clients started, engine joined; then it runs until asked to stop, drains, commits
+and closes everything in reverse order. Every task lives in one task group.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import anyio
+import asyncpg
+from anyio.abc import TaskStatus
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from handlers.families import default_families
+from handlers.router import DomainRouter
+from worker.backoff import Backoff
+from worker.engine import Engine, EngineOptions
+from worker.errors import InfrastructureError
+from worker.health import HealthServer
+from worker.kafka import build_consumer, build_producer
+from worker.messages import Router
+from worker.sinks import OutcomeSinks
+from worker.store import create_pool, migrate, package_migrations, ping
+from worker.telemetry import EngineMetrics
+
+log = logging.getLogger("skuflow.app")
+
+VERSION = "0.1.0"
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    e = settings.engine
+    return EngineOptions(
+        topics=(settings.topics.stock, settings.topics.dispatch),
+        group=settings.kafka.group,
+        max_in_flight=e.max_in_flight,
+        max_buffered_messages=e.max_buffered_messages,
+        max_buffered_bytes=e.max_buffered_bytes,
+        resume_ratio=e.resume_ratio,
+        commit_interval_seconds=e.commit_interval_seconds,
+        drain_timeout_seconds=e.drain_timeout_seconds,
+        revoke_timeout_seconds=e.revoke_timeout_seconds,
+        backoff=Backoff(e.retry_initial_seconds, e.retry_max_seconds, e.retry_multiplier),
+        max_attempts=e.max_attempts,
+        offset_map_max_bytes=e.offset_map_max_bytes,
+        fetch_max_records=e.fetch_max_records,
+    )
+
+
+def default_router(_settings: Settings) -> Router:
+    """The domain router of this build (handlers are registered per event family)."""
+    return DomainRouter(default_families())
+
+
+async def connect_database(settings: Settings, *, attempts: int | None = None) -> asyncpg.Pool:
+    """Connect (retrying with backoff while PostgreSQL is unreachable) and migrate."""
+    backoff = Backoff(0.5, 10.0)
+    attempt = 0
+    while True:
+        try:
+            pool = await create_pool(
+                settings.database.url.reveal(),
+                min_size=settings.database.min_pool,
+                max_size=settings.database.max_pool,
+            )
+            break
+        except InfrastructureError as exc:
+            attempt += 1
+            if attempts is not None and attempt >= attempts:
+                raise
+            log.warning("PostgreSQL not reachable yet", extra={"error": str(exc)})
+            await anyio.sleep(backoff.delay(attempt))
+    await migrate(pool, package_migrations("worker", "engine"))
+    return pool
+
+
+class Worker:
+    """The daemon of ``skuflow run``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        router: Router | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.router = router or default_router(settings)
+        self.options = options or engine_options(settings)
+        self.registry = CollectorRegistry()
+        resource = Resource.create({"service.name": "skuflow", "service.version": VERSION})
+        self.meter_provider = MeterProvider(
+            resource=resource, metric_readers=[PrometheusMetricReader(registry=self.registry)]
+        )
+        self.metrics = EngineMetrics(self.meter_provider.get_meter("skuflow.worker", VERSION))
+        self.engine: Engine | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.health: HealthServer | None = None
+        self._started = time.monotonic()
+        self._stop = anyio.Event()
+        self._ping_cache: tuple[float, bool] = (0.0, False)
+
+    # -- probes ----------------------------------------------------------------------------------
+    def _heartbeat(self) -> float:
+        # Before the engine exists (start-up, waiting for PostgreSQL) the process counts as alive.
+        return self.engine.fetch_heartbeat if self.engine is not None else time.monotonic()
+
+    async def _readiness(self) -> tuple[bool, str]:
+        engine = self.engine
+        if self._stop.is_set() or (engine is not None and engine.draining):
+            return False, "draining"
+        if self.pool is None:
+            return False, "waiting for PostgreSQL"
+        now = time.monotonic()
+        checked_at, ok = self._ping_cache
+        if now - checked_at > 2.0:
+            ok = await ping(self.pool)
+            self._ping_cache = (now, ok)
+        if not ok:
+            return False, "PostgreSQL unreachable"
+        if engine is None or not engine.joined:
+            return False, "joining consumer group"
+        return True, "ready"
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        if self.engine is not None:
+            self.engine.request_stop()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        settings = self.settings
+        self.health = HealthServer(
+            heartbeat=self._heartbeat,
+            readiness=self._readiness,
+            stall_seconds=settings.health.stall_seconds,
+            registry=self.registry,
+        )
+        await self.health.start(settings.health.host, settings.health.port)
+        try:
+            self.pool = await connect_database(settings)
+            producer = build_producer(settings.kafka)
+            await producer.start()
+            try:
+                consumer = build_consumer(settings.kafka, group=self.options.group)
+                await consumer.start()
+                try:
+                    sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
+                    self.engine = Engine(
+                        consumer, self.router, sinks, self.options, metrics=self.metrics
+                    )
+                    if self._stop.is_set():
+                        self.engine.request_stop()
+                    log.info(
+                        "worker started",
+                        extra={
+                            "topics": ",".join(self.options.topics),
+                            "group": self.options.group,
+                            "health_port": self.health.port,
+                        },
+                    )
+                    task_status.started()
+                    await self.engine.run()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await consumer.stop()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await producer.stop()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.pool is not None:
+                    await self.pool.close()
+                await self.health.stop()
+                self.meter_provider.shutdown()
+            log.info("worker stopped")
+
+
+async def run_until_signalled(worker: Worker) -> int:
+    """Run ``worker``; first SIGTERM/SIGINT drains, a second one exits at once."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    if count == 1:
+                        log.info("signal received: draining", extra={"signal": signum.name})
+                        worker.request_stop()
+                    else:
+                        log.warning("second signal: exiting now", extra={"signal": signum.name})
+                        tg.cancel_scope.cancel()
+                        return
+
+        tg.start_soon(watch_signals)
+        await worker.run()
+        tg.cancel_scope.cancel()
+    return 0
+
+
+def install_uvloop() -> Any:
+    """The event loop policy to run with (uvloop where available)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return None
+    return uvloop
