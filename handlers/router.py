@@ -18,6 +18,11 @@ from worker.messages import DecodeFailure, EventInfo, Handler, Message
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
+class _Unroutable(msgspec.Struct, frozen=True, tag="skuflow.unroutable", tag_field="type"):
+    """Never produced: keeps the decoder a *union*, so a missing ``type`` is always an error
+    (msgspec accepts an untagged object when a single tagged Struct is decoded alone)."""
+
+
 class Family(msgspec.Struct, frozen=True, kw_only=True):
     """One event family: its type, how it is ordered, who handles it, and its class."""
 
@@ -35,7 +40,8 @@ class DomainRouter:
         if not families:
             raise ValueError("at least one event family is required")
         self._families = {family.event: family for family in families}
-        union: Any = Union[tuple(self._families)]  # noqa: UP007  # runtime union of families
+        members = (*self._families, _Unroutable)
+        union: Any = Union[members]  # noqa: UP007  # runtime union of the families
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union)
         self._max_payload_bytes = max_payload_bytes
         self.types = tuple(event_type_name(cls) for cls in self._families)
@@ -58,6 +64,8 @@ class DomainRouter:
             return DecodeFailure("schema_violation", text)
         except msgspec.DecodeError as exc:
             return DecodeFailure("undecodable", f"not a UTF-8 JSON object: {exc}")
+        if isinstance(event, _Unroutable):
+            return DecodeFailure("unknown_type", "reserved type skuflow.unroutable")
         problems = event.problems()
         if problems:
             reason = "; ".join(f"{message_} - at `{path}`" for path, message_ in problems)
