@@ -7,6 +7,7 @@ Each handled event is appended to ``handled`` (in memory) and, when a pool is gi
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +41,10 @@ TABLE = """CREATE TABLE IF NOT EXISTS test_handled (
     partition INTEGER NOT NULL, "offset" BIGINT NOT NULL, at TIMESTAMPTZ DEFAULT clock_timestamp())"""
 
 
+#: A process-wide completion order, comparable across the recorders of one test.
+_stamps = itertools.count()
+
+
 class Recorder:
     """Handles ``test.event``: optional latency, optional per-SKU behaviour, records it."""
 
@@ -52,7 +57,8 @@ class Recorder:
         before: Callable[[TestEvent, Message], Awaitable[Outcome | None]] | None = None,
     ) -> None:
         self.name = name
-        self.handled: list[tuple[str, int, int, int]] = []
+        #: (sku, seq, partition, offset, completion stamp) per handled event
+        self.handled: list[tuple[str, int, int, int, int]] = []
         self._latency = latency
         self._pool = pool
         self._before = before
@@ -74,9 +80,15 @@ class Recorder:
                 await self._pool.execute(
                     'INSERT INTO test_handled (worker, sku, seq, partition, "offset") '
                     "VALUES ($1, $2, $3, $4, $5)",
-                    self.name, event.sku, event.seq, message.partition, message.offset,
+                    self.name,
+                    event.sku,
+                    event.seq,
+                    message.partition,
+                    message.offset,
                 )
-            self.handled.append((event.sku, event.seq, message.partition, message.offset))
+            self.handled.append(
+                (event.sku, event.seq, message.partition, message.offset, next(_stamps))
+            )
             return DONE
         finally:
             self._running.discard(event.sku)

@@ -33,8 +33,9 @@ def settings_for(
     return Settings(
         kafka=KafkaSettings(bootstrap=bootstrap, group=group, session_timeout_ms=10_000),
         database=DatabaseSettings(url=Secret(database_url)),
-        topics=TopicsSettings(stock=topic, dispatch=f"{topic}.dispatch",
-                              dead_letter=f"{topic}.dlq"),
+        topics=TopicsSettings(
+            stock=topic, dispatch=f"{topic}.dispatch", dead_letter=f"{topic}.dlq"
+        ),
         health=HealthSettings(port=0, host="127.0.0.1", stall_seconds=5.0),
         log=LogSettings(format="console"),
         engine=EngineSettings(**engine),
