@@ -48,6 +48,7 @@ class KeyLanes(Generic[T]):
         )
         self._running: dict[Hashable, T] = {}
         self._queued = 0
+        self._closed = False
 
     # -- introspection -------------------------------------------------------------------------
     @property
@@ -114,12 +115,15 @@ class KeyLanes(Generic[T]):
             task_status.started()
 
     def close(self) -> None:
-        """Runners finish their current lane item and stop; queued items stay queued."""
+        """Stop starting items: runners finish the item in hand and stop; the rest stay queued."""
+        self._closed = True
         self._ready_tx.close()
 
     async def _runner(self, ready: anyio.abc.ObjectReceiveStream[Hashable]) -> None:
         async with ready:
             async for key in ready:
+                if self._closed:
+                    return
                 await self._drain_lane(key)
 
     async def _drain_lane(self, key: Hashable) -> None:
@@ -127,6 +131,8 @@ class KeyLanes(Generic[T]):
         for _ in range(FAIRNESS_QUANTUM):
             if not lane:
                 del self._lanes[key]
+                return
+            if self._closed:
                 return
             item = lane[0]
             if self._skip is not None and self._skip(item):

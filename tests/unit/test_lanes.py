@@ -107,3 +107,29 @@ def test_discard_removes_queued_items_but_never_the_running_one() -> None:
 
     anyio.run(main)
     assert processed == [0, 1, 3]
+
+
+def test_close_stops_starting_queued_items_but_lets_the_running_ones_finish() -> None:
+    started = anyio.Event()
+    release = anyio.Event()
+    processed: list[int] = []
+
+    async def process(item: int) -> None:
+        if item == 0:
+            started.set()
+            await release.wait()
+        processed.append(item)
+
+    async def main() -> None:
+        lanes: KeyLanes[int] = KeyLanes(process, max_in_flight=1, max_lanes=10)
+        async with anyio.create_task_group() as tg:
+            await tg.start(lanes.run)
+            for item in range(4):
+                lanes.submit(item, item)
+            await started.wait()
+            lanes.close()
+            release.set()
+        assert lanes.queued == 3
+
+    anyio.run(main)
+    assert processed == [0]

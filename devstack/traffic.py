@@ -1,0 +1,285 @@
+"""Sample traffic for ``skuflow dev``: realistic contract events at a steady rate.
+
+:class:`SampleEvents` makes the payloads (pure, seeded): mostly ``stock.adjusted`` keyed by SKU,
+some ``dispatch.confirmed`` keyed by Amazon order id, and about 1% bad input (broken JSON, a
+missing field, an unknown type) so the exception path shows. :func:`produce_sample_traffic`
+sends them with a token bucket and a bounded number of unacknowledged sends until cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import math
+import random
+import secrets
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+import anyio
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+__all__ = ["WAREHOUSES", "Sample", "SampleEvents", "TrafficStats", "produce_sample_traffic"]
+
+WAREHOUSES = ("LOC-01", "LOC-02", "LOC-03")
+_REASONS = ("count", "damaged", "found", "receipt", "issue")
+_REASON_WEIGHTS = (25, 12, 8, 25, 30)
+_MARKETPLACES = ("A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1PA6795UKMFR9")
+_ORDER_PREFIXES = ("026", "202", "203", "204", "205", "206")
+_CARRIERS = (("Royal Mail", "Tracked 24"), ("Royal Mail", "Tracked 48"), ("DPD", "Next Day"))
+_3PL_ZONE = timezone(timedelta(hours=1))  # the 3PL reports its local time (CET), with offset
+
+Kind = Literal["stock", "dispatch", "bad"]
+
+
+class Sample(NamedTuple):
+    kind: Kind
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class TrafficStats:
+    """Counters of a running producer (``produced`` counts acknowledged records)."""
+
+    produced: int = 0
+    stock: int = 0
+    dispatch: int = 0
+    bad: int = 0
+    failed: int = 0
+    last_error: str | None = None
+
+    def count(self, kind: Kind) -> None:
+        if kind == "stock":
+            self.stock += 1
+        elif kind == "dispatch":
+            self.dispatch += 1
+        else:
+            self.bad += 1
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _digits(rng: random.Random, count: int) -> str:
+    return "".join(rng.choices(string.digits, k=count))
+
+
+class SampleEvents:
+    """Deterministic (per ``seed``) payloads over a catalogue of ``skus`` SKUs.
+
+    Popularity is Zipf-like, so a few SKUs are hot; ~5% of SKUs are batch-managed, ~3% are
+    serial-managed and ~5% are sold by weight (decimal quantities as decimal strings).
+    """
+
+    def __init__(self, skus: int, *, seed: int = 0, run: str = "r0") -> None:
+        if skus < 1:
+            raise ValueError("skus must be >= 1")
+        self._rng = random.Random(seed)
+        self._run = run
+        self._seq = itertools.count(1)
+        catalogue: set[str] = set()
+        while len(catalogue) < skus:
+            letters = "".join(self._rng.choices(string.ascii_uppercase, k=3))
+            catalogue.add(f"{letters}-{self._rng.randrange(100, 10_000)}")
+        self.skus = sorted(catalogue)
+        self._rng.shuffle(self.skus)
+        self._cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(skus)))
+        self._batch = set(self.skus[::20])
+        self._serial = set(self.skus[7::33])
+        self._by_weight = set(self.skus[3::20])
+
+    def _sku(self) -> str:
+        point = self._rng.random() * self._cumulative[-1]
+        return self.skus[min(bisect.bisect(self._cumulative, point), len(self.skus) - 1)]
+
+    def next(self, now: datetime) -> Sample:
+        roll = self._rng.random()
+        if roll < 0.01:
+            return self._bad(now)
+        if roll < 0.20:
+            key, payload = self._dispatch(now)
+            return Sample("dispatch", key.encode(), msgspec.json.encode(payload))
+        key, payload = self._stock(now)
+        return Sample("stock", key.encode(), msgspec.json.encode(payload))
+
+    def _stock(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        rng, n = self._rng, next(self._seq)
+        sku = self._sku()
+        reason = rng.choices(_REASONS, _REASON_WEIGHTS)[0]
+        units = {
+            "count": rng.choice((-1, 1)) * rng.randint(1, 5),
+            "damaged": -rng.randint(1, 3),
+            "found": rng.randint(1, 3),
+            "receipt": rng.choice((6, 12, 24, 48, 120, 240)),
+            "issue": -rng.randint(1, 10),
+        }[reason]
+        quantity: int | Decimal = units
+        serials: list[str] = []
+        if sku in self._serial:
+            quantity = max(-2, min(2, units))
+            serials = [f"SN{_digits(rng, 10)}" for _ in range(abs(quantity))]
+        elif sku in self._by_weight:
+            quantity = Decimal(units) * Decimal(rng.choice(("0.25", "0.5", "1.125", "2.75")))
+        batch = None
+        if sku in self._batch:
+            batch = f"B{now:%y%m}-{rng.randint(1, 40):03d}"
+        occurred = now - timedelta(seconds=rng.uniform(0, 3))
+        return sku, {
+            "type": "stock.adjusted",
+            "event_id": f"adj-{self._run}-{n:07d}",
+            "occurred_at": _rfc3339(occurred),
+            "source": "ims",
+            "source_ref": f"IMS-ADJ-{100_000 + n}",
+            "sku": sku,
+            "warehouse": rng.choice(WAREHOUSES),
+            "quantity": quantity,
+            "reason": reason,
+            "batch_number": batch,
+            "serial_numbers": serials,
+        }
+
+    def _dispatch(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        rng, n = self._rng, next(self._seq)
+        order_id = f"{rng.choice(_ORDER_PREFIXES)}-{_digits(rng, 7)}-{_digits(rng, 7)}"
+        carrier, method = rng.choice(_CARRIERS)
+        if carrier == "Royal Mail":
+            tracking = f"{rng.choice(('RM', 'TT', 'JD'))}{_digits(rng, 9)}GB"
+        else:
+            tracking = _digits(rng, 14)
+        shipped = now.astimezone(_3PL_ZONE)
+        ship_by = (now + timedelta(hours=rng.randint(2, 6))).replace(minute=0, second=0)
+        skus: list[str] = []
+        for _ in range(rng.choices((1, 2, 3), (70, 22, 8))[0]):
+            sku = self._sku()
+            if sku not in skus and sku not in self._by_weight:
+                skus.append(sku)
+        skus = skus or [self.skus[0]]
+        lines = [
+            {"order_item_id": _digits(rng, 14), "sku": sku, "quantity": rng.choice((1, 1, 1, 2))}
+            for sku in skus
+        ]
+        return order_id, {
+            "type": "dispatch.confirmed",
+            "event_id": f"dsp-{self._run}-{n:07d}",
+            "occurred_at": _rfc3339(shipped),
+            "source": "seko",
+            "source_ref": f"SEKO-DSP-{700 + n}",
+            "channel": "amazon",
+            "order_id": order_id,
+            "marketplace_id": rng.choice(_MARKETPLACES),
+            "ship_by": _rfc3339(ship_by),
+            "ship_date": _rfc3339(shipped),
+            "carrier_code": carrier,
+            "carrier_name": None,
+            "shipping_method": method,
+            "tracking_number": tracking,
+            "package_reference_id": "1",
+            "warehouse": rng.choice(WAREHOUSES),
+            "lines": lines,
+        }
+
+    def _bad(self, now: datetime) -> Sample:
+        """Broken JSON, a missing required field, or a type this build does not know."""
+        key, payload = self._stock(now)
+        flaw = self._rng.choice(("broken", "missing", "unknown"))
+        if flaw == "broken":
+            raw = msgspec.json.encode(payload)
+            return Sample("bad", key.encode(), raw[: self._rng.randrange(1, len(raw) - 1)])
+        if flaw == "missing":
+            del payload[self._rng.choice(("sku", "quantity", "occurred_at", "event_id"))]
+        else:
+            payload["type"] = "stock.transferred"
+        return Sample("bad", key.encode(), msgspec.json.encode(payload))
+
+
+class _TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self._rate, self._burst, self._clock = rate, burst, clock
+        self._tokens, self._last = 0.0, clock()
+
+    async def take(self) -> int:
+        """Wait until at least one token is there; take all whole tokens."""
+        while True:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens >= 1:
+                taken = math.floor(self._tokens)
+                self._tokens -= taken
+                return taken
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+async def produce_sample_traffic(
+    bootstrap: str,
+    stock_topic: str,
+    dispatch_topic: str,
+    *,
+    rate: float,
+    skus: int,
+    seed: int = 0,
+    limit: int | None = None,
+    stats: TrafficStats | None = None,
+    max_pending: int = 1000,
+) -> None:
+    """Produce sample events at ``rate`` a second until cancelled (or ``limit`` were sent).
+
+    At most ``max_pending`` sends are unacknowledged at a time; when the broker falls behind
+    the rate drops instead of memory growing. On cancellation pending sends get a few seconds.
+    """
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError("rate must be a finite number > 0")
+    stats = stats if stats is not None else TrafficStats()
+    events = SampleEvents(skus, seed=seed, run=secrets.token_hex(3))
+    topics = {"stock": stock_topic, "dispatch": dispatch_topic}
+    bucket = _TokenBucket(rate, max(1.0, rate / 10), time.monotonic)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, client_id="skuflow-dev-traffic", acks=1, linger_ms=10
+    )
+    pending: set[asyncio.Future[Any]] = set()
+
+    def delivered(future: asyncio.Future[Any]) -> None:
+        pending.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            stats.produced += 1
+        else:
+            stats.failed += 1
+            stats.last_error = f"{type(error).__name__}: {error}"
+
+    await producer.start()
+    try:
+        sent = 0
+        while limit is None or sent < limit:
+            batch = await bucket.take()
+            if limit is not None:
+                batch = min(batch, limit - sent)
+            now = datetime.now(UTC)
+            for _ in range(batch):
+                while len(pending) >= max_pending:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                sample = events.next(now)
+                topic = topics.get(sample.kind, stock_topic)
+                future = await producer.send(topic, sample.value, key=sample.key)
+                pending.add(future)
+                future.add_done_callback(delivered)
+                stats.count(sample.kind)
+                sent += 1
+        if pending:
+            await asyncio.wait(pending)
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await producer.stop()  # flushes what is pending
