@@ -1,0 +1,94 @@
+"""The embedded stack of a benchmark run, and an engine wired the way ``skuflow run`` wires it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from config.settings import KafkaSettings
+from devstack.kafka import KafkaBroker
+from devstack.postgres import EmbeddedPostgres, create_database
+from handlers.families import default_families
+from handlers.router import DomainRouter
+from worker.engine import Engine, EngineOptions
+from worker.kafka import build_consumer, build_producer
+from worker.messages import Handler
+from worker.sinks import OutcomeSinks
+from worker.store import create_pool, migrate, package_migrations
+
+
+class Stack(msgspec.Struct, frozen=True):
+    """Where the benchmark's broker and database are (passed to the RSS subprocess as JSON)."""
+
+    bootstrap: str
+    database_url: str
+
+
+@contextmanager
+def embedded_stack() -> Iterator[Stack]:
+    """Apache Kafka (full JIT, 1 GiB heap) and PostgreSQL, started side by side; removed after."""
+    root = Path(tempfile.mkdtemp(prefix="skuflow-bench-"))
+    # C2 on: the devstack default stops at C1, which would make the broker the bottleneck.
+    broker = KafkaBroker(root / "kafka", heap="1g", jvm_args=["-XX:TieredStopAtLevel=4"])
+    postgres = EmbeddedPostgres(root / "pgdata", keep_data=False)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            started = pool.submit(broker.start)
+            postgres.start()
+            started.result()
+        database_url = create_database(postgres.url, "bench")
+        anyio.run(_migrate, database_url)
+        yield Stack(broker.bootstrap, database_url)
+    finally:
+        postgres.stop()
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _migrate(database_url: str) -> None:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await migrate(pool, package_migrations("worker", "engine"))
+    finally:
+        await pool.close()
+
+
+def kafka_settings(stack: Stack) -> KafkaSettings:
+    return KafkaSettings(bootstrap=stack.bootstrap, client_id="skuflow-bench")
+
+
+def fresh_group(name: str) -> str:
+    return f"bench-{name}-{time.time_ns()}"
+
+
+@asynccontextmanager
+async def engine_for(
+    stack: Stack, topic: str, handler: Handler, *, group: str, max_in_flight: int = 256
+) -> AsyncIterator[Engine]:
+    """An :class:`Engine` on ``topic`` with the production clients, router and sinks.
+
+    Everything but ``max_in_flight`` is an :class:`EngineOptions` default. The pool only backs
+    :class:`OutcomeSinks` (a ``Done`` outcome of a first delivery writes nothing).
+    """
+    settings = kafka_settings(stack)
+    async with AsyncExitStack() as stack_:
+        pool = await create_pool(stack.database_url, min_size=1, max_size=2)
+        stack_.push_async_callback(pool.close)
+        producer = build_producer(settings)
+        await producer.start()
+        stack_.push_async_callback(producer.stop)
+        consumer = build_consumer(settings, group=group)
+        await consumer.start()
+        stack_.push_async_callback(consumer.stop)
+        router = DomainRouter(default_families({"stock.adjusted": handler}))
+        sinks = OutcomeSinks(pool, producer, f"{topic}.dlq")
+        options = EngineOptions(topics=(topic,), group=group, max_in_flight=max_in_flight)
+        yield Engine(consumer, router, sinks, options)
