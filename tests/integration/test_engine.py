@@ -62,7 +62,8 @@ def test_100k_events_over_2k_skus_keep_per_sku_order_while_a_second_worker_joins
             await wait_for(lambda: len(first.handled) > 10_000, 120, "first worker progress")
             async with running_worker(settings, second.router()) as joined:
                 await wait_for(lambda: len(second.handled) > 5_000, 120, "second worker share")
-                assert joined.engine is not None and joined.engine.assignment()
+                assert joined.engine is not None
+                assert joined.engine.assignment()
             # The second worker left (drained, committed); the first takes everything back.
             await wait_for(
                 lambda: len(first.handled) + len(second.handled) >= len(events), 180, "all"
@@ -106,8 +107,11 @@ def test_poison_payloads_become_exceptions_and_dead_letters_while_the_partition_
             pool = await asyncpg.connect(database_url)
             try:
                 await wait_for_rows(pool, len(poison))
-                return await pool.fetch(
-                    'SELECT kind, reason, "offset", key FROM skuflow_exceptions ORDER BY "offset"'
+                return list(
+                    await pool.fetch(
+                        'SELECT kind, reason, "offset", key FROM skuflow_exceptions '
+                        'ORDER BY "offset"'
+                    )
                 )
             finally:
                 await pool.close()

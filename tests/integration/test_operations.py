@@ -42,7 +42,8 @@ def test_probes_report_ready_live_stalled_and_draining(
 
     async def main() -> None:
         async with running_worker(settings, recorder.router()) as worker:
-            assert worker.health is not None and worker.engine is not None
+            assert worker.health is not None
+            assert worker.engine is not None
             port = worker.health.port
             await wait_for(lambda: worker.engine is not None and worker.engine.joined, 30, "join")
             assert (await _get(port, "/readyz"))[0] == 200
@@ -145,7 +146,8 @@ def test_an_operator_lists_shows_retries_and_resolves_exceptions(
         ("undecodable", "open"),
     ]
     unknown, broken = records
-    assert unknown["sku"] == "NEW-1" and unknown["event_id"] == "NEW-1-0"
+    assert unknown["sku"] == "NEW-1"
+    assert unknown["event_id"] == "NEW-1-0"
     assert json.loads(run_cli("exceptions", "show", str(unknown["id"]), "--json"))["reason"] == (
         "SKU NEW-1 is not an item in the ERP"
     )

@@ -38,7 +38,8 @@ def encode(sku: str, seq: int) -> bytes:
 
 TABLE = """CREATE TABLE IF NOT EXISTS test_handled (
     worker TEXT NOT NULL, sku TEXT NOT NULL, seq INTEGER NOT NULL,
-    partition INTEGER NOT NULL, "offset" BIGINT NOT NULL, at TIMESTAMPTZ DEFAULT clock_timestamp())"""
+    partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
+    at TIMESTAMPTZ DEFAULT clock_timestamp())"""
 
 
 #: A process-wide completion order, comparable across the recorders of one test.

@@ -80,6 +80,6 @@ async def running_worker(settings: Settings, router: Router) -> AsyncIterator[Wo
 
 async def wait_for(condition: Any, timeout: float, what: str, poll: float = 0.05) -> None:
     with anyio.fail_after(timeout):
-        while not condition():  # noqa: ASYNC110  # polling an external effect in a test
+        while not condition():
             await anyio.sleep(poll)
     _ = what

@@ -39,7 +39,8 @@ def test_watermark_never_passes_an_incomplete_offset(case: tuple[list[int], list
         assert watermark is not None
         assert all(o in done for o in fetched if o < watermark)
         if watermark <= fetched[-1]:
-            assert watermark in fetched and watermark not in done
+            assert watermark in fetched
+            assert watermark not in done
     assert tracker.watermark() == fetched[-1] + 1
     assert tracker.outstanding == 0
     assert tracker.offset_map() is None
