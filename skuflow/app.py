@@ -132,6 +132,10 @@ class Worker:
             return False, "joining consumer group"
         return True, "ready"
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def request_stop(self) -> None:
         self._stop.set()
         if self.engine is not None:
@@ -187,26 +191,27 @@ class Worker:
 
 
 async def run_until_signalled(worker: Worker) -> int:
-    """Run ``worker``; first SIGTERM/SIGINT drains, a second one exits at once."""
+    """Run ``worker``; the first SIGTERM/SIGINT drains (exit 0), a second exits at once (130)."""
+    forced = False
     async with anyio.create_task_group() as tg:
 
         async def watch_signals() -> None:
+            nonlocal forced
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                count = 0
                 async for signum in signals:
-                    count += 1
-                    if count == 1:
+                    if not worker.stop_requested:
                         log.info("signal received: draining", extra={"signal": signum.name})
                         worker.request_stop()
                     else:
                         log.warning("second signal: exiting now", extra={"signal": signum.name})
+                        forced = True
                         tg.cancel_scope.cancel()
                         return
 
         tg.start_soon(watch_signals)
         await worker.run()
         tg.cancel_scope.cancel()
-    return 0
+    return 130 if forced else 0
 
 
 def install_uvloop() -> Any:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import anyio
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.support.recording import Recorder, encode, random_latency
+from tests.support.recording import Recorder, TestEvent, encode, random_latency
 from tests.support.stack import produce, running_worker, settings_for, wait_for
+from worker.messages import Message
+from worker.outcomes import Outcome, Park, Retry
 
 pytestmark = [pytest.mark.integration]
 
@@ -163,3 +166,90 @@ async def _read_all(
     finally:
         await consumer.stop()
     return out
+
+
+@pytest.mark.timeout(120)
+def test_a_retrying_event_blocks_its_sku_but_not_others_and_a_parked_one_lets_it_move_on(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, partitions=1)
+    attempts: dict[tuple[str, int], int] = defaultdict(int)
+
+    async def flaky(event: TestEvent, _message: Message) -> Outcome | None:
+        attempts[(event.sku, event.seq)] += 1
+        if event.sku == "RETRY" and event.seq == 0 and attempts[("RETRY", 0)] < 3:
+            return Retry("ERP record locked", after=0.3)
+        if event.sku == "PARK" and event.seq == 0:
+            return Park("marketplace outage", next_attempt_at=datetime.now(UTC))
+        return None
+
+    recorder = Recorder(before=flaky)
+    settings = settings_for(kafka_bootstrap, database_url, group, topic)
+    records = [
+        (b"RETRY", encode("RETRY", 0)),
+        (b"RETRY", encode("RETRY", 1)),
+        (b"PARK", encode("PARK", 0)),
+        (b"PARK", encode("PARK", 1)),
+        (b"OTHER", encode("OTHER", 0)),
+    ]
+
+    async def main() -> int:
+        async with running_worker(settings, recorder.router()):
+            await produce(kafka_bootstrap, topic, records)
+            await wait_for(lambda: len(recorder.handled) == 4, 30, "handled")
+            conn = await asyncpg.connect(database_url)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM skuflow_parked"))
+            finally:
+                await conn.close()
+
+    parked = anyio.run(main)
+    order = [(sku, seq) for sku, seq, *_ in recorder.handled]
+    # RETRY/1 waited behind RETRY/0's retries; OTHER and PARK/1 did not wait for them.
+    assert order.index(("RETRY", 0)) < order.index(("RETRY", 1))
+    assert order.index(("OTHER", 0)) < order.index(("RETRY", 0))
+    assert order.index(("PARK", 1)) < order.index(("RETRY", 0))
+    assert attempts[("RETRY", 0)] == 3
+    assert ("PARK", 0) not in order
+    assert parked == 1
+
+
+@pytest.mark.timeout(180)
+def test_a_backlog_far_beyond_the_buffer_is_consumed_with_bounded_buffers_and_pauses(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, partitions=3)
+    events = _events(30_000, 3_000)
+    budget, fetch = 1_000, 200
+    recorder = Recorder(latency=random_latency(0.004, seed=3))
+    settings = settings_for(
+        kafka_bootstrap,
+        database_url,
+        group,
+        topic,
+        max_buffered_messages=budget,
+        fetch_max_records=fetch,
+        max_in_flight=64,
+    )
+    peak_buffered = 0
+    paused_seen = 0
+
+    async def main() -> None:
+        nonlocal peak_buffered, paused_seen
+        await produce(kafka_bootstrap, topic, _records(events))
+        async with running_worker(settings, recorder.router()) as worker:
+            with anyio.fail_after(150):
+                while len(recorder.handled) < len(events):
+                    engine = worker.engine
+                    if engine is not None:
+                        peak_buffered = max(peak_buffered, engine.buffered)
+                        paused_seen = max(paused_seen, engine.paused_partitions)
+                    await anyio.sleep(0.01)
+
+    anyio.run(main)
+    # One fetch may land on top of a full budget; never more.
+    assert budget <= peak_buffered <= budget + 3 * fetch
+    assert paused_seen == 3
+    assert sorted((h[0], h[1]) for h in recorder.handled) == sorted(events)
