@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from config.settings import Settings, SettingsError, load_settings, redacted_dict
+from config.settings import Settings, SettingsError, load_settings, load_sku_map, redacted_dict
 from skuflow.app import Worker, install_uvloop, run_until_signalled
 from worker.errors import SkuflowError
 from worker.logs import configure_logging
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `skuflow config check | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,6 +102,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_dev(settings, args)
     if args.command == "config":
+        if settings.mappings.sku_map is not None:
+            load_sku_map(settings.mappings.sku_map)  # a broken map fails the check, by line
         print(json.dumps(redacted_dict(settings), indent=2, sort_keys=True, default=str))
         return 0
     if args.command == "exceptions":
