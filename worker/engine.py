@@ -114,7 +114,7 @@ class Engine:
         self._lanes: KeyLanes[_Work] = KeyLanes(
             self._process,
             max_in_flight=options.max_in_flight,
-            max_lanes=options.max_buffered_messages + options.fetch_max_records,
+            max_lanes=2 * (options.max_buffered_messages + options.fetch_max_records),
             skip=self._skip_revoked,
         )
         self._buffered = 0

@@ -7,8 +7,8 @@ concurrently, and they run in the order they were submitted (the fetch order, wh
 partition is offset order).
 
 Runners are a fixed pool of ``max_in_flight`` tasks, so concurrency is bounded without a task
-per event; the ready queue holds at most one entry per lane, and lanes hold only submitted
-work, which the engine bounds (buffered messages).
+per event; the ready queue (FIFO, or earliest deadline first for urgent work) holds at most one
+entry per lane, and lanes hold only submitted work, which the engine bounds (buffered messages).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
+
+from worker.ready import FifoReady, ReadyQueue
 
 T = TypeVar("T")
 
@@ -36,16 +38,18 @@ class KeyLanes(Generic[T]):
         max_in_flight: int,
         max_lanes: int,
         skip: Callable[[T], bool] | None = None,
+        ready: ReadyQueue | None = None,
+        deadline: Callable[[T], float | None] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self._process = process
         self._skip = skip
         self._max_in_flight = max_in_flight
+        self._max_lanes = max_lanes
         self._lanes: dict[Hashable, deque[T]] = {}
-        self._ready_tx, self._ready_rx = anyio.create_memory_object_stream[Hashable](
-            max_buffer_size=max_lanes
-        )
+        self._ready: ReadyQueue = ready if ready is not None else FifoReady()
+        self._deadline = deadline or (lambda _item: None)
         self._running: dict[Hashable, T] = {}
         self._queued = 0
         self._closed = False
@@ -82,9 +86,11 @@ class KeyLanes(Generic[T]):
         if lane is not None:
             lane.append(item)
             return
+        if len(self._lanes) >= self._max_lanes:
+            raise RuntimeError("lane budget exceeded: the caller's buffer bound is broken")
         self._lanes[key] = deque((item,))
-        # Bounded: at most one entry per lane, and lanes <= max_lanes by the caller's budget.
-        self._ready_tx.send_nowait(key)
+        # Bounded: at most one ready entry per lane, and lanes <= max_lanes.
+        self._ready.put(key, self._deadline(item))
 
     def discard(self, predicate: Callable[[T], bool]) -> list[T]:
         """Remove queued (not running) items matching ``predicate``; return them."""
@@ -106,25 +112,33 @@ class KeyLanes(Generic[T]):
         return removed
 
     # -- running -------------------------------------------------------------------------------
+    def earliest_waiting_deadline(self) -> float | None:
+        """The most urgent deadline among lanes waiting for a runner."""
+        return self._ready.earliest_deadline()
+
+    @property
+    def waiting_lanes(self) -> int:
+        """Lanes ready to run but waiting for a free runner."""
+        return len(self._ready)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the runner pool until cancelled or :meth:`close` is called."""
         async with anyio.create_task_group() as tg:
             for _ in range(self._max_in_flight):
-                tg.start_soon(self._runner, self._ready_rx.clone())
-            self._ready_rx.close()
+                tg.start_soon(self._runner)
             task_status.started()
 
     def close(self) -> None:
         """Stop starting items: runners finish the item in hand and stop; the rest stay queued."""
         self._closed = True
-        self._ready_tx.close()
+        self._ready.close()
 
-    async def _runner(self, ready: anyio.abc.ObjectReceiveStream[Hashable]) -> None:
-        async with ready:
-            async for key in ready:
-                if self._closed:
-                    return
-                await self._drain_lane(key)
+    async def _runner(self) -> None:
+        while True:
+            key = await self._ready.get()
+            if key is None or self._closed:
+                return
+            await self._drain_lane(key)
 
     async def _drain_lane(self, key: Hashable) -> None:
         lane = self._lanes[key]
@@ -147,9 +161,8 @@ class KeyLanes(Generic[T]):
                 del self._running[key]
                 lane.popleft()
         if lane:
-            try:
-                self._ready_tx.send_nowait(key)
-            except anyio.ClosedResourceError:
-                return  # shutting down: the remaining items stay queued, uncommitted
+            # Let other lanes go first; back in the queue with the new head's deadline. When
+            # closing, the remaining items simply stay queued (uncommitted).
+            self._ready.put(key, self._deadline(lane[0]))
         else:
             del self._lanes[key]

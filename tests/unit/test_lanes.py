@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.lanes import KeyLanes
+from worker.ready import DeadlineReady
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,3 +134,44 @@ def test_close_stops_starting_queued_items_but_lets_the_running_ones_finish() ->
 
     anyio.run(main)
     assert processed == [0]
+
+
+def test_with_a_deadline_queue_the_earliest_deadline_runs_first_ties_by_arrival() -> None:
+    started = anyio.Event()
+    release = anyio.Event()
+    order: list[str] = []
+
+    async def process(item: tuple[str, float | None]) -> None:
+        if item[0] == "busy":
+            started.set()
+            await release.wait()
+        order.append(item[0])
+
+    async def main() -> None:
+        lanes: KeyLanes[tuple[str, float | None]] = KeyLanes(
+            process,
+            max_in_flight=1,
+            max_lanes=10,
+            ready=DeadlineReady(),
+            deadline=lambda item: item[1],
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(lanes.run)
+            lanes.submit("busy", ("busy", 0.0))
+            await started.wait()
+            for name, deadline in [
+                ("late", 300.0),
+                ("none", None),
+                ("soon", 100.0),
+                ("soon-too", 100.0),
+                ("sooner", 50.0),
+            ]:
+                lanes.submit(name, (name, deadline))
+            assert lanes.earliest_waiting_deadline() == 50.0
+            release.set()
+            while lanes.queued or lanes.in_flight:
+                await anyio.lowlevel.checkpoint()
+            lanes.close()
+
+    anyio.run(main)
+    assert order == ["busy", "sooner", "soon", "soon-too", "late", "none"]

@@ -1,0 +1,109 @@
+"""Ready queues: which lane a free runner takes next.
+
+``FifoReady`` serves lanes in the order they became ready (normal work). ``DeadlineReady``
+serves the lane whose head event has the earliest deadline first, ties by arrival (urgent
+work: earliest deadline first). Both hold at most one entry per lane, so they are bounded by
+the lanes, which the engine's buffer budget bounds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Hashable
+from typing import Protocol
+
+import anyio
+
+
+class ReadyQueue(Protocol):
+    def put(self, key: Hashable, deadline: float | None) -> None:
+        """A lane became ready; ``deadline`` is its head event's (epoch seconds) or None."""
+        ...
+
+    async def get(self) -> Hashable | None:
+        """The next lane to run; None once closed."""
+        ...
+
+    def close(self) -> None:
+        """Wake every waiting runner with None; later gets return None at once."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def earliest_deadline(self) -> float | None:
+        """The most urgent deadline waiting (None: nothing with a deadline waits)."""
+        ...
+
+
+class _Base:
+    def __init__(self) -> None:
+        self._available = anyio.Semaphore(0)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._available.release()  # wakes one runner, which wakes the next (see _woken)
+
+    def _signal(self) -> None:
+        self._available.release()
+
+    async def _woken(self) -> bool:
+        """Wait for an entry; False once closed (passing the wake-up on to the next runner)."""
+        if not self._closed:
+            await self._available.acquire()
+        if self._closed:
+            self._available.release()
+            return False
+        return True
+
+
+class FifoReady(_Base):
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: deque[Hashable] = deque()
+
+    def put(self, key: Hashable, deadline: float | None) -> None:
+        self._keys.append(key)
+        self._signal()
+
+    async def get(self) -> Hashable | None:
+        if not await self._woken():
+            return None
+        return self._keys.popleft()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def earliest_deadline(self) -> float | None:
+        return None
+
+
+class DeadlineReady(_Base):
+    """Earliest deadline first; events without a deadline go after every dated one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._arrival = itertools.count()
+
+    def put(self, key: Hashable, deadline: float | None) -> None:
+        rank = math.inf if deadline is None else deadline
+        heapq.heappush(self._heap, (rank, next(self._arrival), key))
+        self._signal()
+
+    async def get(self) -> Hashable | None:
+        if not await self._woken():
+            return None
+        return heapq.heappop(self._heap)[2]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def earliest_deadline(self) -> float | None:
+        if not self._heap or self._heap[0][0] == math.inf:
+            return None
+        return self._heap[0][0]
