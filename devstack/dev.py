@@ -10,7 +10,7 @@ the worker; a second one exits at once. Broker and PostgreSQL are stopped in ``f
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import logging
 import logging.handlers
 import math
@@ -18,16 +18,19 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import anyio
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from msgspec.structs import replace
-from rich.console import Console, RenderableType
+from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
@@ -41,69 +44,70 @@ from skuflow.app import Worker, install_uvloop
 from worker.errors import SkuflowError
 from worker.logs import ConsoleFormatter
 
-__all__ = ["run_dev"]
+__all__ = ["NOTE", "run_dev"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _EXCEPTIONS_SQL = "SELECT kind, count(*) AS n FROM skuflow_exceptions GROUP BY kind"
-_LAG_METRIC = "messaging_kafka_consumer_lag"
+_LAG_METRIC = "messaging_kafka_consumer_lag"  # the engine's messaging.kafka.consumer.lag gauge
 NOTE = "no handler yet: stock.adjusted and dispatch.confirmed are recorded as exceptions"
 Say = Callable[[str], None]
+Broker = KafkaBroker | TansuBroker
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
     """The ``skuflow dev`` command; returns the exit status (0 after a clean stop)."""
     rate, skus, duration = float(args.rate), int(args.skus), args.duration
-    if not (rate > 0 and math.isfinite(rate)):
-        raise SkuflowError("--rate must be a number > 0")
-    if skus < 1:
-        raise SkuflowError("--skus must be >= 1")
+    if not (rate > 0 and math.isfinite(rate)) or skus < 1:
+        raise SkuflowError("--rate must be > 0 and --skus >= 1")
     if duration is not None and not duration > 0:
         raise SkuflowError("--duration must be > 0")
     console = Console(highlight=False)
     view = not args.no_view and console.is_terminal
-    workdir = _workdir()
 
     def say(text: str) -> None:
         console.print(text, markup=False, soft_wrap=True)
 
-    signal.signal(signal.SIGTERM, _interrupt)  # until the event loop takes over: like Ctrl-C
-    broker: KafkaBroker | TansuBroker | None = None
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C until the loop runs
+    broker: Broker | None = None
     postgres: EmbeddedPostgres | None = None
     handlers: list[logging.Handler] = []
-    began = time.monotonic()
+    workdir, began = _workdir(), time.monotonic()
     say(f"skuflow dev: starting the embedded stack in {workdir}")
     try:
         step = time.monotonic()
         broker = start_broker(workdir / "kafka", prefer=args.broker)
         kind = f"Apache Kafka {KAFKA_VERSION}" if isinstance(broker, KafkaBroker) else "Tansu"
-        say(f"  kafka       {kind} at {broker.bootstrap} (pid {broker.pid}) {_took(step)}")
+        say(f"  kafka       {_took(step)} (pid {broker.pid}): {kind} at {broker.bootstrap}")
         if isinstance(broker, TansuBroker) and args.broker == "tansu":
             say(f"  warning     {TANSU_LIMITS}")
         step = time.monotonic()
         postgres = EmbeddedPostgres(workdir / "pgdata", keep_data=False)
         postgres.start()
         db_url = create_database(postgres.url, "skuflow")
-        say(f"  postgresql  {db_url} (pid {postgres.pid}) {_took(step)}")
+        say(f"  postgresql  {_took(step)} (pid {postgres.pid}): {db_url}")
         dev = _dev_settings(settings, broker.bootstrap, db_url)
         log_file = workdir / "worker.log"
-        logs = str(log_file) if view else f"stderr (repeats thinned out), all in {log_file}"
+        logs = str(log_file) if view else f"stderr (repeats thinned out); all of them in {log_file}"
         handlers, throttle = _configure_logging(dev.log.level, log_file, to_stderr=not view)
-        say(f"  worker      group {dev.kafka.group}, logs to {logs}")
-        say(f"  traffic     {rate:g} events/s over {skus} SKUs, {', '.join(WAREHOUSES)}")
-        say(f"  note        {NOTE} (kind no_handler)")
-        facts = (f"{kind} {broker.bootstrap} · PostgreSQL pid {postgres.pid}", logs)
-        say(f"stack up in {time.monotonic() - began:.1f}s; Ctrl-C to stop")
+        say(f"  worker      group {dev.kafka.group}; logs to {logs}")
+        say(f"  traffic     {rate:g} events/s over {skus} SKUs at {', '.join(WAREHOUSES)}")
+        say(f"  note        {NOTE}")
+        stack = f"{kind} {broker.bootstrap} · PostgreSQL pid {postgres.pid}"
 
         async def main() -> int:
             app = _DevApp(dev, say, rate=rate, skus=skus, duration=duration, throttle=throttle)
-            app.facts = facts
-            return await app.run(console if view else None)
+            app.facts = {"stack": stack, "logs": logs}
+            return await app.run(console if view else None, began)
 
         options = {"use_uvloop": True} if install_uvloop() is not None else {}
         return int(anyio.run(main, backend_options=options))
+    except KeyboardInterrupt:
+        say("skuflow dev: interrupted; stopping what was started")
+        return 130
     except Exception as exc:
-        logging.getLogger("skuflow.dev").exception("skuflow dev failed")
-        say(f"skuflow: error: {exc}\n  (logs of this run: {workdir})")
+        if handlers:  # the traceback goes to the log file, one line to the terminal
+            logging.getLogger("skuflow.dev").exception("skuflow dev failed")
+        print(f"skuflow: error: {exc}\n  (files of this run: {workdir})", file=sys.stderr)
         return 1
     finally:
         for handler in handlers:
@@ -111,25 +115,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
             handler.close()
         signal.signal(signal.SIGTERM, _interrupt)
         _stop_stack(broker, postgres, workdir, say)
-
-
-class Figures(NamedTuple):
-    """One sample of everything the view and the status line show."""
-
-    state: str
-    uptime: float
-    traffic: TrafficStats
-    produced_rate: float
-    processed: int
-    processed_rate: float
-    lag: int | None
-    buffered: int
-    in_flight: int
-    paused: int
-    assigned: int
-    exceptions: dict[str, int]
-    health: str
-    suppressed_logs: int
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 class _DevApp:
@@ -149,47 +135,66 @@ class _DevApp:
         self.rate, self.skus, self.duration = rate, skus, duration
         self.worker = Worker(settings)
         self.traffic = TrafficStats()
-        self.facts = ("", "")  # (stack, logs)
+        self.facts: dict[str, str] = {}
         self.exceptions: dict[str, int] = {}
         self.state = "starting"
-        self.forced = False
-        self._samples: deque[tuple[float, int, int]] = deque(maxlen=11)  # 5 s at 2 Hz
+        self.view = False
+        self.rates = (0.0, 0.0)  # produced/s, processed/s over the last ~5 s
+        self._samples: deque[tuple[float, int, int]] = deque()
         self._traffic_scope = anyio.CancelScope()
         self._began = time.monotonic()
 
-    async def run(self, console: Console | None) -> int:
+    async def run(self, console: Console | None, began: float) -> int:
         topics, step = self.settings.topics, time.monotonic()
         wanted = {topics.stock: 6, topics.dispatch: 6, topics.dead_letter: 1}
-        await _create_topics(self.settings.kafka.bootstrap, wanted)
+        await _create_topics(self.settings.kafka.bootstrap, wanted, self.settings.kafka.group)
         listed = ", ".join(f"{name} x{count}" for name, count in wanted.items())
-        self.say(f"  topics      {listed} {_took(step)}")
+        self.say(f"  topics      {_took(step)}: {listed}")
+        self.say(f"stack up in {time.monotonic() - began:.1f}s. Ctrl-C to stop")
         self._began = time.monotonic()
+        self._samples.append((self._began, 0, 0))
+        self.view, counted = console is not None, False
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._signals, tg.cancel_scope)
             tg.start_soon(self._produce)
             tg.start_soon(self._poll_exceptions)
             if self.duration is not None:
                 tg.start_soon(self._stop_after, self.duration)
-            tg.start_soon(self._live if console is not None else self._status_lines, console)
+            if console is not None:
+                tg.start_soon(self._live, console)
+            else:
+                tg.start_soon(self._status_lines)
             await self.worker.run()
+            self.state = "stopped"
+            counted = await self._count_exceptions()
             tg.cancel_scope.cancel()
-        figures = self.figures()
-        self.say(f"stopped after {figures.uptime:.1f}s: {status_line(figures)}")
-        return 130 if self.forced else 0
+        if self.state != "stopped":  # a second signal cut the drain short
+            self.state = "exited without draining"
+        if not counted:
+            await self._count_exceptions()
+        processed = self._numbers()[0]
+        left = self.traffic.produced - processed
+        kinds = " · ".join(f"{kind} {n}" for kind, n in sorted(self.exceptions.items()))
+        self.say(
+            f"{self.state} after {time.monotonic() - self._began:.1f}s: produced "
+            f"{self.traffic.produced}, processed {processed}"
+            + (f" ({left} left unprocessed in Kafka)" if left else "")
+            + f"\n  exceptions: {kinds or 'none'}"
+        )
+        return 0 if self.state == "stopped" else 130
 
     def stop(self, why: str) -> None:
-        if self.state != "draining":
+        if self.state in ("starting", "running"):
             self.state = "draining"
-            self.say(f"stopping ({why}): traffic stopped, worker draining")
+            if not self.view:
+                self.say(f"stopping ({why}): traffic stopped, worker draining")
             self._traffic_scope.cancel()
             self.worker.request_stop()
 
     async def _signals(self, everything: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                if self.state == "draining":
-                    self.say(f"{signum.name} again: exiting without waiting for the drain")
-                    self.forced = True
+                if self.state not in ("starting", "running"):
                     everything.cancel()
                     return
                 self.stop(signum.name)
@@ -199,10 +204,10 @@ class _DevApp:
         self.stop(f"--duration {seconds:g}s elapsed")
 
     async def _produce(self) -> None:
-        topics = self.settings.topics
+        bootstrap, topics = self.settings.kafka.bootstrap, self.settings.topics
         with self._traffic_scope:
             await produce_sample_traffic(
-                self.settings.kafka.bootstrap,
+                bootstrap,
                 topics.stock,
                 topics.dispatch,
                 rate=self.rate,
@@ -210,19 +215,22 @@ class _DevApp:
                 stats=self.traffic,
             )
 
+    async def _count_exceptions(self) -> bool:
+        """Final counts, on a connection of its own (the worker's pool is closed by now)."""
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.exceptions = await _exception_counts(self.settings.database.url.reveal())
+            return True
+        return False
+
     async def _poll_exceptions(self) -> None:
         while True:
-            pool = self.worker.pool
-            if pool is not None:
-                try:
-                    rows = await pool.fetch(_EXCEPTIONS_SQL, timeout=2)
-                    self.exceptions = {row["kind"]: int(row["n"]) for row in rows}
-                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    pass  # starting or closing: keep the last counts
+            if self.worker.pool is not None:
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    self.exceptions = await _exception_counts(self.worker.pool)
             await anyio.sleep(2)
 
-    async def _live(self, console: Console | None) -> None:
-        with Live(console=console, auto_refresh=False, transient=False) as live:
+    async def _live(self, console: Console) -> None:
+        with Live(console=console, auto_refresh=False) as live:
             try:
                 while True:
                     live.update(self.render(), refresh=True)
@@ -230,104 +238,115 @@ class _DevApp:
             finally:
                 live.update(self.render(), refresh=True)
 
-    async def _status_lines(self, _console: Console | None) -> None:
+    async def _status_lines(self) -> None:
         while True:
             await anyio.sleep(5)
-            self.say(f"[{time.monotonic() - self._began:4.0f}s] {status_line(self.figures())}")
+            self.say(f"[{time.monotonic() - self._began:4.0f}s] {self.status_line()}")
 
-    def figures(self) -> Figures:
-        now, engine, health = time.monotonic(), self.worker.engine, self.worker.health
-        processed = engine.processed if engine is not None else 0
-        self._samples.append((now, self.traffic.produced, processed))
-        then, produced_then, processed_then = self._samples[0]
-        span = max(now - then, 1e-9)
+    def _numbers(self) -> tuple[int, int, int, int, int]:
+        """The engine's processed, buffered, in flight, paused and assigned partitions."""
+        e = self.worker.engine
+        if e is None:
+            return 0, 0, 0, 0, 0
+        return e.processed, e.buffered, e.in_flight, e.paused_partitions, len(e.assignment())
+
+    def _sample(self) -> None:
+        """Update state and the rates (over the last ~5 s)."""
+        now, processed = time.monotonic(), self._numbers()[0]
+        engine = self.worker.engine
         if self.state == "starting" and engine is not None and engine.joined:
             self.state = "running"
-        host = self.settings.health.host
-        port = health.port if health is not None else 0
-        return Figures(
-            state=self.state,
-            uptime=now - self._began,
-            traffic=dataclasses.replace(self.traffic),
-            produced_rate=(self.traffic.produced - produced_then) / span,
-            processed=processed,
-            processed_rate=(processed - processed_then) / span,
-            lag=self._lag(),
-            buffered=engine.buffered if engine else 0,
-            in_flight=engine.in_flight if engine else 0,
-            paused=engine.paused_partitions if engine else 0,
-            assigned=len(engine.assignment()) if engine else 0,
-            exceptions=dict(self.exceptions),
-            health=f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}" if port else "",
-            suppressed_logs=self.throttle.suppressed if self.throttle else 0,
-        )
+        samples = self._samples
+        samples.append((now, self.traffic.produced, processed))
+        while len(samples) > 2 and samples[1][0] <= now - 5:
+            samples.popleft()
+        then, produced_then, processed_then = samples[0]
+        span = now - then
+        if span > 0:
+            self.rates = (
+                (self.traffic.produced - produced_then) / span,
+                (processed - processed_then) / span,
+            )
 
     def _lag(self) -> int | None:
-        """Sum of high watermark - committed watermark over owned partitions (the engine's
-        ``messaging.kafka.consumer.lag`` gauge, read from the worker's metrics registry)."""
+        """High watermark minus committed watermark, summed over owned partitions."""
         engine = self.worker.engine
-        if engine is None or not engine.joined:
+        if engine is None or not engine.joined or self.state == "stopped":
             return None
-        lags = [
-            sample.value
-            for family in self.worker.registry.collect()
-            if family.name == _LAG_METRIC
-            for sample in family.samples
-        ]
-        return int(sum(lags))
+        families = self.worker.registry.collect()
+        return int(sum(s.value for f in families if f.name == _LAG_METRIC for s in f.samples))
 
-    def render(self) -> RenderableType:
-        f = self.figures()
-        t = f.traffic
+    def _health(self) -> str:
+        host, health = self.settings.health.host, self.worker.health
+        port = health.port if health is not None else 0
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}" if port else ""
+
+    def status_line(self) -> str:
+        """The ``--no-view`` status line: ``name value`` pairs (also the final summary)."""
+        self._sample()
+        processed, buffered, in_flight, paused, assigned = self._numbers()
+        t, lag = self.traffic, self._lag()
+        kinds = " ".join(f"{kind}={n}" for kind, n in sorted(self.exceptions.items())) or "none"
+        line = (
+            f"{self.state}: produced {t.produced} ({self.rates[0]:.0f}/s) "
+            f"processed {processed} ({self.rates[1]:.0f}/s) lag {'-' if lag is None else lag} "
+            f"buffered {buffered} in_flight {in_flight} partitions {assigned} paused {paused} "
+            f"exceptions {kinds}"
+        )
+        if t.failed:
+            line += f" send_failures {t.failed} ({t.last_error})"
+        if self.throttle is not None and self.throttle.suppressed:
+            line += f" [{self.throttle.suppressed} repeated log lines thinned out]"
+        return line
+
+    def render(self) -> Panel:
+        self._sample()
+        processed, buffered, in_flight, paused, assigned = self._numbers()
+        t, lag, health = self.traffic, self._lag(), self._health()
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold cyan", no_wrap=True)
         grid.add_column()
+        failed = f" · [red]send failures {t.failed:,}[/]" if t.failed else ""
         grid.add_row(
             "traffic",
-            f"produced  {t.produced:>10,}  {f.produced_rate:7.1f}/s   "
-            f"stock {t.stock:,} · dispatch {t.dispatch:,} · bad input {t.bad:,}"
-            + (f" · [red]send failures {t.failed:,}[/]" if t.failed else ""),
+            f"produced  {t.produced:>9,}  {self.rates[0]:7.1f}/s   "
+            f"stock {t.stock:,} · dispatch {t.dispatch:,} · bad input {t.bad:,}{failed}",
         )
-        lag = "—" if f.lag is None else f"{f.lag:,}"
+        lag_text = "—" if lag is None else f"{lag:,}"
         grid.add_row(
-            "worker", f"processed {f.processed:>10,}  {f.processed_rate:7.1f}/s   lag {lag}"
+            "worker", f"processed {processed:>9,}  {self.rates[1]:7.1f}/s   lag {lag_text}"
         )
         grid.add_row(
             "",
-            f"buffered {f.buffered:,} · in flight {f.in_flight:,} · "
-            f"partitions {f.assigned} assigned, {f.paused} paused",
+            f"buffered {buffered:,} · in flight {in_flight:,} · "
+            f"partitions {assigned} assigned, {paused} paused",
         )
-        kinds = sorted(f.exceptions.items(), key=lambda item: -item[1])
-        listed = " · ".join(f"{kind} {count:,}" for kind, count in kinds) or "none yet"
-        grid.add_row("exceptions", listed)
+        kinds = sorted(self.exceptions.items(), key=lambda item: -item[1])
+        grid.add_row("exceptions", " · ".join(f"{k} {n:,}" for k, n in kinds) or "none yet")
         grid.add_row("", f"[yellow]{NOTE}[/]")
-        grid.add_row("stack", escape(self.facts[0]))
-        grid.add_row("health", f"{f.health}/livez · /readyz · /metrics" if f.health else "—")
-        grid.add_row("logs", escape(self.facts[1]))
-        footer = "Ctrl-C to stop"
-        if f.state == "draining":
+        grid.add_row("stack", escape(self.facts.get("stack", "")))
+        grid.add_row("health", f"{health}/livez · /readyz · /metrics" if health else "starting")
+        grid.add_row("logs", escape(self.facts.get("logs", "")))
+        footer = "Ctrl-C to stop" if self.state in ("starting", "running") else "stopping…"
+        if self.state == "draining":
             footer = "draining the worker… Ctrl-C again to exit at once"
         grid.add_row("", "")
         grid.add_row("", f"[bold]{footer}[/]")
-        uptime = time.strftime("%H:%M:%S", time.gmtime(f.uptime))
-        return Panel(grid, title=f"skuflow dev · {f.state} · up {uptime}", title_align="left")
+        uptime = time.strftime("%H:%M:%S", time.gmtime(time.monotonic() - self._began))
+        title = f"skuflow dev · {self.state} · up {uptime}"
+        return Panel(grid, title=title, title_align="left", expand=False)
 
 
-def status_line(f: Figures) -> str:
-    """The ``--no-view`` status line (also the final summary): ``key value`` pairs."""
-    lag = "-" if f.lag is None else str(f.lag)
-    kinds = " ".join(f"{kind}={n}" for kind, n in sorted(f.exceptions.items())) or "none"
-    line = (
-        f"{f.state}: produced {f.traffic.produced} ({f.produced_rate:.0f}/s) "
-        f"processed {f.processed} ({f.processed_rate:.0f}/s) lag {lag} "
-        f"buffered {f.buffered} in_flight {f.in_flight} partitions {f.assigned} "
-        f"paused {f.paused} exceptions {kinds}"
-    )
-    if f.traffic.failed:
-        line += f" send_failures {f.traffic.failed} ({f.traffic.last_error})"
-    if f.suppressed_logs:
-        line += f" (log repeats thinned out: {f.suppressed_logs})"
-    return line
+async def _exception_counts(db: Any) -> dict[str, int]:
+    """Exception records by kind; ``db`` is an asyncpg pool or a database URL."""
+    if isinstance(db, str):
+        conn = await asyncpg.connect(db)
+        try:
+            return await _exception_counts(conn)
+        finally:
+            await conn.close()
+    rows = await db.fetch(_EXCEPTIONS_SQL, timeout=2)
+    return {row["kind"]: int(row["n"]) for row in rows}
 
 
 # -- the stack -----------------------------------------------------------------------------------
@@ -361,10 +380,10 @@ def _interrupt(_signum: int, _frame: object) -> NoReturn:
 
 
 def _took(since: float) -> str:
-    return f"in {time.monotonic() - since:.1f}s"
+    return f"ready in {time.monotonic() - since:.1f}s"
 
 
-def _free(host: str, port: int) -> bool:
+def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -380,13 +399,13 @@ def _dev_settings(settings: Settings, bootstrap: str, db_url: str) -> Settings:
         settings.kafka,
         bootstrap=bootstrap,
         security_protocol="PLAINTEXT",
+        ssl_cafile=None,
         sasl_mechanism=None,
         sasl_username=None,
         sasl_password=None,
-        ssl_cafile=None,
     )
     health = settings.health
-    if health.port and not _free(health.host, health.port):
+    if health.port and not _port_free(health.host, health.port):
         health = replace(health, port=0)  # the configured port is taken: any free one
     return replace(
         settings,
@@ -397,10 +416,9 @@ def _dev_settings(settings: Settings, bootstrap: str, db_url: str) -> Settings:
     )
 
 
-async def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create the topics (existing ones are fine) and wait until every partition has a leader."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
+async def _create_topics(bootstrap: str, topics: dict[str, int], group: str) -> None:
+    """Create the topics (existing ones are fine), wait until every partition has a leader and
+    the group coordinator is up (so the worker joins without coordinator errors)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     await admin.start()
     try:
@@ -414,21 +432,23 @@ async def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
                 described = await admin.describe_topics(list(topics))
                 if all(
                     t["error_code"] == 0
-                    and t["partitions"]
                     and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
                     for t in described
                 ):
-                    return
+                    break
                 await anyio.sleep(0.05)
+            while True:
+                try:
+                    await admin.find_coordinator(group)
+                    break
+                except KafkaError:
+                    await anyio.sleep(0.1)
     finally:
         await admin.close()
 
 
 def _stop_stack(
-    broker: KafkaBroker | TansuBroker | None,
-    postgres: EmbeddedPostgres | None,
-    workdir: Path,
-    say: Say,
+    broker: Broker | None, pg: EmbeddedPostgres | None, workdir: Path, say: Say
 ) -> None:
     step = time.monotonic()
     try:
@@ -436,10 +456,10 @@ def _stop_stack(
             broker.stop()
             shutil.rmtree(workdir / "kafka" / "data", ignore_errors=True)
     finally:
-        if postgres is not None:
-            postgres.stop()  # keep_data=False: deletes the data directory
-    if broker is not None or postgres is not None:
-        say(f"broker and PostgreSQL stopped {_took(step)}; logs kept in {workdir}")
+        if pg is not None:
+            pg.stop()  # keep_data=False: deletes the data directory
+    if broker is not None or pg is not None:
+        say(f"broker and PostgreSQL stopped in {time.monotonic() - step:.1f}s; logs in {workdir}")
 
 
 # -- logging -------------------------------------------------------------------------------------
@@ -469,18 +489,16 @@ def _configure_logging(
     level: str, log_file: Path, *, to_stderr: bool
 ) -> tuple[list[logging.Handler], _Throttle | None]:
     """Everything to ``log_file`` (rotated); with ``to_stderr`` a thinned-out copy on stderr."""
-    formatter = ConsoleFormatter()
-    to_file = logging.handlers.RotatingFileHandler(log_file, maxBytes=20 << 20, backupCount=2)
-    handlers: list[logging.Handler] = [to_file]
-    throttle = None
-    if to_stderr:
-        throttle = _Throttle()
-        console = logging.StreamHandler()
-        console.addFilter(throttle)
-        handlers.append(console)
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(log_file, maxBytes=20 << 20, backupCount=2)
+    ]
+    throttle = _Throttle() if to_stderr else None
+    if throttle is not None:
+        handlers.append(logging.StreamHandler())
+        handlers[-1].addFilter(throttle)
     root = logging.getLogger()
     for handler in handlers:
-        handler.setFormatter(formatter)
+        handler.setFormatter(ConsoleFormatter())
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))

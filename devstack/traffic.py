@@ -92,7 +92,7 @@ class SampleEvents:
             catalogue.add(f"{letters}-{self._rng.randrange(100, 10_000)}")
         self.skus = sorted(catalogue)
         self._rng.shuffle(self.skus)
-        self._cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(skus)))
+        self._cumulative = list(itertools.accumulate((rank + 1) ** -0.8 for rank in range(skus)))
         self._batch = set(self.skus[::20])
         self._serial = set(self.skus[7::33])
         self._by_weight = set(self.skus[3::20])

@@ -1,0 +1,126 @@
+"""``skuflow dev`` end to end, and the sample traffic it produces."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from devstack.traffic import WAREHOUSES, SampleEvents
+from handlers.events import DispatchConfirmed, StockAdjusted
+from handlers.families import default_families
+from handlers.router import DomainRouter
+from worker.messages import DecodeFailure, Message
+
+REPO = Path(__file__).resolve().parents[2]
+STATUS = re.compile(r"^\[\s*\d+s\] (\w+): produced (\d+) .*processed (\d+) ", re.MULTILINE)
+SUMMARY = re.compile(r"^stopped after [\d.]+s: produced (\d+), processed (\d+)", re.MULTILINE)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _pid(output: str, name: str) -> int:
+    match = re.search(rf"^  {name} .*\(pid (\d+)\)", output, re.MULTILINE)
+    assert match is not None, f"no {name} pid in the startup lines:\n{output}"
+    return int(match.group(1))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_dev_runs_the_stack_processes_traffic_and_leaves_no_process_behind() -> None:
+    env = {
+        **os.environ,
+        "SKUFLOW_CACHE_DIR": str(REPO / ".cache"),  # reuse the resolved Kafka jars
+        "SKUFLOW_HEALTH_PORT": "0",
+    }
+    for name in ("SKUFLOW_CONFIG", "SKUFLOW_KAFKA_BOOTSTRAP", "SKUFLOW_DATABASE_URL"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "skuflow.cli", "dev", "--no-view", "--duration", "20"]
+    result = subprocess.run(
+        [*command, "--rate", "100"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    output = result.stdout
+    context = f"stdout:\n{output}\nstderr (tail):\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, context
+
+    statuses = [(state, int(p), int(n)) for state, p, n in STATUS.findall(output)]
+    assert statuses, context
+    assert any(processed > 0 for _state, _produced, processed in statuses), context
+    summary = SUMMARY.search(output)
+    assert summary is not None, context
+    produced, processed = int(summary.group(1)), int(summary.group(2))
+    assert produced >= 1000, context  # 100/s for 20 s, minus the token bucket's start
+    assert processed > 0.9 * produced, context
+    assert "send_failures" not in output, context
+
+    leftovers = {name: _pid(output, name) for name in ("kafka", "postgresql")}
+    deadline = time.monotonic() + 5
+    while any(map(_running, leftovers.values())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [name for name, pid in leftovers.items() if _running(pid)], context
+
+
+def test_sample_traffic_follows_the_contract() -> None:
+    router = DomainRouter(default_families())
+    events = SampleEvents(50, seed=3)
+    now = datetime(2026, 11, 23, 10, 15, tzinfo=UTC)
+    outcomes: Counter[str] = Counter()
+    for offset in range(5000):
+        sample = events.next(now)
+        message = Message(
+            topic="t",
+            partition=0,
+            offset=offset,
+            key=sample.key,
+            value=sample.value,
+            headers=(),
+            timestamp_ms=0,
+        )
+        decoded = router.decode(message)
+        if sample.kind == "bad":
+            assert isinstance(decoded, DecodeFailure), sample
+            outcomes[decoded.kind] += 1
+            continue
+        assert not isinstance(decoded, DecodeFailure), (sample, decoded)
+        assert decoded.occurred_at.utcoffset() is not None
+        if isinstance(decoded, StockAdjusted):
+            assert sample.kind == "stock"
+            assert sample.key == decoded.sku.encode()
+            assert isinstance(decoded.quantity, Decimal)
+            assert decoded.quantity != 0
+            assert decoded.warehouse in WAREHOUSES
+            assert decoded.sku in events.skus
+        else:
+            assert isinstance(decoded, DispatchConfirmed)
+            assert sample.kind == "dispatch"
+            assert sample.key == decoded.order_id.encode()
+            assert re.fullmatch(r"\d{3}-\d{7}-\d{7}", decoded.order_id)
+            assert now < decoded.ship_by <= now + timedelta(hours=7)
+            assert 1 <= len(decoded.lines) <= 3
+            assert all(line.quantity == line.quantity.to_integral_value() for line in decoded.lines)
+        outcomes[type(decoded).__name__] += 1
+    assert outcomes["StockAdjusted"] > 3 * outcomes["DispatchConfirmed"] > 0
+    assert {"undecodable", "schema_violation", "unknown_type"} <= set(outcomes)
+    bad = sum(outcomes[kind] for kind in ("undecodable", "schema_violation", "unknown_type"))
+    assert 20 <= bad <= 100  # about 1%
