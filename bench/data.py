@@ -1,7 +1,7 @@
 """The benchmark's data: realistic ``stock.adjusted`` events, produced once per topic.
 
 Every contender reads the same records: a key is a SKU (``SKU-000042``), a value the JSON of a
-:class:`handlers.events.StockAdjusted` (about 250 bytes), keys drawn uniformly from ``keys`` SKUs
+:class:`handlers.events.StockAdjusted` (about 300 bytes), keys drawn uniformly from ``keys`` SKUs
 with a fixed seed. Records go to the partition the default (Java-compatible murmur2)
 partitioner would choose, written with aiokafka's batch API so producing is not the bottleneck.
 """
@@ -34,7 +34,7 @@ def sku(index: int) -> str:
 
 def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
     """What aiokafka's (and the Java client's) default partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def events(count: int, keys: int, seed: int) -> Iterator[tuple[bytes, bytes]]:

@@ -12,17 +12,22 @@ from pathlib import Path
 
 import anyio
 import msgspec
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry
 
 from config.settings import KafkaSettings
 from devstack.kafka import KafkaBroker
 from devstack.postgres import EmbeddedPostgres, create_database
 from handlers.families import default_families
 from handlers.router import DomainRouter
+from skuflow.app import VERSION
 from worker.engine import Engine, EngineOptions
 from worker.kafka import build_consumer, build_producer
 from worker.messages import Handler
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations
+from worker.telemetry import EngineMetrics
 
 
 class Stack(msgspec.Struct, frozen=True):
@@ -69,9 +74,21 @@ def fresh_group(name: str) -> str:
     return f"bench-{name}-{time.time_ns()}"
 
 
+def worker_metrics() -> EngineMetrics:
+    """Engine metrics on an OpenTelemetry SDK meter with a Prometheus reader, as in ``Worker``."""
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
+    return EngineMetrics(provider.get_meter("skuflow.worker", VERSION))
+
+
 @asynccontextmanager
 async def engine_for(
-    stack: Stack, topic: str, handler: Handler, *, group: str, max_in_flight: int = 256
+    stack: Stack,
+    topic: str,
+    handler: Handler,
+    *,
+    group: str,
+    max_in_flight: int = 256,
+    metrics: EngineMetrics | None = None,
 ) -> AsyncIterator[Engine]:
     """An :class:`Engine` on ``topic`` with the production clients, router and sinks.
 
@@ -91,4 +108,4 @@ async def engine_for(
         router = DomainRouter(default_families({"stock.adjusted": handler}))
         sinks = OutcomeSinks(pool, producer, f"{topic}.dlq")
         options = EngineOptions(topics=(topic,), group=group, max_in_flight=max_in_flight)
-        yield Engine(consumer, router, sinks, options)
+        yield Engine(consumer, router, sinks, options, metrics=metrics)

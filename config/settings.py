@@ -166,6 +166,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     allow_insecure_sasl: bool = False
     session_timeout_ms: int = 45_000
     max_poll_interval_ms: int = 300_000
+    #: Idempotent producer for dead letters and retries (needs the broker's IDEMPOTENT_WRITE;
+    #: turn off only for brokers without InitProducerId, e.g. the Tansu dev fallback).
+    idempotent_producer: bool = True
 
     def __post_init__(self) -> None:
         _non_empty("kafka.bootstrap", self.bootstrap)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
@@ -34,6 +35,8 @@ from worker.store import create_pool, migrate, package_migrations, ping
 from worker.telemetry import EngineMetrics
 
 log = logging.getLogger("skuflow.app")
+
+T = TypeVar("T")
 
 VERSION = "0.1.0"
 
@@ -142,6 +145,20 @@ class Worker:
             self.engine.request_stop()
 
     # -- lifecycle -------------------------------------------------------------------------------
+    async def _unless_stopped(self, start: Callable[..., Awaitable[T]], *args: Any) -> T | None:
+        """Await a start-up step that may wait a long time; None if a stop arrives first."""
+        result: T | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_on_stop() -> None:
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_on_stop)
+            result = await start(*args)
+            tg.cancel_scope.cancel()
+        return result
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
         self.health = HealthServer(
@@ -152,7 +169,9 @@ class Worker:
         )
         await self.health.start(settings.health.host, settings.health.port)
         try:
-            self.pool = await connect_database(settings)
+            self.pool = await self._unless_stopped(connect_database, settings)
+            if self.pool is None:
+                return  # asked to stop before PostgreSQL was reachable
             producer = build_producer(settings.kafka)
             await producer.start()
             try:

@@ -278,11 +278,19 @@ class Engine:
             self._metrics.process_duration.record(self._clock() - started, attrs)
             self._metrics.outcomes.add(1, attrs)
 
+    async def _reject(
+        self, message: Message, failure: DecodeFailure, info: EventInfo | None
+    ) -> None:
+        await self._durably("exception", self._sinks.reject, message, failure, info)
+        self._metrics.exceptions.add(
+            1, {"messaging.destination.name": message.topic, "skuflow.exception.kind": failure.kind}
+        )
+
     async def _execute(self, work: _Work) -> str:
         """Drive one message to a durable outcome; return the outcome's kind."""
         message = work.message
         if work.failure is not None:
-            await self._durably("exception", self._sinks.reject, message, work.failure, None)
+            await self._reject(message, work.failure, None)
             return "reject"
         info = work.info
         assert info is not None
@@ -293,7 +301,7 @@ class Engine:
                 f"no handler for event type {info.event_type!r} in this build; "
                 "retry the exception once a handler is deployed",
             )
-            await self._durably("exception", self._sinks.reject, message, failure, info)
+            await self._reject(message, failure, info)
             return "reject"
         while True:
             message.attempts += 1
@@ -322,7 +330,7 @@ class Engine:
                 await self._durably("park", self._sinks.park, message, outcome, info)
                 return "park"
             rejected = DecodeFailure(outcome.kind, outcome.reason)
-            await self._durably("exception", self._sinks.reject, message, rejected, info)
+            await self._reject(message, rejected, info)
             return "reject"
 
     async def _call(self, handler: Any, work: _Work) -> Outcome:

@@ -44,10 +44,10 @@ def build_consumer(settings: KafkaSettings, *, group: str | None = None) -> AIOK
 
 
 def build_producer(settings: KafkaSettings) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all) for dead letters and retries."""
+    """A producer (acks=all, idempotent unless disabled) for dead letters and retries."""
     return AIOKafkaProducer(
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=settings.idempotent_producer,
         linger_ms=5,
         **_common(settings),
     )
