@@ -25,6 +25,7 @@ from bench.data import PARTITIONS, create_topics, events, produce
 from bench.rss import Probe, RssReport, run_probe
 from bench.stack import Stack, embedded_stack
 from devstack.kafka import KAFKA_VERSION
+from skuflow.app import tune_gc
 from worker.engine import EngineOptions
 
 _T = TypeVar("_T")
@@ -180,6 +181,7 @@ def _measure(stack: Stack, plan: Plan) -> Results:
 
 def main(argv: list[str] | None = None) -> int:
     plan = Plan(_parse(argv))
+    tune_gc()  # as `skuflow run` does; every contender runs in this process with it
     started = time.perf_counter()
     _note("starting Apache Kafka and PostgreSQL")
     with embedded_stack() as stack:

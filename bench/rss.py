@@ -20,6 +20,7 @@ import msgspec
 from bench.cases import Progress
 from bench.stack import Stack, engine_for, fresh_group
 from handlers.events import StockAdjusted
+from skuflow.app import tune_gc
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome
 
@@ -105,6 +106,7 @@ def run_probe(spec: Probe, timeout: float) -> RssReport:
 
 def main() -> None:
     spec = msgspec.json.decode(sys.argv[1], type=Probe)
+    tune_gc()  # as `skuflow run` does
     report = anyio.run(probe, spec, backend="asyncio", backend_options={"use_uvloop": True})
     print(msgspec.json.encode(report).decode())
 

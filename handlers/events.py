@@ -23,7 +23,9 @@ MAX_QUANTITY = Decimal(10) ** 9
 MAX_QUANTITY_PLACES = 6
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+# gc=False: events are immutable trees of scalars and lists of scalars and can never form a
+# reference cycle, so the cyclic collector need not track the thousands buffered at once.
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """Fields every event carries."""
 
     event_id: NonEmpty
@@ -71,7 +73,7 @@ class StockAdjusted(Event, frozen=True, kw_only=True, tag="stock.adjusted"):
         return found
 
 
-class DispatchLine(msgspec.Struct, frozen=True, kw_only=True):
+class DispatchLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order_item_id: NonEmpty
     sku: NonEmpty
     quantity: Decimal

@@ -18,7 +18,7 @@ import anyio
 import msgspec
 
 from config.settings import Settings, SettingsError, load_settings, load_sku_map, redacted_dict
-from skuflow.app import Worker, install_uvloop, run_until_signalled
+from skuflow.app import Worker, install_uvloop, run_until_signalled, tune_gc
 from worker.errors import SkuflowError
 from worker.logs import configure_logging
 
@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         configure_logging(settings.log.format, settings.log.level)
+        tune_gc()
         uvloop = install_uvloop()
         backend_options = {"use_uvloop": True} if uvloop is not None else {}
         return int(

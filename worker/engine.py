@@ -73,7 +73,7 @@ class _Partition:
 class _Work:
     """One message on its way through a lane."""
 
-    __slots__ = ("event", "failure", "info", "message", "part", "scope")
+    __slots__ = ("event", "failure", "info", "message", "part", "size")
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class _Work:
         self.event = event
         self.info = info
         self.failure = failure
-        self.scope: anyio.CancelScope | None = None
+        self.size = message.size
 
 
 class Engine:
@@ -121,6 +121,7 @@ class Engine:
         self._buffered_bytes = 0
         self._paused: set[TopicPartition] = set()
         self._over_budget = False
+        self._below_low_water = anyio.Event()
         self._commit_lock = anyio.Lock()
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -166,6 +167,7 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._commit(list(self._partitions.values()))
+            self._metrics.flush()
             self._stopped.set()
 
     # -- fetching --------------------------------------------------------------------------------
@@ -175,6 +177,13 @@ class Engine:
         while not self._stop.is_set():
             self.fetch_heartbeat = self._clock()
             self._apply_backpressure()
+            if self._over_budget:
+                # Every partition is paused: a fetch cannot return anything. Wait for the
+                # runners to drain below the low-water mark instead (beating regularly).
+                self._below_low_water = anyio.Event()
+                with anyio.move_on_after(opt.fetch_timeout_ms / 1000):
+                    await self._below_low_water.wait()
+                continue
             batch = await consumer.getmany(
                 timeout_ms=opt.fetch_timeout_ms, max_records=opt.fetch_max_records
             )
@@ -213,17 +222,21 @@ class Engine:
             else:
                 key = message.key if message.key is not None else part.tp
         self._buffered += 1
-        self._buffered_bytes += message.size
+        self._buffered_bytes += work.size
         self._lanes.submit(key, work)
+
+    def _under_low_water(self) -> bool:
+        opt = self._opt
+        return (
+            self._buffered <= opt.max_buffered_messages * opt.resume_ratio
+            and self._buffered_bytes <= opt.max_buffered_bytes * opt.resume_ratio
+        )
 
     def _apply_backpressure(self) -> None:
         """Pause partitions while over budget; resume below the low-water mark."""
         opt = self._opt
         if self._over_budget:
-            self._over_budget = (
-                self._buffered > opt.max_buffered_messages * opt.resume_ratio
-                or self._buffered_bytes > opt.max_buffered_bytes * opt.resume_ratio
-            )
+            self._over_budget = not self._under_low_water()
         else:
             self._over_budget = (
                 self._buffered >= opt.max_buffered_messages
@@ -257,26 +270,28 @@ class Engine:
 
     def _release(self, work: _Work) -> None:
         self._buffered -= 1
-        self._buffered_bytes -= work.message.size
+        self._buffered_bytes -= work.size
+        if self._over_budget and not self._below_low_water.is_set() and self._under_low_water():
+            self._below_low_water.set()
 
     async def _process(self, work: _Work) -> None:
+        """Run one message to a durable outcome, then complete its offset.
+
+        A cancellation (revocation timeout, shutdown) leaves the offset incomplete, so it is
+        never committed and the event is redone by whoever owns the partition next.
+        """
         part = work.part
         part.in_flight += 1
         started = self._clock()
-        outcome_kind = "cancelled"
+        outcome = "cancelled"
         try:
-            with anyio.CancelScope() as scope:
-                work.scope = scope
-                outcome_kind = await self._execute(work)
-            if not scope.cancelled_caught:
-                part.offsets.complete(work.message.offset)
-                self.processed += 1
+            outcome = await self._execute(work)
+            part.offsets.complete(work.message.offset)
+            self.processed += 1
         finally:
             part.in_flight -= 1
             self._release(work)
-            attrs = {"messaging.destination.name": part.tp.topic, "skuflow.outcome": outcome_kind}
-            self._metrics.process_duration.record(self._clock() - started, attrs)
-            self._metrics.outcomes.add(1, attrs)
+            self._metrics.outcome(part.tp.topic, outcome, self._clock() - started)
 
     async def _reject(
         self, message: Message, failure: DecodeFailure, info: EventInfo | None
@@ -307,7 +322,8 @@ class Engine:
             message.attempts += 1
             outcome = await self._call(handler, work)
             if isinstance(outcome, Done):
-                await self._durably("settle", self._sinks.done, message)
+                if message.headers:  # only a retried copy has anything to settle
+                    await self._durably("settle", self._sinks.done, message)
                 return "done"
             if isinstance(outcome, Retry):
                 if message.attempts >= self._opt.max_attempts:
@@ -363,6 +379,7 @@ class Engine:
     async def _commit_loop(self) -> None:
         while True:
             await anyio.sleep(self._opt.commit_interval_seconds)
+            self._metrics.flush()
             await self._commit([p for p in self._partitions.values() if not p.revoked])
 
     async def _commit(self, parts: Iterable[_Partition]) -> None:
@@ -428,10 +445,9 @@ class Engine:
             self._release(work)
         with anyio.move_on_after(self._opt.revoke_timeout_seconds):
             await _wait_until(lambda: not any(part.in_flight for part in parts))
-        for work in self._lanes.running_items():
-            if work.part.revoked and work.scope is not None:
-                log.warning("revocation cancelled in-flight work", extra=_where(work.message))
-                work.scope.cancel()
+        cancelled = self._lanes.cancel_running(lambda w: w.part.revoked)
+        if cancelled:
+            log.warning("revocation cancelled in-flight work", extra={"cancelled": cancelled})
         await self._commit(parts)
         for part in parts:
             self._partitions.pop(part.tp, None)

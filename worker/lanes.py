@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from worker.ready import FifoReady, ReadyQueue
@@ -26,6 +27,8 @@ T = TypeVar("T")
 
 #: A runner keeps a busy lane for at most this many items before letting other lanes go first.
 FAIRNESS_QUANTUM = 16
+#: A runner yields to the event loop at least once per this many lanes.
+YIELD_EVERY = 32
 
 
 class KeyLanes(Generic[T]):
@@ -51,6 +54,7 @@ class KeyLanes(Generic[T]):
         self._ready: ReadyQueue = ready if ready is not None else FifoReady()
         self._deadline = deadline or (lambda _item: None)
         self._running: dict[Hashable, T] = {}
+        self._scopes: dict[Hashable, anyio.CancelScope] = {}
         self._queued = 0
         self._closed = False
 
@@ -133,14 +137,38 @@ class KeyLanes(Generic[T]):
         self._closed = True
         self._ready.close()
 
-    async def _runner(self) -> None:
-        while True:
-            key = await self._ready.get()
-            if key is None or self._closed:
-                return
-            await self._drain_lane(key)
+    def cancel_running(self, predicate: Callable[[T], bool]) -> int:
+        """Cancel the running items matching ``predicate`` (their lanes go on); return how many."""
+        cancelled = 0
+        for key, item in list(self._running.items()):
+            if predicate(item):
+                self._scopes[key].cancel()
+                cancelled += 1
+        return cancelled
 
-    async def _drain_lane(self, key: Hashable) -> None:
+    async def _runner(self) -> None:
+        # One cancel scope per runner, not per item: a scope costs microseconds, and only
+        # cancel_running() needs one. A cancelled runner abandons its item and carries on.
+        while True:
+            draining: Hashable | None = None
+            with anyio.CancelScope() as scope:
+                lanes_since_yield = 0
+                while True:
+                    key = await self._ready.get()
+                    if key is None or self._closed:
+                        return
+                    draining = key
+                    await self._drain_lane(key, scope)
+                    draining = None
+                    lanes_since_yield += 1
+                    if lanes_since_yield >= YIELD_EVERY:
+                        # Handlers that never suspend must not starve the fetch loop.
+                        lanes_since_yield = 0
+                        await anyio.lowlevel.checkpoint()
+            if draining is not None:
+                self._requeue(draining)  # the cancelled item was dropped; its lane goes on
+
+    async def _drain_lane(self, key: Hashable, scope: anyio.CancelScope) -> None:
         lane = self._lanes[key]
         for _ in range(FAIRNESS_QUANTUM):
             if not lane:
@@ -155,14 +183,21 @@ class KeyLanes(Generic[T]):
                 continue
             self._queued -= 1
             self._running[key] = item
+            self._scopes[key] = scope
             try:
                 await self._process(item)
             finally:
                 del self._running[key]
+                del self._scopes[key]
                 lane.popleft()
+        self._requeue(key)
+
+    def _requeue(self, key: Hashable) -> None:
+        """A lane leaves its runner: back in the ready queue if it has items, else gone."""
+        lane = self._lanes.get(key)
         if lane:
             # Let other lanes go first; back in the queue with the new head's deadline. When
             # closing, the remaining items simply stay queued (uncommitted).
             self._ready.put(key, self._deadline(lane[0]))
-        else:
+        elif lane is not None:
             del self._lanes[key]

@@ -16,7 +16,7 @@ from worker.outcomes import Outcome
 Headers = Sequence[tuple[str, bytes]]
 
 
-class Message(msgspec.Struct, kw_only=True):
+class Message(msgspec.Struct, kw_only=True, gc=False):
     """One consumed Kafka record as the engine tracks it (mutable: attempts are counted)."""
 
     topic: str
@@ -39,14 +39,14 @@ class Message(msgspec.Struct, kw_only=True):
         return None
 
 
-class DecodeFailure(msgspec.Struct, frozen=True):
+class DecodeFailure(msgspec.Struct, frozen=True, gc=False):
     """Why a payload could not become an event (becomes an exception record)."""
 
     kind: str  # e.g. "undecodable", "schema_violation", "unknown_type"
     reason: str
 
 
-class EventInfo(msgspec.Struct, frozen=True):
+class EventInfo(msgspec.Struct, frozen=True, gc=False):
     """What the engine needs to know about a decoded event, whatever its type."""
 
     event_type: str

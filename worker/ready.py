@@ -39,26 +39,36 @@ class ReadyQueue(Protocol):
 
 
 class _Base:
+    """Waiting without a per-get checkpoint: a runner that finds work takes it synchronously
+    (the runners yield to the loop themselves), and only an empty queue costs an Event."""
+
     def __init__(self) -> None:
-        self._available = anyio.Semaphore(0)
+        self._waiters: deque[anyio.Event] = deque()
         self._closed = False
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._available.release()  # wakes one runner, which wakes the next (see _woken)
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().set()
 
     def _signal(self) -> None:
-        self._available.release()
+        if self._waiters:
+            self._waiters.popleft().set()
 
-    async def _woken(self) -> bool:
-        """Wait for an entry; False once closed (passing the wake-up on to the next runner)."""
-        if not self._closed:
-            await self._available.acquire()
-        if self._closed:
-            self._available.release()
-            return False
-        return True
+    def _empty(self) -> bool:
+        raise NotImplementedError
+
+    def _pop(self) -> Hashable:
+        raise NotImplementedError
+
+    async def get(self) -> Hashable | None:
+        while not self._closed:
+            if not self._empty():
+                return self._pop()
+            waiter = anyio.Event()
+            self._waiters.append(waiter)
+            await waiter.wait()
+        return None
 
 
 class FifoReady(_Base):
@@ -70,9 +80,10 @@ class FifoReady(_Base):
         self._keys.append(key)
         self._signal()
 
-    async def get(self) -> Hashable | None:
-        if not await self._woken():
-            return None
+    def _empty(self) -> bool:
+        return not self._keys
+
+    def _pop(self) -> Hashable:
         return self._keys.popleft()
 
     def __len__(self) -> int:
@@ -95,9 +106,10 @@ class DeadlineReady(_Base):
         heapq.heappush(self._heap, (rank, next(self._arrival), key))
         self._signal()
 
-    async def get(self) -> Hashable | None:
-        if not await self._woken():
-            return None
+    def _empty(self) -> bool:
+        return not self._heap
+
+    def _pop(self) -> Hashable:
         return heapq.heappop(self._heap)[2]
 
     def __len__(self) -> int:

@@ -53,6 +53,27 @@ class EngineMetrics:
             "skuflow.commits", unit="{commit}", description="Offset commits by result."
         )
 
+        self._tally: dict[tuple[str, str], int] = {}
+        self._attributes: dict[tuple[str, str], dict[str, str]] = {}
+
+    def outcome(self, topic: str, kind: str, seconds: float) -> None:
+        """One processed message (hot path: the counter is tallied locally, see flush)."""
+        key = (topic, kind)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._attributes[key] = {
+                "messaging.destination.name": topic,
+                "skuflow.outcome": kind,
+            }
+        self._tally[key] = self._tally.get(key, 0) + 1
+        self.process_duration.record(seconds, attributes)
+
+    def flush(self) -> None:
+        """Hand the locally tallied counts to the SDK (called once per commit interval)."""
+        tally, self._tally = self._tally, {}
+        for key, count in tally.items():
+            self.outcomes.add(count, self._attributes[key])
+
     def observe(self, name: str, description: str, unit: str, read: Gauges) -> None:
         """Register an observable gauge read from live state at collection time."""
 

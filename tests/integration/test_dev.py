@@ -1,4 +1,4 @@
-"""``skuflow dev`` end to end, and the sample traffic it produces."""
+"""``skuflow dev`` end to end (the sample traffic alone: ``tests/unit/test_traffic.py``)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,9 @@ import re
 import subprocess
 import sys
 import time
-from collections import Counter
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-from devstack.traffic import WAREHOUSES, SampleEvents
-from handlers.events import DispatchConfirmed, StockAdjusted
-from handlers.families import default_families
-from handlers.router import DomainRouter
-from worker.messages import DecodeFailure, Message
 
 REPO = Path(__file__).resolve().parents[2]
 STATUS = re.compile(r"^\[\s*\d+s\] (\w+): produced (\d+) .*processed (\d+) ", re.MULTILINE)
@@ -79,48 +70,3 @@ def test_dev_runs_the_stack_processes_traffic_and_leaves_no_process_behind() -> 
     while any(map(_running, leftovers.values())) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [name for name, pid in leftovers.items() if _running(pid)], context
-
-
-def test_sample_traffic_follows_the_contract() -> None:
-    router = DomainRouter(default_families())
-    events = SampleEvents(50, seed=3)
-    now = datetime(2026, 11, 23, 10, 15, tzinfo=UTC)
-    outcomes: Counter[str] = Counter()
-    for offset in range(5000):
-        sample = events.next(now)
-        message = Message(
-            topic="t",
-            partition=0,
-            offset=offset,
-            key=sample.key,
-            value=sample.value,
-            headers=(),
-            timestamp_ms=0,
-        )
-        decoded = router.decode(message)
-        if sample.kind == "bad":
-            assert isinstance(decoded, DecodeFailure), sample
-            outcomes[decoded.kind] += 1
-            continue
-        assert not isinstance(decoded, DecodeFailure), (sample, decoded)
-        assert decoded.occurred_at.utcoffset() is not None
-        if isinstance(decoded, StockAdjusted):
-            assert sample.kind == "stock"
-            assert sample.key == decoded.sku.encode()
-            assert isinstance(decoded.quantity, Decimal)
-            assert decoded.quantity != 0
-            assert decoded.warehouse in WAREHOUSES
-            assert decoded.sku in events.skus
-        else:
-            assert isinstance(decoded, DispatchConfirmed)
-            assert sample.kind == "dispatch"
-            assert sample.key == decoded.order_id.encode()
-            assert re.fullmatch(r"\d{3}-\d{7}-\d{7}", decoded.order_id)
-            assert now < decoded.ship_by <= now + timedelta(hours=7)
-            assert 1 <= len(decoded.lines) <= 3
-            assert all(line.quantity == line.quantity.to_integral_value() for line in decoded.lines)
-        outcomes[type(decoded).__name__] += 1
-    assert outcomes["StockAdjusted"] > 3 * outcomes["DispatchConfirmed"] > 0
-    assert {"undecodable", "schema_violation", "unknown_type"} <= set(outcomes)
-    bad = sum(outcomes[kind] for kind in ("undecodable", "schema_violation", "unknown_type"))
-    assert 20 <= bad <= 100  # about 1%

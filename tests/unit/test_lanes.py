@@ -175,3 +175,29 @@ def test_with_a_deadline_queue_the_earliest_deadline_runs_first_ties_by_arrival(
 
     anyio.run(main)
     assert order == ["busy", "sooner", "soon", "soon-too", "late", "none"]
+
+
+def test_cancelling_a_running_item_abandons_it_and_its_lane_goes_on() -> None:
+    started = anyio.Event()
+    processed: list[int] = []
+
+    async def process(item: int) -> None:
+        if item == 0:
+            started.set()
+            await anyio.sleep_forever()
+        processed.append(item)
+
+    async def main() -> None:
+        lanes: KeyLanes[int] = KeyLanes(process, max_in_flight=1, max_lanes=10)
+        async with anyio.create_task_group() as tg:
+            await tg.start(lanes.run)
+            for item in range(3):
+                lanes.submit("k", item)
+            await started.wait()
+            assert lanes.cancel_running(lambda item: item == 0) == 1
+            while lanes.queued or lanes.in_flight:
+                await anyio.lowlevel.checkpoint()
+            lanes.close()
+
+    anyio.run(main)
+    assert processed == [1, 2]
