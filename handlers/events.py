@@ -38,18 +38,24 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=Fals
         return []
 
 
-def quantity_problem(value: Decimal, *, allow_negative: bool) -> str | None:
-    if not value.is_finite():
-        return "must be a finite number"
-    if value == 0:
-        return "must be non-zero"
-    if not allow_negative and value < 0:
-        return "must be positive"
-    if abs(value) >= MAX_QUANTITY:
-        return f"magnitude must be below {MAX_QUANTITY}"
+def _exponent(value: Decimal) -> int:
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_QUANTITY_PLACES:
-        return f"at most {MAX_QUANTITY_PLACES} decimal places"
+    return exponent if isinstance(exponent, int) else 0
+
+
+def quantity_problem(value: Decimal, *, allow_negative: bool) -> str | None:
+    """Why ``value`` is not a plausible quantity, or None (hot path: one tuple, few compares)."""
+    sign, _digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # 'n', 'N' or 'F': NaN or infinity
+        return "must be a finite number"
+    if not value:
+        return "must be non-zero"
+    if sign and not allow_negative:
+        return "must be positive"
+    if -exponent > MAX_QUANTITY_PLACES and -_exponent(value.normalize()) > MAX_QUANTITY_PLACES:
+        return f"at most {MAX_QUANTITY_PLACES} decimal places"  # (trailing zeros are fine)
+    if value >= MAX_QUANTITY or value <= -MAX_QUANTITY:
+        return f"magnitude must be below {MAX_QUANTITY}"
     return None
 
 
