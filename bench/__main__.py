@@ -24,9 +24,9 @@ from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce
 from bench.rss import Probe, RssReport, run_probe
 from bench.stack import Stack, embedded_stack
+from config.settings import EngineSettings
 from devstack.kafka import KAFKA_VERSION
 from skuflow.app import tune_gc
-from worker.engine import EngineOptions
 
 _T = TypeVar("_T")
 
@@ -44,7 +44,7 @@ class Plan:
         self.rounds = 1 if quick else 3
         self.window = Window(warmup=1.5, seconds=5.0) if quick else Window(warmup=3.0, seconds=10.0)
         self.rss_slow_seconds = 8.0 if quick else 20.0
-        self.max_in_flight = EngineOptions(topics=(), group="").max_in_flight
+        self.max_in_flight = EngineSettings().max_in_flight
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

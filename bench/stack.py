@@ -16,7 +16,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
-from config.settings import KafkaSettings
+from config.settings import EngineSettings, KafkaSettings
 from devstack.kafka import KafkaBroker
 from devstack.postgres import EmbeddedPostgres, create_database
 from handlers.families import default_families
@@ -107,5 +107,7 @@ async def engine_for(
         stack_.push_async_callback(consumer.stop)
         router = DomainRouter(default_families({"stock.adjusted": handler}))
         sinks = OutcomeSinks(pool, producer, f"{topic}.dlq")
-        options = EngineOptions(topics=(topic,), group=group, max_in_flight=max_in_flight)
+        options = EngineOptions(
+            topics=(topic,), group=group, tuning=EngineSettings(max_in_flight=max_in_flight)
+        )
         yield Engine(consumer, router, sinks, options, metrics=metrics)

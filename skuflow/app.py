@@ -43,21 +43,10 @@ VERSION = "0.1.0"
 
 
 def engine_options(settings: Settings) -> EngineOptions:
-    e = settings.engine
     return EngineOptions(
         topics=(settings.topics.stock, settings.topics.dispatch),
         group=settings.kafka.group,
-        max_in_flight=e.max_in_flight,
-        max_buffered_messages=e.max_buffered_messages,
-        max_buffered_bytes=e.max_buffered_bytes,
-        resume_ratio=e.resume_ratio,
-        commit_interval_seconds=e.commit_interval_seconds,
-        drain_timeout_seconds=e.drain_timeout_seconds,
-        revoke_timeout_seconds=e.revoke_timeout_seconds,
-        backoff=Backoff(e.retry_initial_seconds, e.retry_max_seconds, e.retry_multiplier),
-        max_attempts=e.max_attempts,
-        offset_map_max_bytes=e.offset_map_max_bytes,
-        fetch_max_records=e.fetch_max_records,
+        tuning=settings.engine,
     )
 
 

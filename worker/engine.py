@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from anyio.abc import TaskStatus
 
+from config.settings import EngineSettings
 from worker.backoff import Backoff
 from worker.lanes import KeyLanes
 from worker.messages import DecodeFailure, EventInfo, Message, Router
@@ -38,22 +39,17 @@ log = logging.getLogger("skuflow.engine")
 
 
 class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Tuning of one engine; ``config.EngineSettings`` maps onto it one to one."""
+    """What one engine consumes and how it is tuned (``[engine]`` of the settings)."""
 
     topics: tuple[str, ...]
     group: str
-    max_in_flight: int = 256
-    max_buffered_messages: int = 20_000
-    max_buffered_bytes: int = 64 * 1024 * 1024
-    resume_ratio: float = 0.5
-    commit_interval_seconds: float = 1.0
-    drain_timeout_seconds: float = 30.0
-    revoke_timeout_seconds: float = 10.0
-    backoff: Backoff = Backoff()
-    max_attempts: int = 10
-    offset_map_max_bytes: int = 3000
-    fetch_max_records: int = 2000
+    tuning: EngineSettings = msgspec.field(default_factory=EngineSettings)
     fetch_timeout_ms: int = 200
+
+    @property
+    def backoff(self) -> Backoff:
+        t = self.tuning
+        return Backoff(t.retry_initial_seconds, t.retry_max_seconds, t.retry_multiplier)
 
 
 class _Partition:
@@ -108,13 +104,15 @@ class Engine:
         self._router = router
         self._sinks = sinks
         self._opt = options
+        self._tuning = options.tuning
+        self._backoff = options.backoff
         self._metrics = metrics or EngineMetrics()
         self._clock = clock
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._lanes: KeyLanes[_Work] = KeyLanes(
             self._process,
-            max_in_flight=options.max_in_flight,
-            max_lanes=2 * (options.max_buffered_messages + options.fetch_max_records),
+            max_in_flight=options.tuning.max_in_flight,
+            max_lanes=2 * (options.tuning.max_buffered_messages + options.tuning.fetch_max_records),
             skip=self._skip_revoked,
         )
         self._buffered = 0
@@ -185,7 +183,7 @@ class Engine:
                     await self._below_low_water.wait()
                 continue
             batch = await consumer.getmany(
-                timeout_ms=opt.fetch_timeout_ms, max_records=opt.fetch_max_records
+                timeout_ms=opt.fetch_timeout_ms, max_records=self._tuning.fetch_max_records
             )
             for tp, records in batch.items():
                 part = self._partitions.get(tp)
@@ -226,7 +224,7 @@ class Engine:
         self._lanes.submit(key, work)
 
     def _under_low_water(self) -> bool:
-        opt = self._opt
+        opt = self._tuning
         return (
             self._buffered <= opt.max_buffered_messages * opt.resume_ratio
             and self._buffered_bytes <= opt.max_buffered_bytes * opt.resume_ratio
@@ -234,7 +232,7 @@ class Engine:
 
     def _apply_backpressure(self) -> None:
         """Pause partitions while over budget; resume below the low-water mark."""
-        opt = self._opt
+        opt = self._tuning
         if self._over_budget:
             self._over_budget = not self._under_low_water()
         else:
@@ -326,7 +324,7 @@ class Engine:
                     await self._durably("settle", self._sinks.done, message)
                 return "done"
             if isinstance(outcome, Retry):
-                if message.attempts >= self._opt.max_attempts:
+                if message.attempts >= self._tuning.max_attempts:
                     outcome = Reject(
                         "retries_exhausted",
                         f"gave up after {message.attempts} attempts: {outcome.reason}",
@@ -335,7 +333,7 @@ class Engine:
                     self._metrics.retries.add(1, {"messaging.destination.name": message.topic})
                     delay = outcome.after
                     if delay is None:
-                        delay = self._opt.backoff.delay(message.attempts)
+                        delay = self._backoff.delay(message.attempts)
                     log.info(
                         "retrying",
                         extra=_where(message, attempt=message.attempts, reason=outcome.reason),
@@ -368,7 +366,7 @@ class Engine:
                 return
             except Exception as exc:
                 attempt += 1
-                delay = self._opt.backoff.delay(attempt)
+                delay = self._backoff.delay(attempt)
                 log.warning(
                     "durable write failed; retrying",
                     extra={"write": what, "error": type(exc).__name__, "retry_in_s": delay},
@@ -378,7 +376,7 @@ class Engine:
     # -- commits ---------------------------------------------------------------------------------
     async def _commit_loop(self) -> None:
         while True:
-            await anyio.sleep(self._opt.commit_interval_seconds)
+            await anyio.sleep(self._tuning.commit_interval_seconds)
             self._metrics.flush()
             await self._commit([p for p in self._partitions.values() if not p.revoked])
 
@@ -395,7 +393,7 @@ class Engine:
                     continue
                 offset_map = part.offsets.offset_map()
                 metadata = offset_map.encode() if offset_map is not None else ""
-                part.map_full = len(metadata) > self._opt.offset_map_max_bytes
+                part.map_full = len(metadata) > self._tuning.offset_map_max_bytes
                 if part.map_full:
                     metadata = ""  # the watermark alone is always safe
                 if part.last_commit == (watermark, metadata):
@@ -443,7 +441,7 @@ class Engine:
             part.revoked = True
         for work in self._lanes.discard(lambda w: w.part.revoked):
             self._release(work)
-        with anyio.move_on_after(self._opt.revoke_timeout_seconds):
+        with anyio.move_on_after(self._tuning.revoke_timeout_seconds):
             await _wait_until(lambda: not any(part.in_flight for part in parts))
         cancelled = self._lanes.cancel_running(lambda w: w.part.revoked)
         if cancelled:
@@ -458,7 +456,7 @@ class Engine:
     async def _drain(self) -> None:
         """Stop starting work; let in-flight work finish within the drain timeout."""
         self._lanes.close()
-        with anyio.move_on_after(self._opt.drain_timeout_seconds):
+        with anyio.move_on_after(self._tuning.drain_timeout_seconds):
             await _wait_until(lambda: not self._lanes.in_flight)
         if self._lanes.in_flight:
             log.warning(
