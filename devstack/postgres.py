@@ -94,7 +94,7 @@ def _get_server(data_dir: Path, cleanup_mode: str | None) -> _Server:
         return cast(_Server, get_server(data_dir, cleanup_mode=cleanup_mode))
 
 
-def _run_sync(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+def run_sync(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """``asyncio.run(factory())``, in a helper thread if this thread already runs a loop."""
     try:
         asyncio.get_running_loop()
@@ -160,7 +160,7 @@ class EmbeddedPostgres:
         atexit.register(self.stop)
         if not self.durable:
             try:
-                _run_sync(
+                run_sync(
                     lambda: _execute(
                         server.get_uri(),
                         "ALTER SYSTEM SET fsync = off",
@@ -227,11 +227,11 @@ def _check_name(name: str) -> None:
 def create_database(admin_url: str, name: str) -> str:
     """``CREATE DATABASE name`` on the server of ``admin_url``; return the new database's URL."""
     _check_name(name)
-    _run_sync(lambda: _execute(admin_url, f'CREATE DATABASE "{name}"'))
+    run_sync(lambda: _execute(admin_url, f'CREATE DATABASE "{name}"'))
     return database_url(admin_url, name)
 
 
 def drop_database(admin_url: str, name: str) -> None:
     """``DROP DATABASE IF EXISTS name WITH (FORCE)`` (terminates leftover connections)."""
     _check_name(name)
-    _run_sync(lambda: _execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(lambda: _execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

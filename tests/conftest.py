@@ -13,15 +13,14 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import pytest
 
 from devstack.kafka import KafkaBroker
-from devstack.postgres import EmbeddedPostgres, create_database, drop_database
+from devstack.postgres import EmbeddedPostgres, create_database, drop_database, run_sync
 
 _T = TypeVar("_T")
 
@@ -30,16 +29,6 @@ class CreateTopics(Protocol):
     """``create_topics(*names, partitions=6)``: create topics, wait until metadata shows them."""
 
     def __call__(self, *names: str, partitions: int = 6) -> None: ...
-
-
-def _run_sync(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """``asyncio.run(factory())``, in a helper thread if this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +129,6 @@ def create_topics(kafka_bootstrap: str) -> CreateTopics:
 
     def create(*names: str, partitions: int = 6) -> None:
         if names:
-            _run_sync(lambda: _create_topics(kafka_bootstrap, names, partitions))
+            run_sync(lambda: _create_topics(kafka_bootstrap, names, partitions))
 
     return create
