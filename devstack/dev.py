@@ -83,7 +83,9 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         postgres.start()
         db_url = create_database(postgres.url, "skuflow")
         say(f"  postgresql  {_took(step)} (pid {postgres.pid}): {db_url}")
-        dev = _dev_settings(settings, broker.bootstrap, db_url)
+        dev = _dev_settings(
+            settings, broker.bootstrap, db_url, idempotent_producer=isinstance(broker, KafkaBroker)
+        )
         log_file = workdir / "worker.log"
         logs = str(log_file) if view else f"stderr (repeats thinned out); all of them in {log_file}"
         handlers, throttle = configure_logging(dev.log.level, log_file, to_stderr=not view)
@@ -253,10 +255,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _dev_settings(settings: Settings, bootstrap: str, db_url: str) -> Settings:
-    """``settings`` pointed at the embedded broker and database (plaintext, no credentials)."""
+def _dev_settings(
+    settings: Settings, bootstrap: str, db_url: str, *, idempotent_producer: bool = True
+) -> Settings:
+    """``settings`` pointed at the embedded broker and database (plaintext, no credentials).
+
+    Tansu has no InitProducerId, so on the fallback broker the producer is not idempotent.
+    """
     kafka = replace(
         settings.kafka,
+        idempotent_producer=idempotent_producer and settings.kafka.idempotent_producer,
         bootstrap=bootstrap,
         security_protocol="PLAINTEXT",
         ssl_cafile=None,
