@@ -318,7 +318,11 @@ class Engine:
             return "reject"
         while True:
             message.attempts += 1
-            outcome = await self._call(handler, work)
+            try:
+                outcome: Outcome = await handler(work.event, message)
+            except Exception as exc:
+                log.exception("handler raised", extra=_where(message))
+                outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
             if isinstance(outcome, Done):
                 if message.headers:  # only a retried copy has anything to settle
                     await self._durably("settle", self._sinks.done, message)
@@ -346,14 +350,6 @@ class Engine:
             rejected = DecodeFailure(outcome.kind, outcome.reason)
             await self._reject(message, rejected, info)
             return "reject"
-
-    async def _call(self, handler: Any, work: _Work) -> Outcome:
-        try:
-            outcome: Outcome = await handler(work.event, work.message)
-        except Exception as exc:
-            log.exception("handler raised", extra=_where(work.message))
-            return Retry(f"handler raised {type(exc).__name__}: {exc}")
-        return outcome
 
     async def _durably(
         self, what: str, write: Callable[..., Awaitable[object]], *args: Any
