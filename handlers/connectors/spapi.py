@@ -1,0 +1,495 @@
+"""Amazon SP-API connector: LWA access tokens, Orders v0 ``confirmShipment`` and ``getOrder``.
+
+The contract for callers (the dispatch handler parks whatever this raises):
+
+* ``confirm_shipment`` returns :class:`ShipmentConfirmed` once Amazon answered 204, and
+  ``get_order`` an :class:`OrderInfo`. Anything else raises one of these subclasses of
+  :class:`SpApiError` (a :class:`~worker.errors.SkuflowError`), never an aiohttp exception:
+
+  - :class:`SpApiRejected` — Amazon refused the request (400-class: unknown order or order
+    item, overfulfilment, order cancelled or already shipped, bad carrier or date). Sending it
+    again cannot succeed: record an exception with ``code``/``message``/``details``.
+  - :class:`SpApiThrottled` — still 429 after the in-call retries; try again after
+    ``retry_after`` seconds.
+  - :class:`SpApiUnavailable` — 5xx, timeout or connection failure after the in-call retries;
+    retry later. ``ambiguous`` is true when a request may have reached Amazon and been applied
+    (timeout, dropped connection, 500/502/504). Resending the same order and
+    ``packageReferenceId`` is then safe: Amazon treats it as an edit of that package (so a
+    rejection after an ambiguous attempt deserves a ``get_order`` before it is believed).
+  - :class:`SpApiAuthError` — the credentials were refused (LWA ``invalid_client`` or
+    ``invalid_grant``, or a 401/403 with a fresh token): no retry helps until they are fixed.
+
+* The client retries a little by itself: up to ``RetryPolicy.attempts`` sends with jittered
+  backoff (429 waits for ``Retry-After`` or one token of the advertised rate), and gives up
+  early rather than sleep past ``max_elapsed``; the caller owns the long, durable retries.
+  Every send, retries included, first takes a token from the operation's shared
+  :class:`~handlers.connectors.ratelimit.TokenBucket`. An access token that Amazon calls
+  expired, revoked or missing is invalidated and the call repeated once with a new one.
+* Secrets (client secret, refresh token, access tokens) are :class:`~config.settings.Secret`
+  here, revealed only into the request that needs them: never in logs, errors or ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from config.settings import Secret, SpApiSettings
+from handlers.connectors.ratelimit import TokenBucket
+from worker.errors import SkuflowError
+
+log = logging.getLogger("skuflow.spapi")
+
+CONFIRM_SHIPMENT, GET_ORDER = "confirmShipment", "getOrder"
+#: getOrder's published usage plan (rate per second, burst).
+GET_ORDER_PLAN = (0.5, 30)
+
+
+# --- errors: what the caller decides on ---
+
+
+class SpApiError(SkuflowError):
+    """Any failed SP-API or LWA call; ``operation`` names it (``confirmShipment``, ``lwa``)."""
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+class SpApiRejected(SpApiError):
+    def __init__(
+        self, code: str, message: str, details: str = "", *, status: int, operation: str
+    ) -> None:
+        text = f"{operation} rejected (HTTP {status} {code}): {message}"
+        super().__init__(f"{text} ({details})" if details else text, operation=operation)
+        self.code, self.message, self.details, self.status = code, message, details, status
+
+
+class SpApiThrottled(SpApiError):
+    def __init__(self, retry_after: float, *, operation: str) -> None:
+        super().__init__(
+            f"{operation} throttled; retry after {retry_after:.2f}s", operation=operation
+        )
+        self.retry_after = retry_after
+
+
+class SpApiUnavailable(SpApiError):
+    def __init__(
+        self, reason: str, *, ambiguous: bool, operation: str, status: int | None = None
+    ) -> None:
+        maybe = " (the request may have been applied)" if ambiguous else ""
+        super().__init__(f"{operation} unavailable: {reason}{maybe}", operation=operation)
+        self.reason, self.ambiguous, self.status = reason, ambiguous, status
+
+
+class SpApiAuthError(SpApiError):
+    pass
+
+
+class _StaleToken(Exception):
+    def __init__(self, token: Secret) -> None:
+        super().__init__("stale access token")
+        self.token = token
+
+
+# --- the Orders v0 model, with SP-API's JSON names ---
+
+
+class ConfirmShipmentItem(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True
+):
+    order_item_id: str
+    quantity: int
+    transparency_codes: tuple[str, ...] | None = None
+
+
+class PackageDetail(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """One package of a shipment; ``package_reference_id`` is a positive number, unique per
+    order (repeating it edits that package). ``carrier_name`` is required with ``Others``."""
+
+    package_reference_id: str
+    carrier_code: str
+    tracking_number: str
+    ship_date: datetime  # timezone-aware; sent as ISO 8601 UTC
+    order_items: tuple[ConfirmShipmentItem, ...]
+    carrier_name: str | None = None
+    shipping_method: str | None = None
+    ship_from_supply_source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ship_date.tzinfo is None:
+            raise ValueError("ship_date must be timezone-aware")
+
+
+class _ConfirmShipmentRequest(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True
+):
+    marketplace_id: str
+    package_detail: PackageDetail
+    cod_collection_method: str | None = None
+
+
+class OrderInfo(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
+    """The parts of getOrder's ``Order`` skuflow uses; ``latest_ship_date`` is the deadline."""
+
+    amazon_order_id: str
+    order_status: str  # Pending, Unshipped, PartiallyShipped, Shipped, Canceled, ...
+    marketplace_id: str | None = None
+    latest_ship_date: datetime | None = None
+    earliest_ship_date: datetime | None = None
+    number_of_items_shipped: int | None = None
+    number_of_items_unshipped: int | None = None
+
+
+class ShipmentConfirmed(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    package_reference_id: str
+    request_id: str | None  # Amazon's x-amzn-RequestId, for support cases
+    attempts: int
+
+
+class ApiError(msgspec.Struct, frozen=True):
+    code: str
+    message: str = ""
+    details: str = ""
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    attempts: int = 3  # sends per call, the first included
+    initial_backoff: float = 0.25
+    max_backoff: float = 4.0
+    max_elapsed: float = 15.0  # never start a wait that would end later than this
+
+
+class _ErrorList(msgspec.Struct):
+    errors: list[ApiError] = []
+
+
+class _GetOrderResponse(msgspec.Struct):
+    payload: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+
+
+class _LwaToken(msgspec.Struct):
+    access_token: str
+    expires_in: float = 3600.0
+
+
+class _LwaError(msgspec.Struct):
+    error: str = "unknown_error"
+    error_description: str = ""
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE_ERRORS = msgspec.json.Decoder(_ErrorList).decode
+_DECODE_ORDER = msgspec.json.Decoder(_GetOrderResponse).decode
+
+
+# --- Login with Amazon ---
+
+
+class LwaTokenProvider:
+    """Access tokens from the refresh-token grant, cached until shortly before they expire.
+
+    One refresh at a time: concurrent callers queue on a lock and take the token the first
+    of them fetched, or the error it got (so an LWA outage costs one request, not one each).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        client_id: str,
+        client_secret: Secret,
+        refresh_token: Secret,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 10.0,
+        refresh_margin: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._endpoint, self._client_id = endpoint, client_id
+        self._client_secret, self._refresh_token = client_secret, refresh_token
+        self._session, self._timeout = session, timeout
+        self._margin, self._clock = refresh_margin, clock
+        self._lock = asyncio.Lock()
+        self._token: Secret | None = None
+        self._valid_until = 0.0
+        self._failure: tuple[int, SpApiError] | None = None
+        self.refreshes = 0  # token requests sent
+
+    def __repr__(self) -> str:
+        return f"LwaTokenProvider(endpoint={self._endpoint!r}, client_id={self._client_id!r})"
+
+    def _cached(self) -> Secret | None:
+        return self._token if self._clock() < self._valid_until else None
+
+    async def token(self) -> Secret:
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        seen = self.refreshes - 1 if self._lock.locked() else self.refreshes  # one in flight?
+        async with self._lock:
+            cached = self._cached()
+            if cached is not None:
+                return cached
+            if self._failure is not None and self._failure[0] > seen:
+                raise self._failure[1]  # it failed while we queued: share the outcome
+            self.refreshes += 1
+            try:
+                token, lifetime = await self._fetch()
+            except SpApiError as exc:
+                self._failure = (self.refreshes, exc)
+                raise
+            self._failure = None
+            self._token = token
+            self._valid_until = self._clock() + lifetime - min(self._margin, lifetime / 10)
+            return token
+
+    def invalidate(self, token: Secret | None = None) -> None:
+        """Forget the cached token (only if it is ``token``, when given: a stale 403 must not
+        discard a token fetched meanwhile)."""
+        if token is None or token == self._token:
+            self._token, self._valid_until = None, 0.0
+
+    async def _fetch(self) -> tuple[Secret, float]:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": self._refresh_token.reveal(),
+            "client_id": self._client_id,
+            "client_secret": self._client_secret.reveal(),
+        }
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.post(self._endpoint, data=form) as response:
+                    status, raw = response.status, await response.read()
+        except TimeoutError:
+            reason = f"no token response within {self._timeout:g}s"
+            raise SpApiUnavailable(reason, ambiguous=False, operation="lwa") from None
+        except aiohttp.ClientError as exc:
+            reason = f"token request failed ({type(exc).__name__})"
+            raise SpApiUnavailable(reason, ambiguous=False, operation="lwa") from None
+        try:
+            if status == 200:
+                grant = msgspec.json.decode(raw, type=_LwaToken)
+                return Secret(grant.access_token), max(1.0, grant.expires_in)
+            problem = msgspec.json.decode(raw, type=_LwaError)
+        except msgspec.MsgspecError:
+            problem = _LwaError(f"malformed answer (HTTP {status})")
+        if status >= 500 or status in (200, 429):
+            reason = f"LWA answered HTTP {status} {problem.error}"
+            raise SpApiUnavailable(reason, ambiguous=False, operation="lwa")
+        text = f"LWA refused the refresh-token grant: {problem.error} {problem.error_description}"
+        for secret in (self._client_secret.reveal(), self._refresh_token.reveal()):
+            text = text.replace(secret, "***") if secret else text  # never echo a credential
+        raise SpApiAuthError(text.strip(), operation="lwa")
+
+
+# --- the SP-API client ---
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    body: bytes
+    request_id: str | None
+    attempts: int
+
+
+class SpApiClient:
+    """Orders v0 calls over one shared aiohttp session; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        tokens: LwaTokenProvider,
+        session: aiohttp.ClientSession,
+        bucket: TokenBucket,
+        timeout: float = 10.0,
+        *,
+        order_bucket: TokenBucket | None = None,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._tokens, self._session, self._timeout = tokens, session, timeout
+        self._buckets = {
+            CONFIRM_SHIPMENT: bucket,
+            GET_ORDER: order_bucket or TokenBucket(*GET_ORDER_PLAN),
+        }
+        self._retry = retry or RetryPolicy()
+        self._random = rng or random.Random()
+        self.rate_limits: dict[str, float] = {}  # last x-amzn-RateLimit-Limit per operation
+
+    def __repr__(self) -> str:
+        return f"SpApiClient(endpoint={self._endpoint!r}, timeout={self._timeout:g})"
+
+    async def confirm_shipment(
+        self, order_id: str, marketplace_id: str, package: PackageDetail
+    ) -> ShipmentConfirmed:
+        package = msgspec.structs.replace(package, ship_date=package.ship_date.astimezone(UTC))
+        body = _ENCODE(
+            _ConfirmShipmentRequest(marketplace_id=marketplace_id, package_detail=package)
+        )
+        path = f"/orders/v0/orders/{quote(order_id, safe='')}/shipmentConfirmation"
+        answer = await self._call(CONFIRM_SHIPMENT, "POST", path, body)
+        return ShipmentConfirmed(
+            order_id=order_id,
+            package_reference_id=package.package_reference_id,
+            request_id=answer.request_id,
+            attempts=answer.attempts,
+        )
+
+    async def get_order(self, order_id: str) -> OrderInfo:
+        answer = await self._call(
+            GET_ORDER, "GET", f"/orders/v0/orders/{quote(order_id, safe='')}", None
+        )
+        try:
+            payload = _DECODE_ORDER(answer.body).payload
+            if bytes(payload).strip() in (b"", b"null", b"{}"):  # Amazon's "not found"
+                raise SpApiRejected(
+                    "NotFound", f"Order {order_id} not found.", status=200, operation=GET_ORDER
+                )
+            return msgspec.json.decode(payload, type=OrderInfo)
+        except msgspec.MsgspecError as exc:
+            reason = f"malformed getOrder response: {exc}"
+            raise SpApiUnavailable(reason, ambiguous=False, operation=GET_ORDER) from None
+
+    async def _call(self, operation: str, method: str, path: str, body: bytes | None) -> _Answer:
+        started, attempts, ambiguous, renewed = time.monotonic(), 0, False, False
+        while True:
+            attempts += 1
+            try:
+                return await self._send(operation, method, path, body, attempts)
+            except _StaleToken as stale:
+                if renewed:
+                    raise SpApiAuthError(
+                        f"{operation}: access denied with a fresh token", operation=operation
+                    ) from None
+                renewed, attempts = True, attempts - 1
+                self._tokens.invalidate(stale.token)
+                continue
+            except (SpApiThrottled, SpApiUnavailable) as failure:
+                if isinstance(failure, SpApiUnavailable):
+                    ambiguous = ambiguous or failure.ambiguous
+                    if ambiguous and not failure.ambiguous:  # an earlier send may have landed
+                        failure = SpApiUnavailable(
+                            failure.reason,
+                            ambiguous=True,
+                            operation=operation,
+                            status=failure.status,
+                        )
+                delay = self._delay(failure, attempts)
+                elapsed = time.monotonic() - started
+                if attempts >= self._retry.attempts or elapsed + delay > self._retry.max_elapsed:
+                    raise failure from None
+                log.warning(
+                    "%s attempt %d: %s; retrying in %.2fs", operation, attempts, failure, delay
+                )
+                await asyncio.sleep(delay)
+
+    def _delay(self, failure: SpApiError, attempt: int) -> float:
+        if isinstance(failure, SpApiThrottled):
+            return failure.retry_after * (1 + self._random.random() / 2)
+        ceiling = min(self._retry.max_backoff, self._retry.initial_backoff * 2.0 ** (attempt - 1))
+        return ceiling / 2 + self._random.random() * ceiling / 2
+
+    async def _send(
+        self, operation: str, method: str, path: str, body: bytes | None, attempt: int
+    ) -> _Answer:
+        """One paced, authenticated request; any answer but 2xx is raised as its error."""
+        await self._buckets[operation].acquire()
+        token = await self._tokens.token()
+        headers = {"x-amz-access-token": token.reveal(), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = self._session.request(method, self._endpoint + path, data=body, headers=headers)
+        try:
+            async with asyncio.timeout(self._timeout), request as response:
+                status, answer, raw = response.status, response.headers, await response.read()
+        except TimeoutError:
+            reason = f"no response within {self._timeout:g}s"
+            raise SpApiUnavailable(reason, ambiguous=True, operation=operation) from None
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+            reason = f"cannot connect ({type(exc).__name__})"
+            raise SpApiUnavailable(reason, ambiguous=False, operation=operation) from None
+        except aiohttp.ClientError as exc:
+            reason = f"connection failed mid-request ({type(exc).__name__})"
+            raise SpApiUnavailable(reason, ambiguous=True, operation=operation) from None
+        limit = _positive_float(answer.get("x-amzn-RateLimit-Limit"))
+        if limit is not None:
+            self.rate_limits[operation] = limit
+        if 200 <= status < 300:
+            return _Answer(raw, answer.get("x-amzn-RequestId"), attempt)
+        errors = _errors(raw) or [ApiError(f"HTTP{status}", raw[:200].decode(errors="replace"))]
+        first = errors[0]
+        if status == 429:
+            raise SpApiThrottled(self._retry_after(operation, answer), operation=operation)
+        if status in (401, 403) and any(
+            "token" in f"{e.message} {e.details}".lower() for e in errors
+        ):
+            raise _StaleToken(token)  # expired, revoked or missing: renew and send again
+        if status in (401, 403):
+            reason = f"{operation} denied: {first.code}: {first.message} {first.details}"
+            raise SpApiAuthError(reason.strip(), operation=operation)
+        if status >= 500:  # a 503 is refused at the door; 500/502/504 may have been applied
+            reason = f"HTTP {status} {first.code}: {first.message}"
+            raise SpApiUnavailable(
+                reason, ambiguous=status != 503, operation=operation, status=status
+            )
+        raise SpApiRejected(
+            first.code, first.message, first.details, status=status, operation=operation
+        )
+
+    def _retry_after(self, operation: str, answer: Any) -> float:
+        """Retry-After if Amazon sent one, else one token at the advertised (or our) rate."""
+        value = answer.get("Retry-After") or ""
+        seconds = _positive_float(value)
+        if seconds is None and value:
+            with contextlib.suppress(TypeError, ValueError):
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        if seconds is not None:
+            return max(0.0, seconds)
+        return 1.0 / (self.rate_limits.get(operation) or self._buckets[operation].rate)
+
+
+def _errors(raw: bytes) -> list[ApiError]:
+    try:
+        return _DECODE_ERRORS(raw).errors
+    except msgspec.MsgspecError:
+        return []
+
+
+def _positive_float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and number > 0 else None
+
+
+def spapi_client_from_settings(
+    settings: SpApiSettings, session: aiohttp.ClientSession
+) -> SpApiClient:
+    """The process's client: one token provider, one confirmShipment bucket from settings."""
+    if not (settings.client_id and settings.client_secret and settings.refresh_token):
+        raise SpApiAuthError(
+            "spapi.client_id, spapi.client_secret and spapi.refresh_token must be set",
+            operation="lwa",
+        )
+    tokens = LwaTokenProvider(
+        settings.lwa_endpoint,
+        settings.client_id,
+        settings.client_secret,
+        settings.refresh_token,
+        session,
+    )
+    bucket = TokenBucket(settings.rate_per_second, settings.burst)
+    return SpApiClient(settings.endpoint, tokens, session, bucket)
