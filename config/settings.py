@@ -292,9 +292,14 @@ class StockSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class DispatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     at_risk_seconds: float = 7200.0
+    #: Runners reserved for the urgent class (dispatch confirmations), beside [engine]'s.
+    max_in_flight: int = 32
+    #: The urgent class's own consumer group (its own fetch path); default "<kafka.group>.urgent".
+    group: str | None = None
 
     def __post_init__(self) -> None:
         _positive("dispatch.at_risk_seconds", self.at_risk_seconds)
+        _at_least("dispatch.max_in_flight", self.max_in_flight, 1)
 
 
 class HealthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

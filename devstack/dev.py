@@ -173,8 +173,8 @@ class _DevApp:
 
     def snapshot(self) -> Snapshot:
         """The numbers for the view; notices when the worker has joined its group."""
-        engine = self.worker.engine
-        if self.state == "starting" and engine is not None and engine.joined:
+        engines = self.worker.engines
+        if self.state == "starting" and len(engines) == 2 and all(e.joined for e in engines):
             self.state = "running"
         return self.stats.snapshot(self.state)
 

@@ -141,11 +141,15 @@ class DevStats:
             await anyio.sleep(2)
 
     def _numbers(self) -> tuple[int, int, int, int, int]:
-        """The engine's processed, buffered, in flight, paused and assigned partitions."""
-        e = self.worker.engine
-        if e is None:
-            return 0, 0, 0, 0, 0
-        return e.processed, e.buffered, e.in_flight, e.paused_partitions, len(e.assignment())
+        """Processed, buffered, in flight, paused and assigned partitions of both classes."""
+        engines = self.worker.engines
+        return (
+            sum(e.processed for e in engines),
+            sum(e.buffered for e in engines),
+            sum(e.in_flight for e in engines),
+            sum(e.paused_partitions for e in engines),
+            sum(len(e.assignment()) for e in engines),
+        )
 
     def _sample(self, now: float, processed: int) -> None:
         """Update the rates (over the last ~5 s)."""
@@ -163,8 +167,8 @@ class DevStats:
 
     def _lag(self, state: str) -> int | None:
         """High watermark minus committed watermark, summed over owned partitions."""
-        engine = self.worker.engine
-        if engine is None or not engine.joined or state == "stopped":
+        engines = self.worker.engines
+        if not engines or not all(e.joined for e in engines) or state == "stopped":
             return None
         families = self.worker.registry.collect()
         return int(sum(s.value for f in families if f.name == _LAG_METRIC for s in f.samples))

@@ -36,5 +36,6 @@ def default_families(handlers: Mapping[str, Handler] | None = None) -> list[Fami
             ordering_key=dispatch_key,
             handler=handlers.get("dispatch.confirmed"),
             priority="urgent",
+            deadline=lambda event: event.ship_by,
         ),
     ]

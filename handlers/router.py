@@ -7,6 +7,7 @@ Implements the engine's ``Router`` protocol. A payload that cannot become an eve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Union
 
 import msgspec
@@ -31,6 +32,7 @@ class Family(msgspec.Struct, frozen=True, kw_only=True):
     handler: Handler | None = None
     priority: str = "normal"
     sku: Callable[[Any], str | None] = lambda _event: None
+    deadline: Callable[[Any], datetime | None] = lambda _event: None
 
 
 class DomainRouter:
@@ -74,12 +76,14 @@ class DomainRouter:
 
     def describe(self, event: Any) -> EventInfo:
         family = self._families[type(event)]
+        due = family.deadline(event)
         return EventInfo(
             event_type=event_type_name(family.event),
             event_id=event.event_id,
             sku=family.sku(event),
             ordering_key=family.ordering_key(event),
             priority=family.priority,
+            deadline=due.timestamp() if due is not None else None,
         )
 
     def handler_for(self, event: Any) -> Handler | None:

@@ -11,11 +11,14 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
+import aiohttp
 import anyio
 import asyncpg
+import msgspec
 from anyio.abc import TaskStatus
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
@@ -23,6 +26,8 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
+from handlers.connectors.spapi import spapi_client_from_settings
+from handlers.dispatch import DispatchHandler
 from handlers.families import default_families
 from handlers.router import DomainRouter
 from worker.backoff import Backoff
@@ -30,7 +35,8 @@ from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError
 from worker.health import HealthServer
 from worker.kafka import build_consumer, build_producer
-from worker.messages import Router
+from worker.messages import Handler, Router
+from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
 from worker.telemetry import EngineMetrics
@@ -43,16 +49,48 @@ VERSION = "0.1.0"
 
 
 def engine_options(settings: Settings) -> EngineOptions:
+    """The normal class: stock movements, FIFO, ``[engine]`` tuning."""
     return EngineOptions(
-        topics=(settings.topics.stock, settings.topics.dispatch),
+        topics=(settings.topics.stock,),
         group=settings.kafka.group,
         tuning=settings.engine,
     )
 
 
-def default_router(_settings: Settings) -> Router:
-    """The domain router of this build (handlers are registered per event family)."""
-    return DomainRouter(default_families())
+def urgent_options(settings: Settings) -> EngineOptions:
+    """The urgent class: dispatch confirmations, earliest deadline first, its own consumer
+    group (its own fetch path) and its own reserved runners."""
+    return EngineOptions(
+        topics=(settings.topics.dispatch,),
+        group=settings.dispatch.group or f"{settings.kafka.group}.urgent",
+        tuning=msgspec.structs.replace(
+            settings.engine, max_in_flight=settings.dispatch.max_in_flight
+        ),
+        deadline_first=True,
+        at_risk_seconds=settings.dispatch.at_risk_seconds,
+    )
+
+
+def spapi_configured(settings: Settings) -> bool:
+    sp = settings.spapi
+    return bool(sp.client_id and sp.client_secret and sp.refresh_token)
+
+
+def default_router(
+    settings: Settings, pool: asyncpg.Pool, session: aiohttp.ClientSession
+) -> Router:
+    """The domain router of this build: a handler per event family whose connector is set up.
+
+    Without SP-API credentials ``dispatch.confirmed`` has no handler: such events become
+    ``no_handler`` exceptions (explicit and retryable), never silently acknowledged.
+    """
+    handlers: dict[str, Handler] = {}
+    if spapi_configured(settings):
+        client = spapi_client_from_settings(settings.spapi, session)
+        handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
+    else:
+        log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
+    return DomainRouter(default_families(handlers))
 
 
 async def connect_database(settings: Settings, *, attempts: int | None = None) -> asyncpg.Pool:
@@ -73,12 +111,14 @@ async def connect_database(settings: Settings, *, attempts: int | None = None) -
                 raise
             log.warning("PostgreSQL not reachable yet", extra={"error": str(exc)})
             await anyio.sleep(backoff.delay(attempt))
-    await migrate(pool, package_migrations("worker", "engine"))
+    await migrate(
+        pool, [*package_migrations("worker", "engine"), *package_migrations("handlers", "handlers")]
+    )
     return pool
 
 
 class Worker:
-    """The daemon of ``skuflow run``."""
+    """The daemon of ``skuflow run``: an urgent and a normal engine, the park retrier, health."""
 
     def __init__(
         self,
@@ -86,10 +126,12 @@ class Worker:
         *,
         router: Router | None = None,
         options: EngineOptions | None = None,
+        urgent: EngineOptions | None = None,
     ) -> None:
         self.settings = settings
-        self.router = router or default_router(settings)
+        self.router = router
         self.options = options or engine_options(settings)
+        self.urgent_options = urgent or urgent_options(settings)
         self.registry = CollectorRegistry()
         resource = Resource.create({"service.name": "skuflow", "service.version": VERSION})
         self.meter_provider = MeterProvider(
@@ -98,21 +140,28 @@ class Worker:
             exemplar_filter=AlwaysOffExemplarFilter(),  # exemplars cost µs per message
         )
         self.metrics = EngineMetrics(self.meter_provider.get_meter("skuflow.worker", VERSION))
+        #: The normal class (stock movements) and the urgent class (dispatch confirmations).
         self.engine: Engine | None = None
+        self.urgent: Engine | None = None
+        self.retrier: ParkedRetrier | None = None
         self.pool: asyncpg.Pool | None = None
         self.health: HealthServer | None = None
-        self._started = time.monotonic()
         self._stop = anyio.Event()
         self._ping_cache: tuple[float, bool] = (0.0, False)
 
+    @property
+    def engines(self) -> list[Engine]:
+        return [e for e in (self.urgent, self.engine) if e is not None]
+
     # -- probes ----------------------------------------------------------------------------------
     def _heartbeat(self) -> float:
-        # Before the engine exists (start-up, waiting for PostgreSQL) the process counts as alive.
-        return self.engine.fetch_heartbeat if self.engine is not None else time.monotonic()
+        # Before the engines exist (start-up, waiting for PostgreSQL) the process counts as alive.
+        engines = self.engines
+        return min(e.fetch_heartbeat for e in engines) if engines else time.monotonic()
 
     async def _readiness(self) -> tuple[bool, str]:
-        engine = self.engine
-        if self._stop.is_set() or (engine is not None and engine.draining):
+        engines = self.engines
+        if self._stop.is_set() or any(e.draining for e in engines):
             return False, "draining"
         if self.pool is None:
             return False, "waiting for PostgreSQL"
@@ -123,8 +172,8 @@ class Worker:
             self._ping_cache = (now, ok)
         if not ok:
             return False, "PostgreSQL unreachable"
-        if engine is None or not engine.joined:
-            return False, "joining consumer group"
+        if len(engines) < 2 or not all(e.joined for e in engines):
+            return False, "joining consumer groups"
         return True, "ready"
 
     @property
@@ -133,8 +182,8 @@ class Worker:
 
     def request_stop(self) -> None:
         self._stop.set()
-        if self.engine is not None:
-            self.engine.request_stop()
+        for engine in self.engines:
+            engine.request_stop()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _unless_stopped(self, start: Callable[..., Awaitable[T]], *args: Any) -> T | None:
@@ -164,34 +213,46 @@ class Worker:
             self.pool = await self._unless_stopped(connect_database, settings)
             if self.pool is None:
                 return  # asked to stop before PostgreSQL was reachable
-            producer = build_producer(settings.kafka)
-            await producer.start()
-            try:
-                consumer = build_consumer(settings.kafka, group=self.options.group)
-                await consumer.start()
-                try:
-                    sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
-                    self.engine = Engine(
-                        consumer, self.router, sinks, self.options, metrics=self.metrics
-                    )
-                    if self._stop.is_set():
-                        self.engine.request_stop()
-                    log.info(
-                        "worker started",
-                        extra={
-                            "topics": ",".join(self.options.topics),
-                            "group": self.options.group,
-                            "health_port": self.health.port,
-                        },
-                    )
-                    task_status.started()
-                    await self.engine.run()
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await consumer.stop()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await producer.stop()
+            async with AsyncExitStack() as clients:
+                session = await clients.enter_async_context(aiohttp.ClientSession())
+                router = self.router or default_router(settings, self.pool, session)
+                producer = await clients.enter_async_context(
+                    _started(build_producer(settings.kafka))
+                )
+                sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
+                urgent_consumer = await clients.enter_async_context(
+                    _started(build_consumer(settings.kafka, group=self.urgent_options.group))
+                )
+                consumer = await clients.enter_async_context(
+                    _started(build_consumer(settings.kafka, group=self.options.group))
+                )
+                self.urgent = Engine(
+                    urgent_consumer, router, sinks, self.urgent_options, metrics=self.metrics
+                )
+                self.engine = Engine(
+                    consumer,
+                    router,
+                    sinks,
+                    self.options,
+                    metrics=self.metrics,
+                    yield_to=self.urgent.pressure,
+                )
+                self.retrier = ParkedRetrier(
+                    self.pool, [_parked_target(e) for e in (self.urgent, self.engine)]
+                )
+                if self._stop.is_set():
+                    self.request_stop()
+                log.info(
+                    "worker started",
+                    extra={
+                        "topics": ",".join(self.options.topics),
+                        "urgent_topics": ",".join(self.urgent_options.topics),
+                        "group": self.options.group,
+                        "health_port": self.health.port,
+                    },
+                )
+                task_status.started()
+                await self._run_engines(self.urgent, self.engine, self.retrier)
         finally:
             with anyio.CancelScope(shield=True):
                 if self.pool is not None:
@@ -199,6 +260,30 @@ class Worker:
                 await self.health.stop()
                 self.meter_provider.shutdown()
             log.info("worker stopped")
+
+    async def _run_engines(self, urgent: Engine, normal: Engine, retrier: ParkedRetrier) -> None:
+        """Both classes run until stopped; the retrier lives exactly as long as they do."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(retrier.run)
+            async with anyio.create_task_group() as engines:
+                engines.start_soon(urgent.run)
+                engines.start_soon(normal.run)
+            tg.cancel_scope.cancel()
+
+
+def _parked_target(engine: Engine) -> ParkedTarget:
+    return ParkedTarget(engine.topics, engine.submit_parked, lambda: engine.parked_in_flight)
+
+
+@asynccontextmanager
+async def _started(client: Any) -> AsyncIterator[Any]:
+    """An aiokafka client started for the block and stopped (shielded) after it."""
+    await client.start()
+    try:
+        yield client
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.stop()
 
 
 async def run_until_signalled(worker: Worker) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from worker.lanes import KeyLanes
 from worker.messages import DecodeFailure, EventInfo, Message, Router
 from worker.offsets import OffsetMap, OffsetMapError, PartitionOffsets
 from worker.outcomes import Done, Outcome, Park, Reject, Retry
+from worker.ready import DeadlineReady, FifoReady
 from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics
 
@@ -45,6 +47,10 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     group: str
     tuning: EngineSettings = msgspec.field(default_factory=EngineSettings)
     fetch_timeout_ms: int = 200
+    #: Urgent class: lanes run earliest deadline first and deadlines are watched.
+    deadline_first: bool = False
+    #: Slack below which a deadline is at risk (seconds).
+    at_risk_seconds: float = 7200.0
 
     @property
     def backoff(self) -> Backoff:
@@ -99,6 +105,7 @@ class Engine:
         *,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        yield_to: Callable[[], bool] | None = None,
     ) -> None:
         self._consumer = consumer
         self._router = router
@@ -114,12 +121,19 @@ class Engine:
             max_in_flight=options.tuning.max_in_flight,
             max_lanes=2 * (options.tuning.max_buffered_messages + options.tuning.fetch_max_records),
             skip=self._skip_revoked,
+            ready=DeadlineReady() if options.deadline_first else FifoReady(),
+            deadline=_deadline_of,
         )
+        self._yield_to = yield_to
+        self._pressured = False
+        #: Parked events being retried belong to no partition: their offsets are committed.
+        self._parked = _Partition(TopicPartition("skuflow.parked", -1), PartitionOffsets(None))
         self._buffered = 0
         self._buffered_bytes = 0
         self._paused: set[TopicPartition] = set()
         self._over_budget = False
         self._below_low_water = anyio.Event()
+        self._parked_queued = 0
         self._commit_lock = anyio.Lock()
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -149,6 +163,33 @@ class Engine:
 
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._partitions)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._opt.topics
+
+    def pressure(self) -> bool:
+        """Work of this engine waits to start (lower classes should yield to it)."""
+        return self._lanes.queued > 0
+
+    @property
+    def parked_in_flight(self) -> int:
+        return self._parked.in_flight + self._parked_queued
+
+    def submit_parked(self, message: Message) -> None:
+        """Run a parked event again (claimed by the park retrier); never blocks."""
+        decoded = self._router.decode(message)
+        if isinstance(decoded, DecodeFailure):
+            work = _Work(message, self._parked, None, None, decoded)
+            key: Any = message.key if message.key is not None else "parked"
+        else:
+            info = self._router.describe(decoded)
+            work = _Work(message, self._parked, decoded, info, None)
+            key = info.ordering_key if info.ordering_key is not None else message.key
+        self._parked_queued += 1
+        self._buffered += 1
+        self._buffered_bytes += work.size
+        self._lanes.submit(key, work)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`request_stop`, then drain, commit and leave the group."""
@@ -181,6 +222,9 @@ class Engine:
                 self._below_low_water = anyio.Event()
                 with anyio.move_on_after(opt.fetch_timeout_ms / 1000):
                     await self._below_low_water.wait()
+                continue
+            if self._pressured:
+                await anyio.sleep(0.01)  # a higher class has work waiting: yield to it
                 continue
             batch = await consumer.getmany(
                 timeout_ms=opt.fetch_timeout_ms, max_records=self._tuning.fetch_max_records
@@ -240,11 +284,13 @@ class Engine:
                 self._buffered >= opt.max_buffered_messages
                 or self._buffered_bytes >= opt.max_buffered_bytes
             )
+        self._pressured = self._yield_to is not None and self._yield_to()
+        everything = self._over_budget or self._pressured
         assigned = self._consumer.assignment()
         wanted: set[TopicPartition] = set()
         for tp in assigned:
             part = self._partitions.get(tp)
-            if self._over_budget or (
+            if everything or (
                 part is not None
                 and (part.map_full or part.offsets.window >= opt.max_buffered_messages)
             ):
@@ -282,9 +328,13 @@ class Engine:
         part.in_flight += 1
         started = self._clock()
         outcome = "cancelled"
+        parked = part is self._parked
+        if parked:
+            self._parked_queued -= 1
         try:
             outcome = await self._execute(work)
-            part.offsets.complete(work.message.offset)
+            if not parked:
+                part.offsets.complete(work.message.offset)
             self.processed += 1
         finally:
             part.in_flight -= 1
@@ -316,7 +366,10 @@ class Engine:
             )
             await self._reject(message, failure, info)
             return "reject"
+        watch = self._opt.deadline_first and info.deadline is not None
         while True:
+            if watch:
+                await self._watch_deadline(message, info)
             message.attempts += 1
             try:
                 outcome: Outcome = await handler(work.event, message)
@@ -324,8 +377,10 @@ class Engine:
                 log.exception("handler raised", extra=_where(message))
                 outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
             if isinstance(outcome, Done):
-                if message.headers:  # only a retried copy has anything to settle
+                if message.headers or message.parked_id is not None:
                     await self._durably("settle", self._sinks.done, message)
+                if message.alert is not None:
+                    await self._close_alert(message, info)
                 return "done"
             if isinstance(outcome, Retry):
                 if message.attempts >= self._tuning.max_attempts:
@@ -351,14 +406,58 @@ class Engine:
             await self._reject(message, rejected, info)
             return "reject"
 
+    async def _watch_deadline(self, message: Message, info: EventInfo) -> None:
+        """Flag an urgent event whose deadline is at risk or missed (once per level)."""
+        assert info.deadline is not None
+        slack = info.deadline - time.time()
+        self._metrics.deadline_slack.record(slack, {"messaging.destination.name": message.topic})
+        if slack < 0:
+            level = "deadline_missed"
+            reason = (
+                f"deadline {_iso(info.deadline)} passed {-slack / 60:.0f} min ago; "
+                "still being applied (escalated)"
+            )
+        elif slack < self._opt.at_risk_seconds:
+            level = "deadline_at_risk"
+            reason = (
+                f"deadline {_iso(info.deadline)} in {slack / 60:.0f} min, below the "
+                f"{self._opt.at_risk_seconds / 3600:g} h threshold; attempt {message.attempts + 1}"
+            )
+        else:
+            return
+        if message.alert == level or message.alert == "deadline_missed":
+            return
+        message.alert = level
+        self._metrics.deadline_alerts.add(1, {"skuflow.alert": level})
+        log.warning(
+            level.replace("_", " "),
+            extra=_where(message, event_id=info.event_id, slack_s=round(slack, 1), reason=reason),
+        )
+        await self._durably("alert", self._sinks.alert, message, level, reason, info)
+
+    async def _close_alert(self, message: Message, info: EventInfo) -> None:
+        assert message.alert is not None
+        assert info.deadline is not None
+        slack = info.deadline - time.time()
+        if message.alert == "deadline_missed" or slack < 0:
+            note = f"applied {-slack / 60:.0f} min after the deadline {_iso(info.deadline)}"
+            await self._durably(
+                "alert", self._sinks.close_alert, message, message.alert, note, resolve=False
+            )
+        else:
+            note = f"applied with {slack / 60:.0f} min to spare"
+            await self._durably(
+                "alert", self._sinks.close_alert, message, message.alert, note, resolve=True
+            )
+
     async def _durably(
-        self, what: str, write: Callable[..., Awaitable[object]], *args: Any
+        self, what: str, write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any
     ) -> None:
         """Retry an infrastructure write until it succeeds: the offset waits for it."""
         attempt = 0
         while True:
             try:
-                await write(*args)
+                await write(*args, **kwargs)
                 return
             except Exception as exc:
                 attempt += 1
@@ -544,6 +643,14 @@ def _read_offset_map(tp: TopicPartition, committed: int, metadata: str) -> Offse
         # Someone moved the group's offset (e.g. a reset): the map describes another position.
         return None
     return offset_map
+
+
+def _deadline_of(work: _Work) -> float | None:
+    return work.info.deadline if work.info is not None else None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _wait_until(condition: Callable[[], bool], poll: float = 0.01) -> None:

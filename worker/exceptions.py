@@ -124,8 +124,8 @@ class ExceptionStore:
                  (kind, reason, topic, partition, "offset", key, event_id, sku, payload, headers,
                   trace_id)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
-               ON CONFLICT (topic, partition, "offset") DO UPDATE
-                 SET kind = EXCLUDED.kind, reason = EXCLUDED.reason, last_seen = now(),
+               ON CONFLICT (topic, partition, "offset", kind) DO UPDATE
+                 SET reason = EXCLUDED.reason, last_seen = now(),
                      attempts = skuflow_exceptions.attempts + 1,
                      status = CASE WHEN skuflow_exceptions.status = 'resolved'
                                    THEN 'resolved' ELSE 'open' END
@@ -143,6 +143,21 @@ class ExceptionStore:
             trace_id,
         )
         return int(row_id)
+
+    async def annotate(self, message: Message, kind: str, note: str, *, resolve: bool) -> None:
+        """Add a resolution note to the message's record of ``kind`` (and resolve it)."""
+        await self._pool.execute(
+            """UPDATE skuflow_exceptions
+               SET resolution = $5, last_seen = now(),
+                   status = CASE WHEN $6 THEN 'resolved' ELSE status END
+               WHERE topic = $1 AND partition = $2 AND "offset" = $3 AND kind = $4""",
+            message.topic,
+            message.partition,
+            message.offset,
+            kind,
+            note,
+            resolve,
+        )
 
     async def settle_retry(self, message: Message) -> None:
         """A retried copy was applied: resolve its original record."""

@@ -27,6 +27,10 @@ class Message(msgspec.Struct, kw_only=True, gc=False):
     headers: Headers
     timestamp_ms: int
     attempts: int = 0
+    #: Set when the message is a retry of a parked event (its ``skuflow_parked`` row).
+    parked_id: int | None = None
+    #: The deadline alert already raised for this message ("deadline_at_risk"/"..._missed").
+    alert: str | None = None
 
     @property
     def size(self) -> int:
@@ -54,6 +58,8 @@ class EventInfo(msgspec.Struct, frozen=True, gc=False):
     sku: str | None = None
     ordering_key: str | None = None
     priority: str = "normal"
+    #: When the event's effect is due (epoch seconds), e.g. a ship-by date; None: no deadline.
+    deadline: float | None = None
 
 
 Handler = Callable[[Any, Message], Awaitable[Outcome]]

@@ -64,6 +64,7 @@ class OutcomeSinks:
             event_id=info.event_id if info else None,
             sku=info.sku if info else None,
         )
+        await self._unpark(message)
         log.warning(
             "exception recorded",
             extra={
@@ -83,8 +84,9 @@ class OutcomeSinks:
                   reason, attempts, next_attempt_at, deadline)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12)
                ON CONFLICT (topic, partition, "offset") DO UPDATE
-                 SET reason = EXCLUDED.reason, attempts = skuflow_parked.attempts + 1,
-                     next_attempt_at = EXCLUDED.next_attempt_at, deadline = EXCLUDED.deadline""",
+                 SET reason = EXCLUDED.reason, attempts = EXCLUDED.attempts,
+                     next_attempt_at = EXCLUDED.next_attempt_at, deadline = EXCLUDED.deadline,
+                     claimed_until = NULL""",
             message.topic,
             message.partition,
             message.offset,
@@ -102,7 +104,22 @@ class OutcomeSinks:
 
     async def done(self, message: Message) -> None:
         await self._settle(message)
+        await self._unpark(message)
+
+    async def alert(self, message: Message, kind: str, reason: str, info: EventInfo) -> None:
+        """A deadline alert: an exception record (no dead letter: the event is still live)."""
+        await self._exceptions.record(
+            message, kind=kind, reason=reason, event_id=info.event_id, sku=info.sku
+        )
+
+    async def close_alert(self, message: Message, kind: str, note: str, *, resolve: bool) -> None:
+        await self._exceptions.annotate(message, kind, note, resolve=resolve)
 
     async def _settle(self, message: Message) -> None:
         if retry_of(message) is not None:
             await self._exceptions.settle_retry(message)
+
+    async def _unpark(self, message: Message) -> None:
+        """A parked event reached a final outcome: its row leaves the park store."""
+        if message.parked_id is not None:
+            await self._pool.execute("DELETE FROM skuflow_parked WHERE id = $1", message.parked_id)

@@ -15,6 +15,23 @@ from opentelemetry.metrics import CallbackOptions, Observation
 #: The messaging conventions' advisory buckets for messaging.process.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
+#: Deadline slack buckets (seconds): late, minutes, hours.
+SLACK_BUCKETS = (
+    -3600.0,
+    -600.0,
+    -60.0,
+    0.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    86400.0,
+)
+
 Gauges = Callable[[], Iterable[tuple[float, dict[str, str | int]]]]
 
 
@@ -53,6 +70,17 @@ class EngineMetrics:
             "skuflow.commits", unit="{commit}", description="Offset commits by result."
         )
 
+        self.deadline_slack = meter.create_histogram(
+            "skuflow.deadline.slack",
+            unit="s",
+            description="Time left before the deadline when an urgent event is attempted.",
+            explicit_bucket_boundaries_advisory=SLACK_BUCKETS,
+        )
+        self.deadline_alerts = meter.create_counter(
+            "skuflow.deadline.alerts",
+            unit="{event}",
+            description="Urgent events flagged deadline_at_risk or deadline_missed.",
+        )
         self._tally: dict[tuple[str, str], int] = {}
         self._attributes: dict[tuple[str, str], dict[str, str]] = {}
 
