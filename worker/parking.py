@@ -61,8 +61,10 @@ class ParkedRetrier:
                     try:
                         await self._claim_and_submit(target, room)
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                        log.warning("park retrier cannot reach PostgreSQL",
-                                    extra={"error": type(exc).__name__})
+                        log.warning(
+                            "park retrier cannot reach PostgreSQL",
+                            extra={"error": type(exc).__name__},
+                        )
             await anyio.sleep(self._poll_seconds)
 
     async def _claim_and_submit(self, target: ParkedTarget, room: int) -> None:
