@@ -169,8 +169,19 @@ class Engine:
         return self._opt.topics
 
     def pressure(self) -> bool:
-        """Work of this engine waits to start (lower classes should yield to it)."""
-        return self._lanes.queued > 0
+        """Work of this class waits to start and lower classes should step aside.
+
+        Waiting while runners are free means the process (CPU, event loop) is the bottleneck:
+        lower classes pause. Waiting because every runner is busy on I/O (e.g. the marketplace's
+        rate limit) is not helped by starving them, unless a waiting deadline is at risk.
+        """
+        lanes = self._lanes
+        if not lanes.waiting_lanes:  # (events behind a running one of their key wait by design)
+            return False
+        if lanes.in_flight < self._tuning.max_in_flight:
+            return True
+        earliest = lanes.earliest_waiting_deadline()
+        return earliest is not None and earliest - time.time() < self._opt.at_risk_seconds
 
     @property
     def parked_in_flight(self) -> int:
