@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 import msgspec
+from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
@@ -81,6 +82,30 @@ def worker_metrics() -> EngineMetrics:
 
 
 @asynccontextmanager
+async def outcome_sinks(stack: Stack, dead_letter_topic: str) -> AsyncIterator[OutcomeSinks]:
+    """:class:`OutcomeSinks` on a small pool and the production producer, as ``Worker`` builds
+    them (a ``Done`` outcome of a first delivery without headers writes nothing)."""
+    async with AsyncExitStack() as stack_:
+        pool = await create_pool(stack.database_url, min_size=1, max_size=2)
+        stack_.push_async_callback(pool.close)
+        producer = build_producer(kafka_settings(stack))
+        await producer.start()
+        stack_.push_async_callback(producer.stop)
+        yield OutcomeSinks(pool, producer, dead_letter_topic)
+
+
+@asynccontextmanager
+async def started_consumer(stack: Stack, group: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """The production consumer (``build_consumer``) in ``group``, started for the block."""
+    consumer = build_consumer(kafka_settings(stack), group=group)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+@asynccontextmanager
 async def engine_for(
     stack: Stack,
     topic: str,
@@ -95,18 +120,11 @@ async def engine_for(
     Everything but ``max_in_flight`` is an :class:`EngineOptions` default. The pool only backs
     :class:`OutcomeSinks` (a ``Done`` outcome of a first delivery writes nothing).
     """
-    settings = kafka_settings(stack)
-    async with AsyncExitStack() as stack_:
-        pool = await create_pool(stack.database_url, min_size=1, max_size=2)
-        stack_.push_async_callback(pool.close)
-        producer = build_producer(settings)
-        await producer.start()
-        stack_.push_async_callback(producer.stop)
-        consumer = build_consumer(settings, group=group)
-        await consumer.start()
-        stack_.push_async_callback(consumer.stop)
+    async with (
+        outcome_sinks(stack, f"{topic}.dlq") as sinks,
+        started_consumer(stack, group) as consumer,
+    ):
         router = DomainRouter(default_families({"stock.adjusted": handler}))
-        sinks = OutcomeSinks(pool, producer, f"{topic}.dlq")
         options = EngineOptions(
             topics=(topic,), group=group, tuning=EngineSettings(max_in_flight=max_in_flight)
         )

@@ -1,11 +1,13 @@
 """``skuflow dev``: broker, PostgreSQL, sample traffic, the worker and a live view, in one process.
 
 Startup is synchronous and printed step by step: the broker (Apache Kafka on the JDK, Tansu
-without one) and an embedded PostgreSQL under ``<cache>/dev/<pid>/``. Then one anyio task group
-runs the sample producer, the :class:`~skuflow.app.Worker` and the view (a status line every 5 s
-with ``--no-view``; both in :mod:`devstack.view`). The first Ctrl-C/SIGTERM (or ``--duration``)
-stops the traffic and drains the worker; a second one exits at once. Broker and PostgreSQL are
-stopped in ``finally``.
+without one) and an embedded PostgreSQL under ``<cache>/dev/<pid>/``. In the event loop the
+Amazon SP-API simulator starts first (``[spapi]`` points at it: the real dispatch handler runs),
+then one anyio task group runs the sample producer (it registers each order with the simulator
+before sending its dispatch), the :class:`~skuflow.app.Worker` and the view (a status line every
+5 s with ``--no-view``; both in :mod:`devstack.view`). The first Ctrl-C/SIGTERM (or
+``--duration``) stops the traffic and drains the worker; a second one exits at once. Broker and
+PostgreSQL are stopped in ``finally``.
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ from rich.console import Console
 from config.settings import Secret, Settings
 from devstack.kafka import KAFKA_VERSION, TANSU_LIMITS, KafkaBroker, TansuBroker, start_broker
 from devstack.postgres import EmbeddedPostgres, create_database
-from devstack.traffic import WAREHOUSES, TrafficStats, produce_sample_traffic
+from devstack.spapi_sim import USAGE_PLANS, SpApiSimulator
+from devstack.traffic import (
+    DISPATCH_SHARE,
+    WAREHOUSES,
+    SampleOrder,
+    TrafficStats,
+    produce_sample_traffic,
+)
 from devstack.view import (
     NOTE,
     DevStats,
     Snapshot,
-    Throttle,
     configure_logging,
     live_view,
     status_lines,
@@ -50,6 +58,8 @@ __all__ = ["NOTE", "run_dev"]
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 Say = Callable[[str], None]
 Broker = KafkaBroker | TansuBroker
+#: The dev app's LWA credentials: only the in-process simulator knows them.
+_LWA = ("amzn1.application-oa2-client.skuflow-dev", "skuflow-dev-secret", "Atzr|skuflow-dev")
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -89,15 +99,21 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         log_file = workdir / "worker.log"
         logs = str(log_file) if view else f"stderr (repeats thinned out); all of them in {log_file}"
         handlers, throttle = configure_logging(dev.log.level, log_file, to_stderr=not view)
-        say(f"  worker      group {dev.kafka.group}; logs to {logs}")
-        say(f"  traffic     {rate:g} events/s over {skus} SKUs at {', '.join(WAREHOUSES)}")
-        say(f"  note        {NOTE}")
-        stack = f"{kind} {broker.bootstrap} · PostgreSQL pid {postgres.pid}"
+        facts = {"stack": f"{kind} {broker.bootstrap} · PostgreSQL pid {postgres.pid}"}
 
         async def main() -> int:
-            app = _DevApp(dev, say, rate=rate, skus=skus, duration=duration, throttle=throttle)
-            app.facts = {"stack": stack, "logs": logs}
-            return await app.run(console if view else None, began)
+            step, (client_id, secret, token) = time.monotonic(), _LWA
+            sim = SpApiSimulator(client_id=client_id, client_secret=secret, refresh_token=token)
+            await sim.start()  # before the worker: its dispatch handler calls the simulator
+            try:
+                say(f"  sp-api      {_took(step)}: Amazon SP-API simulator at {sim.endpoint}")
+                app = _DevApp(dev, sim, say, rate=rate, skus=skus, duration=duration)
+                app.stats.throttle = throttle  # counts what the stderr log handler held back
+                app.facts = {**facts, "logs": logs, "amazon": f"simulator at {sim.endpoint}"}
+                return await app.run(console if view else None, began)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await sim.stop()
 
         options = {"use_uvloop": True} if install_uvloop() is not None else {}
         return int(anyio.run(main, backend_options=options))
@@ -124,24 +140,35 @@ class _DevApp:
     def __init__(
         self,
         settings: Settings,
+        sim: SpApiSimulator,
         say: Say,
         *,
         rate: float,
         skus: int,
         duration: float | None,
-        throttle: Throttle | None,
     ) -> None:
-        self.settings, self.say = settings, say
+        self.settings, self.sim, self.say = _with_simulator(settings, sim), sim, say
         self.rate, self.skus, self.duration = rate, skus, duration
-        self.worker = Worker(settings)
+        # Like a real seller's, the dispatches stay within the confirmShipment rate, with room
+        self.plan = min(USAGE_PLANS["confirmShipment"][0], settings.spapi.rate_per_second)
+        self.share = min(DISPATCH_SHARE, 0.75 * self.plan / rate)
+        self.worker = Worker(self.settings)
         self.traffic = TrafficStats()
-        self.stats = DevStats(settings, self.worker, self.traffic, throttle)
+        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim)
         self.facts: dict[str, str] = {}
         self.state = "starting"
         self.view = False
         self._traffic_scope = anyio.CancelScope()
 
     async def run(self, console: Console | None, began: float) -> int:
+        rate, skus, group = self.rate, self.skus, self.settings.kafka.group
+        self.say(f"  worker      group {group}; logs to {self.facts.get('logs')}")
+        self.say(f"  traffic     {rate:g} events/s over {skus} SKUs at {', '.join(WAREHOUSES)}")
+        self.say(
+            f"  dispatches  {self.share * rate:.3g}/s of them: within 3/4 of the "
+            f"{self.plan:g}/s confirmShipment rate (Amazon's usage plan)"
+        )
+        self.say(f"  note        {NOTE}")
         topics, step = self.settings.topics, time.monotonic()
         wanted = {topics.stock: 6, topics.dispatch: 6, topics.dead_letter: 1}
         await _create_topics(self.settings.kafka.bootstrap, wanted, self.settings.kafka.group)
@@ -153,7 +180,7 @@ class _DevApp:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._signals, tg.cancel_scope)
             tg.start_soon(self._produce)
-            tg.start_soon(self.stats.poll_exceptions)
+            tg.start_soon(self.stats.poll)
             if self.duration is not None:
                 tg.start_soon(self._stop_after, self.duration)
             if console is not None:
@@ -162,12 +189,12 @@ class _DevApp:
                 tg.start_soon(status_lines, self.say, self.snapshot)
             await self.worker.run()
             self.state = "stopped"
-            counted = await self.stats.count_exceptions()
+            counted = await self.stats.count_final()
             tg.cancel_scope.cancel()
         if self.state != "stopped":  # a second signal cut the drain short
             self.state = "exited without draining"
         if not counted:
-            await self.stats.count_exceptions()
+            await self.stats.count_final()
         self.say(self.stats.summary(self.state))
         return 0 if self.state == "stopped" else 130
 
@@ -208,7 +235,15 @@ class _DevApp:
                 rate=self.rate,
                 skus=self.skus,
                 stats=self.traffic,
+                dispatch_share=self.share,
+                on_order=self._register,
             )
+
+    def _register(self, order: SampleOrder) -> None:
+        """Amazon knows every order before its dispatch is sent."""
+        self.sim.add_order(
+            order.order_id, order.marketplace_id, order.latest_ship_date, order.items
+        )
 
 
 # -- the stack -----------------------------------------------------------------------------------
@@ -282,6 +317,20 @@ def _dev_settings(
         health=health,
         log=replace(settings.log, format="console"),
     )
+
+
+def _with_simulator(settings: Settings, sim: SpApiSimulator) -> Settings:
+    """``settings`` with ``[spapi]`` pointed at the simulator: the real dispatch handler runs."""
+    client_id, secret, token = _LWA
+    spapi = replace(
+        settings.spapi,
+        endpoint=sim.endpoint,
+        lwa_endpoint=sim.lwa_endpoint,
+        client_id=client_id,
+        client_secret=Secret(secret),
+        refresh_token=Secret(token),
+    )
+    return replace(settings, spapi=spapi)
 
 
 async def _create_topics(bootstrap: str, topics: dict[str, int], group: str) -> None:

@@ -7,6 +7,11 @@ The command line this wraps (key and value split by a tab, one message per line)
 Beware: librdkafka's default partitioner is ``consistent_random`` (CRC32 of the key), not the
 Java client's / aiokafka's ``murmur2``, so the same key can land on a different partition. Pass
 ``partitioner="murmur2_random"`` to match aiokafka (the default here); ``None`` keeps kcat's.
+
+And beware retries: without ``enable.idempotence`` librdkafka may write a retried batch *after*
+later ones (seen here: a SKU's first event landing behind its 49 successors when the partition
+leader was still settling). Idempotence keeps per-partition order through retries, so it is on
+by default here, as the README tells producers.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def kcat_produce(
     headers: Mapping[str, str] | None = None,
     *,
     partitioner: str | None = "murmur2_random",
+    idempotent: bool = True,
     message_timeout_ms: int = 10_000,
     timeout: float = 60.0,
 ) -> None:
@@ -59,6 +65,8 @@ def kcat_produce(
     cmd += ["-X", f"message.timeout.ms={message_timeout_ms}"]
     if partitioner is not None:
         cmd += ["-X", f"partitioner={partitioner}"]
+    if idempotent:
+        cmd += ["-X", "enable.idempotence=true"]
     payload = "".join(f"{key}\t{value}\n" for key, value in lines).encode()
     try:
         result = subprocess.run(

@@ -14,6 +14,9 @@ Hooks for tests and ``skuflow dev``: ``add_order``, ``set_faults`` (``latency_ms
 usage plan), ``expire_tokens``, and the records ``requests``/``confirmations`` — over HTTP as
 ``GET /_sim/requests``, ``GET /_sim/confirmations``, ``GET|POST /_sim/faults``. Credentials in
 recorded token requests are stored as ``***``.
+
+The model itself (error answers, carrier list, confirmShipment checks) is
+:mod:`devstack.spapi_model`.
 """
 
 from __future__ import annotations
@@ -26,13 +29,24 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NoReturn
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
 from aiohttp import web
+
+from devstack.spapi_model import BAD_CARRIER as BAD_CARRIER
+from devstack.spapi_model import BAD_ITEM as BAD_ITEM
+from devstack.spapi_model import BAD_REFERENCE as BAD_REFERENCE
+from devstack.spapi_model import CARRIER_CODES as CARRIER_CODES
+from devstack.spapi_model import DENIED as DENIED
+from devstack.spapi_model import FULFILLED as FULFILLED
+from devstack.spapi_model import LWA_ERRORS as LWA_ERRORS
+from devstack.spapi_model import OVERFULFILLED as OVERFULFILLED
+from devstack.spapi_model import REPLIES as REPLIES
+from devstack.spapi_model import REQUIRED as REQUIRED
+from devstack.spapi_model import Order, Reply, check_confirmation
 
 #: Default (rate per second, burst) of each operation, from the Orders v0 model.
 USAGE_PLANS: dict[str, tuple[float, int]] = {
@@ -40,55 +54,9 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "getOrder": (0.5, 30),
     "getOrderItems": (0.5, 30),
 }
-#: A subset of the CarrierCode list (amzn-base.xsd); "Others" requires a carrierName.
-CARRIER_CODES = frozenset(
-    {"USPS", "UPS", "FedEx", "DHL", "DHL eCommerce", "DPD", "GLS", "Hermes", "Yodel", "TNT"}
-    | {"Royal Mail", "Parcelforce", "Amazon Shipping", "Deutsche Post", "La Poste", "Others"}
-)
 #: How early (seconds) a request may arrive and still find its token: the scheduling and
 #: network jitter of a client pacing itself exactly at the published rate is not throttling.
 JITTER_TOLERANCE = 0.1
-
-DENIED = "Access to requested resource is denied."
-#: Amazon's answers, by name: (HTTP status, code, message, details).
-REPLIES: dict[str, tuple[int, str, str, str]] = {
-    "not_found": (404, "NotFound", "The resource specified does not exist.", ""),
-    "outage": (503, "ServiceUnavailable", "Service temporarily unavailable.", ""),
-    "internal": (500, "InternalFailure", "We encountered an internal error. Please try again.", ""),
-    "throttled": (429, "QuotaExceeded", "You exceeded your quota for the requested resource.", ""),
-    "no_token": (403, "Unauthorized", DENIED, "Access token is missing in the request header."),
-    "bad_token": (
-        *(403, "Unauthorized", DENIED),
-        "The access token you provided is revoked, malformed or invalid.",
-    ),
-    "expired": (403, "Unauthorized", DENIED, "The access token you provided has expired."),
-}
-#: Login with Amazon's answers: (HTTP status, error, error_description).
-LWA_ERRORS: dict[str, tuple[int, str, str]] = {
-    "grant_type": (400, "unsupported_grant_type", "The authorization grant type is not supported"),
-    "client": (401, "invalid_client", "Client authentication failed"),
-    "missing": (
-        400,
-        "invalid_request",
-        "The request is missing a required parameter : refresh_token",
-    ),
-    "refresh_token": (
-        400,
-        "invalid_grant",
-        "The request has an invalid grant parameter : refresh_token",
-    ),
-}
-BAD_ITEM = (
-    "OrderItemId is invalid, please obtain the value through the getOrderItems API or Manage "
-    "Orders page"
-)
-FULFILLED = (
-    "Failed to create package due to not finding a matching package or order already fulfilled."
-)
-OVERFULFILLED = "Failed to create/update package due to overfulfillment"
-BAD_REFERENCE = "PackageReferenceId: is invalid, must be a positive numeric value."
-BAD_CARRIER = "ErrorCode: InvalidCarrier Description: Selected carrier is not supported"
-REQUIRED = ("packageReferenceId", "carrierCode", "trackingNumber", "shipDate", "orderItems")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -116,52 +84,6 @@ class Confirmation(msgspec.Struct, frozen=True):
     package: dict[str, Any]  # packageDetail exactly as received
     edit: bool  # replaced an earlier package with the same packageReferenceId
     at: float
-
-
-class _Reply(Exception):
-    """An SP-API error response, raised from anywhere in request handling."""
-
-    def __init__(self, status: int, errors: list[tuple[str, str, str]]) -> None:
-        super().__init__(status)
-        self.response = web.json_response(
-            {"errors": [{"code": c, "message": m, "details": d} for c, m, d in errors]},
-            status=status,
-        )
-
-    @classmethod
-    def named(cls, name: str) -> _Reply:
-        status, code, message, details = REPLIES[name]
-        return cls(status, [(code, message, details)])
-
-
-def _invalid(*messages: str) -> NoReturn:
-    raise _Reply(400, [("InvalidInput", message, "") for message in messages])
-
-
-@dataclass
-class _Order:
-    order_id: str
-    marketplace_id: str
-    latest_ship_date: datetime
-    status: str
-    items: dict[str, tuple[str, int]]  # order item id -> (sku, quantity ordered)
-    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    purchased: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=1))
-
-    def shipped(self, item_id: str, *, besides: str | None = None) -> int:
-        return sum(
-            line["quantity"]
-            for reference, package in self.packages.items()
-            if reference != besides
-            for line in package["orderItems"]
-            if line["orderItemId"] == item_id
-        )
-
-    def restate(self) -> None:
-        if all(self.shipped(item) >= quantity for item, (_, quantity) in self.items.items()):
-            self.status = "Shipped"
-        elif any(self.shipped(item) for item in self.items):
-            self.status = "PartiallyShipped"
 
 
 class _Bucket:
@@ -193,7 +115,7 @@ class SpApiSimulator:
         self.token_lifetime = token_lifetime
         self._random = random.Random(seed)
         self._tokens: dict[str, float] = {}  # access token -> monotonic expiry
-        self._orders: dict[str, _Order] = {}
+        self._orders: dict[str, Order] = {}
         self._faults = Faults()
         self._buckets = self._new_buckets()
         self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
@@ -256,7 +178,7 @@ class SpApiSimulator:
         if isinstance(latest_ship_date, str):
             latest_ship_date = datetime.fromisoformat(latest_ship_date)
         lines = {item_id: (sku, quantity) for item_id, sku, quantity in items}
-        self._orders[order_id] = _Order(order_id, marketplace_id, latest_ship_date, status, lines)
+        self._orders[order_id] = Order(order_id, marketplace_id, latest_ship_date, status, lines)
 
     def order_status(self, order_id: str) -> str:
         return self._orders[order_id].status
@@ -273,10 +195,10 @@ class SpApiSimulator:
             if operation in USAGE_PLANS:
                 await self._admit(request, operation)
             response = await handler(request)
-        except _Reply as reply:
+        except Reply as reply:
             response = reply.response
         except web.HTTPException as exc:  # unknown path or method
-            response = _Reply(exc.status, [("NotFound", exc.reason, "")]).response
+            response = Reply(exc.status, [("NotFound", exc.reason, "")]).response
         response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
         if operation in USAGE_PLANS and (response.status < 300 or response.status in (400, 404)):
             response.headers["x-amzn-RateLimit-Limit"] = str(self._buckets[operation].rate)
@@ -292,18 +214,18 @@ class SpApiSimulator:
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.outage_until is not None and datetime.now(UTC) < faults.outage_until:
-            raise _Reply.named("outage")
+            raise Reply.named("outage")
         if self._random.random() < faults.error_rate:
-            raise _Reply.named("internal")
+            raise Reply.named("internal")
         token = request.headers.get("x-amz-access-token")
         if not token:
-            raise _Reply.named("no_token")
+            raise Reply.named("no_token")
         if token not in self._tokens:
-            raise _Reply.named("bad_token")
+            raise Reply.named("bad_token")
         if time.monotonic() >= self._tokens[token]:
-            raise _Reply.named("expired")
+            raise Reply.named("expired")
         if not self._buckets[operation].take():
-            raise _Reply.named("throttled")
+            raise Reply.named("throttled")
 
     def _new_buckets(self) -> dict[str, _Bucket]:
         rate, burst = self._faults.throttle_rate, self._faults.burst
@@ -342,10 +264,10 @@ class SpApiSimulator:
 
     # --- Orders v0 ---
 
-    def _order(self, request: web.Request) -> _Order:
+    def _order(self, request: web.Request) -> Order:
         order = self._orders.get(request.match_info["orderId"])
         if order is None:
-            raise _Reply.named("not_found")
+            raise Reply.named("not_found")
         return order
 
     async def _get_order(self, request: web.Request) -> web.Response:
@@ -385,29 +307,9 @@ class SpApiSimulator:
 
     async def _confirm(self, request: web.Request) -> web.Response:
         order = self._order(request)
-        try:
-            body = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError:
-            _invalid("Invalid Input")
-        problems = _schema_problems(body, order.marketplace_id)
-        if problems:
-            _invalid(*problems)
-        package: dict[str, Any] = body["packageDetail"]
-        reference = str(package["packageReferenceId"])
-        edit = reference in order.packages
-        if order.status not in ("Unshipped", "PartiallyShipped", "Shipped"):
-            _invalid(f"Failed validation because order {order.order_id} is {order.status}.")
-        if any(line["orderItemId"] not in order.items for line in package["orderItems"]):
-            _invalid(BAD_ITEM)
-        if order.status == "Shipped" and not edit:
-            _invalid(FULFILLED)
-        for line in package["orderItems"]:
-            ordered = order.items[line["orderItemId"]][1]
-            if order.shipped(line["orderItemId"], besides=reference) + line["quantity"] > ordered:
-                _invalid(OVERFULFILLED)
+        marketplace, reference, package, edit = check_confirmation(order, await request.read())
         order.packages[reference] = package
         order.restate()
-        marketplace = body["marketplaceId"]
         self.confirmations.append(
             Confirmation(order.order_id, marketplace, reference, package, edit, time.time())
         )
@@ -424,70 +326,8 @@ class SpApiSimulator:
         try:
             self.set_faults(**msgspec.json.decode(await request.read()))
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-            return _Reply(400, [("InvalidInput", str(exc), "")]).response
+            return Reply(400, [("InvalidInput", str(exc), "")]).response
         return web.Response(body=msgspec.json.encode(self._faults), content_type="application/json")
-
-
-def _schema_problems(body: Any, marketplace_id: str) -> list[str]:
-    """What a ConfirmShipmentRequest breaks of the model, one message each."""
-    if not isinstance(body, dict):
-        return ["Invalid Input"]
-    problems: list[str] = []
-    marketplace = body.get("marketplaceId")
-    if not marketplace:
-        problems.append("Missing request parameter: marketplaceId.")
-    elif marketplace != marketplace_id:
-        problems.append(
-            f"Invalid request parameter `marketplaceId`. The order is not in {marketplace}."
-        )
-    if body.get("codCollectionMethod", "DirectPayment") != "DirectPayment":
-        problems.append(
-            "Invalid request parameter `codCollectionMethod`. Must be one of [DirectPayment]."
-        )
-    package = body.get("packageDetail")
-    if not isinstance(package, dict):
-        return [*problems, "Missing request parameter: packageDetail."]
-    problems += [
-        f"Missing request parameter: packageDetail.{name}."
-        for name in REQUIRED
-        if package.get(name) in (None, "", [])
-    ]
-    reference = str(package.get("packageReferenceId") or "1")
-    if not (reference.isdigit() and int(reference) > 0):
-        problems.append(BAD_REFERENCE)
-    carrier = package.get("carrierCode")
-    if carrier == "Others" and not package.get("carrierName"):
-        problems.append(
-            "Missing request parameter: packageDetail.carrierName (carrierCode is Others)."
-        )
-    elif carrier and carrier not in CARRIER_CODES:
-        problems.append(BAD_CARRIER)
-    ship_date = package.get("shipDate")
-    if ship_date and not _is_datetime(ship_date):
-        problems.append("Invalid request parameter `shipDate`. Must be an ISO 8601 date-time.")
-    lines = package.get("orderItems") or []
-    seen: set[str] = set()
-    for index, line in enumerate(lines if isinstance(lines, list) else [None]):
-        where = f"packageDetail.orderItems[{index}]"
-        if not isinstance(line, dict) or not isinstance(line.get("orderItemId"), str):
-            problems.append(f"Missing request parameter: {where}.orderItemId.")
-            continue
-        quantity = line.get("quantity")
-        if type(quantity) is not int or quantity < 1:
-            problems.append(
-                f"Invalid request parameter `{where}.quantity`. Must be an integer > 0."
-            )
-        if line["orderItemId"] in seen:
-            problems.append(f"Invalid request parameter `{where}.orderItemId`. Listed twice.")
-        seen.add(line["orderItemId"])
-    return problems
-
-
-def _is_datetime(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and "T" in value and bool(datetime.fromisoformat(value))
-    except ValueError:
-        return False
 
 
 def _iso(moment: datetime) -> str:

@@ -2,8 +2,10 @@
 
 :class:`SampleEvents` makes the payloads (pure, seeded): mostly ``stock.adjusted`` keyed by SKU,
 some ``dispatch.confirmed`` keyed by Amazon order id, and about 1% bad input (broken JSON, a
-missing field, an unknown type) so the exception path shows. :func:`produce_sample_traffic`
-sends them with a token bucket and a bounded number of unacknowledged sends until cancelled.
+missing field, an unknown type) so the exception path shows. Each dispatch's order goes to an
+``on_order`` hook before the event exists; ~2% are due within 2 h, ~0.5% are late, ~1% name an
+order item their order lacks. :func:`produce_sample_traffic` sends them with a token bucket and
+a bounded number of unacknowledged sends until cancelled.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import random
 import secrets
 import string
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
@@ -26,7 +29,16 @@ import anyio
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-__all__ = ["WAREHOUSES", "Sample", "SampleEvents", "TrafficStats", "produce_sample_traffic"]
+__all__ = [
+    "DISPATCH_SHARE",
+    "WAREHOUSES",
+    "OnOrder",
+    "Sample",
+    "SampleEvents",
+    "SampleOrder",
+    "TrafficStats",
+    "produce_sample_traffic",
+]
 
 WAREHOUSES = ("LOC-01", "LOC-02", "LOC-03")
 _REASONS = ("count", "damaged", "found", "receipt", "issue")
@@ -35,14 +47,34 @@ _MARKETPLACES = ("A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1PA6795
 _ORDER_PREFIXES = ("026", "202", "203", "204", "205", "206")
 _CARRIERS = (("Royal Mail", "Tracked 24"), ("Royal Mail", "Tracked 48"), ("DPD", "Next Day"))
 _3PL_ZONE = timezone(timedelta(hours=1))  # the 3PL reports its local time (CET), with offset
+DISPATCH_SHARE = 0.19  # of all events, unless capped (``dispatch_share``)
 
 Kind = Literal["stock", "dispatch", "bad"]
+Scenario = Literal["on_time", "at_risk", "missed", "unknown_item"]
+_SCENARIOS: tuple[Scenario, ...] = ("on_time", "at_risk", "missed", "unknown_item")
+_SCENARIO_WEIGHTS = (96.5, 2.0, 0.5, 1.0)  # percent of dispatches
+
+
+@dataclass(frozen=True, slots=True)
+class SampleOrder:
+    """The Amazon order behind a sample dispatch, as the marketplace knows it (with
+    ``unknown_item`` the dispatch names an order item id that is not among ``items``)."""
+
+    order_id: str
+    marketplace_id: str
+    latest_ship_date: datetime  # the dispatch event's ``ship_by``
+    items: tuple[tuple[str, str, int], ...]  # (order item id, SKU, quantity ordered)
+    scenario: Scenario
+
+
+OnOrder = Callable[[SampleOrder], None]
 
 
 class Sample(NamedTuple):
     kind: Kind
     key: bytes
     value: bytes
+    order: SampleOrder | None = None  # for a dispatch
 
 
 @dataclass(slots=True)
@@ -53,16 +85,19 @@ class TrafficStats:
     stock: int = 0
     dispatch: int = 0
     bad: int = 0
+    scenarios: Counter[Scenario] = field(default_factory=Counter)  # of the dispatches
     failed: int = 0
     last_error: str | None = None
 
-    def count(self, kind: Kind) -> None:
-        if kind == "stock":
+    def count(self, sample: Sample) -> None:
+        if sample.kind == "stock":
             self.stock += 1
-        elif kind == "dispatch":
+        elif sample.kind == "dispatch":
             self.dispatch += 1
         else:
             self.bad += 1
+        if sample.order is not None:
+            self.scenarios[sample.order.scenario] += 1
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -78,11 +113,24 @@ class SampleEvents:
 
     Popularity is Zipf-like, so a few SKUs are hot; ~5% of SKUs are batch-managed, ~3% are
     serial-managed and ~5% are sold by weight (decimal quantities as decimal strings).
+    ``dispatch_share`` of the events are dispatches; ``on_order`` sees the order of each one
+    before :meth:`next` returns it.
     """
 
-    def __init__(self, skus: int, *, seed: int = 0, run: str = "r0") -> None:
+    def __init__(
+        self,
+        skus: int,
+        *,
+        seed: int = 0,
+        run: str = "r0",
+        dispatch_share: float = DISPATCH_SHARE,
+        on_order: OnOrder | None = None,
+    ) -> None:
         if skus < 1:
             raise ValueError("skus must be >= 1")
+        if not 0 <= dispatch_share <= 0.99:
+            raise ValueError("dispatch_share must be within [0, 0.99]")
+        self._dispatch_share, self._on_order = dispatch_share, on_order
         self._rng = random.Random(seed)
         self._run = run
         self._seq = itertools.count(1)
@@ -105,9 +153,11 @@ class SampleEvents:
         roll = self._rng.random()
         if roll < 0.01:
             return self._bad(now)
-        if roll < 0.20:
-            key, payload = self._dispatch(now)
-            return Sample("dispatch", key.encode(), msgspec.json.encode(payload))
+        if roll < 0.01 + self._dispatch_share:
+            order, payload = self._dispatch(now)
+            if self._on_order is not None:
+                self._on_order(order)
+            return Sample("dispatch", order.order_id.encode(), msgspec.json.encode(payload), order)
         key, payload = self._stock(now)
         return Sample("stock", key.encode(), msgspec.json.encode(payload))
 
@@ -147,8 +197,15 @@ class SampleEvents:
             "serial_numbers": serials,
         }
 
-    def _dispatch(self, now: datetime) -> tuple[str, dict[str, Any]]:
+    def _dispatch(self, now: datetime) -> tuple[SampleOrder, dict[str, Any]]:
         rng, n = self._rng, next(self._seq)
+        scenario = rng.choices(_SCENARIOS, _SCENARIO_WEIGHTS)[0]
+        # Amazon's latest ship dates end at hh:59:59; at risk: due in under 2 h; missed: past
+        ship_by = (now + timedelta(hours=rng.randint(3, 7))).replace(minute=59, second=59)
+        if scenario in ("at_risk", "missed"):
+            minutes = rng.randint(20, 100) if scenario == "at_risk" else -rng.randint(5, 120)
+            ship_by = now + timedelta(minutes=minutes)
+        ship_by = ship_by.replace(microsecond=0)
         order_id = f"{rng.choice(_ORDER_PREFIXES)}-{_digits(rng, 7)}-{_digits(rng, 7)}"
         carrier, method = rng.choice(_CARRIERS)
         if carrier == "Royal Mail":
@@ -156,18 +213,19 @@ class SampleEvents:
         else:
             tracking = _digits(rng, 14)
         shipped = now.astimezone(_3PL_ZONE)
-        ship_by = (now + timedelta(hours=rng.randint(2, 6))).replace(minute=0, second=0)
         skus: list[str] = []
         for _ in range(rng.choices((1, 2, 3), (70, 22, 8))[0]):
             sku = self._sku()
             if sku not in skus and sku not in self._by_weight:
                 skus.append(sku)
         skus = skus or [self.skus[0]]
-        lines = [
-            {"order_item_id": _digits(rng, 14), "sku": sku, "quantity": rng.choice((1, 1, 1, 2))}
-            for sku in skus
-        ]
-        return order_id, {
+        items = tuple((_digits(rng, 14), sku, rng.choice((1, 1, 1, 2))) for sku in skus)
+        lines = [{"order_item_id": i, "sku": sku, "quantity": q} for i, sku, q in items]
+        if scenario == "unknown_item":  # the 3PL reports an order item id the order lacks
+            lines[0]["order_item_id"] = _digits(rng, 14)
+        marketplace = rng.choice(_MARKETPLACES)
+        order = SampleOrder(order_id, marketplace, ship_by, items, scenario)
+        return order, {
             "type": "dispatch.confirmed",
             "event_id": f"dsp-{self._run}-{n:07d}",
             "occurred_at": _rfc3339(shipped),
@@ -175,7 +233,7 @@ class SampleEvents:
             "source_ref": f"SEKO-DSP-{700 + n}",
             "channel": "amazon",
             "order_id": order_id,
-            "marketplace_id": rng.choice(_MARKETPLACES),
+            "marketplace_id": marketplace,
             "ship_by": _rfc3339(ship_by),
             "ship_date": _rfc3339(shipped),
             "carrier_code": carrier,
@@ -232,16 +290,21 @@ async def produce_sample_traffic(
     limit: int | None = None,
     stats: TrafficStats | None = None,
     max_pending: int = 1000,
+    dispatch_share: float = DISPATCH_SHARE,
+    on_order: OnOrder | None = None,
 ) -> None:
     """Produce sample events at ``rate`` a second until cancelled (or ``limit`` were sent).
 
+    ``on_order`` is called with the order of every dispatch before that dispatch is sent.
     At most ``max_pending`` sends are unacknowledged at a time; when the broker falls behind
     the rate drops instead of memory growing. On cancellation pending sends get a few seconds.
     """
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError("rate must be a finite number > 0")
     stats = stats if stats is not None else TrafficStats()
-    events = SampleEvents(skus, seed=seed, run=secrets.token_hex(3))
+    events = SampleEvents(
+        skus, seed=seed, run=secrets.token_hex(3), dispatch_share=dispatch_share, on_order=on_order
+    )
     topics = {"stock": stock_topic, "dispatch": dispatch_topic}
     bucket = _TokenBucket(rate, max(1.0, rate / 10), time.monotonic)
     producer = AIOKafkaProducer(
@@ -276,7 +339,7 @@ async def produce_sample_traffic(
                 future = await producer.send(topic, sample.value, key=sample.key)
                 pending.add(future)
                 future.add_done_callback(delivered)
-                stats.count(sample.kind)
+                stats.count(sample)
                 sent += 1
         if pending:
             await asyncio.wait(pending)

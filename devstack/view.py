@@ -1,7 +1,9 @@
 """What ``skuflow dev`` shows while it runs, and where the worker's log lines go meanwhile.
 
 :class:`DevStats` gathers the numbers (engine counters, rates over the last ~5 s, consumer lag,
-exception records by kind) and freezes them into a :class:`Snapshot`. :func:`render` turns one
+exception records by kind, the dispatch flow: Amazon's answers as the SP-API simulator recorded
+them, the shipment ledger, parked events, deadline slack) and freezes them into a
+:class:`Snapshot`. :func:`render` turns one
 into the rich panel (redrawn every 0.5 s by :func:`live_view`), :func:`status_line` into the
 ``--no-view`` line (printed every 5 s by :func:`status_lines`). With the panel on screen the
 worker logs only to a file; otherwise a thinned-out copy goes to stderr (:func:`configure_logging`).
@@ -15,7 +17,7 @@ import logging.handlers
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.settings import Settings
+from devstack.spapi_sim import SpApiSimulator
 from devstack.traffic import TrafficStats
 from skuflow.app import Worker
 from worker.logs import ConsoleFormatter
@@ -45,8 +48,31 @@ __all__ = [
 ]
 
 _EXCEPTIONS_SQL = "SELECT kind, count(*) AS n FROM skuflow_exceptions GROUP BY kind"
+_LEDGER_SQL = "SELECT status AS kind, count(*) AS n FROM skuflow_shipments GROUP BY status"
+#: Parked events, and the slack (hours) of the last 50 confirmations: ship-by - confirmed at.
+_NUMBERS_SQL = """
+    WITH recent AS (SELECT extract(epoch FROM ship_by - confirmed_at)::float8 / 3600 AS h
+                    FROM skuflow_shipments WHERE confirmed_at IS NOT NULL
+                    ORDER BY confirmed_at DESC LIMIT 50)
+    SELECT (SELECT count(*) FROM skuflow_parked) AS parked, min(h) AS low,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY h) AS median FROM recent"""
 _LAG_METRIC = "messaging_kafka_consumer_lag"  # the engine's messaging.kafka.consumer.lag gauge
-NOTE = "no handler yet: stock.adjusted and dispatch.confirmed are recorded as exceptions"
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_STATUSES = ("confirmed", "sending", "retrying", "rejected")
+NOTE = "stock.adjusted has no handler yet (SAP B1 is next): stock events become exceptions"
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """The dispatch flow: Amazon's answers to ``confirmShipment`` (the simulator's records)
+    and the database's view (shipment ledger, parked events, slack)."""
+
+    accepted: int = 0  # answered 204: the simulator's confirmations
+    rejected: int = 0  # answered 400, e.g. an order item the order does not have
+    throttled: int = 0  # answered 429
+    ledger: dict[str, int] = field(default_factory=dict)  # skuflow_shipments rows by status
+    parked: int = 0  # skuflow_parked rows, both classes
+    slack: tuple[float, float] | None = None  # hours: min and median of the last 50 confirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +91,13 @@ class Snapshot:
     lag: int | None  # None until the worker has joined, and once it has stopped
     health: str  # the health server's base URL, "" until it listens
     exceptions: dict[str, int]
+    dispatch: Dispatch  # a copy
     suppressed: int  # log lines the stderr throttle held back
 
 
 class DevStats:
-    """Gathers the numbers from the worker, the producer's counters and the database."""
+    """Gathers the numbers from the worker, the producer's counters, the SP-API simulator and
+    the database."""
 
     def __init__(
         self,
@@ -77,14 +105,12 @@ class DevStats:
         worker: Worker,
         traffic: TrafficStats,
         throttle: Throttle | None,
+        sim: SpApiSimulator | None = None,
     ) -> None:
-        self.settings, self.worker, self.traffic, self.throttle = (
-            settings,
-            worker,
-            traffic,
-            throttle,
-        )
+        self.settings, self.worker, self.traffic = settings, worker, traffic
+        self.throttle, self.sim = throttle, sim
         self.exceptions: dict[str, int] = {}
+        self.dispatch = Dispatch()
         self.began = time.monotonic()
         self._rates = (0.0, 0.0)
         self._samples: deque[tuple[float, int, int]] = deque()
@@ -98,10 +124,11 @@ class DevStats:
         now = time.monotonic()
         processed, buffered, in_flight, paused, assigned = self._numbers()
         self._sample(now, processed)
+        self._count_answers()
         return Snapshot(
             state=state,
             uptime=now - self.began,
-            traffic=replace(self.traffic),
+            traffic=replace(self.traffic, scenarios=self.traffic.scenarios.copy()),
             rates=self._rates,
             processed=processed,
             buffered=buffered,
@@ -111,6 +138,7 @@ class DevStats:
             lag=self._lag(state),
             health=self._health(),
             exceptions=dict(self.exceptions),
+            dispatch=replace(self.dispatch),
             suppressed=self.throttle.suppressed if self.throttle is not None else 0,
         )
 
@@ -119,26 +147,59 @@ class DevStats:
         produced, processed = self.traffic.produced, self._numbers()[0]
         left = produced - processed
         kinds = " · ".join(f"{kind} {n}" for kind, n in sorted(self.exceptions.items()))
+        self._count_answers()
+        d = self.dispatch
         return (
             f"{state} after {time.monotonic() - self.began:.1f}s: produced {produced}, "
             f"processed {processed}"
             + (f" ({left} left unprocessed in Kafka)" if left else "")
             + f"\n  exceptions: {kinds or 'none'}"
+            + f"\n  dispatch: Amazon accepted {d.accepted}, rejected {d.rejected}; "
+            + f"ledger {_pairs(d.ledger, ' ') or 'empty'}; parked {d.parked}"
         )
 
-    async def count_exceptions(self) -> bool:
+    async def count_final(self) -> bool:
         """Final counts, on a connection of its own (the worker's pool is closed by now)."""
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            self.exceptions = await _exception_counts(self.settings.database.url.reveal())
+        with contextlib.suppress(*_DB_ERRORS):
+            conn = await asyncpg.connect(self.settings.database.url.reveal(), timeout=5)
+            try:
+                await self._read(conn)
+            finally:
+                await conn.close()
             return True
         return False
 
-    async def poll_exceptions(self) -> None:
+    async def poll(self) -> None:
+        """Exception records and the dispatch numbers from the database, every 2 s."""
         while True:
             if self.worker.pool is not None:
-                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    self.exceptions = await _exception_counts(self.worker.pool)
+                with contextlib.suppress(*_DB_ERRORS):
+                    async with self.worker.pool.acquire(timeout=2) as conn:
+                        await self._read(conn)
             await anyio.sleep(2)
+
+    async def _read(self, conn: Any) -> None:
+        exceptions = await conn.fetch(_EXCEPTIONS_SQL, timeout=2)
+        ledger = await conn.fetch(_LEDGER_SQL, timeout=2)
+        numbers = await conn.fetchrow(_NUMBERS_SQL, timeout=2)
+        self.exceptions = {row["kind"]: int(row["n"]) for row in exceptions}
+        self.dispatch.ledger = {row["kind"]: int(row["n"]) for row in ledger}
+        self.dispatch.parked = int(numbers["parked"])
+        low, median = numbers["low"], numbers["median"]
+        self.dispatch.slack = None if low is None else (float(low), float(median))
+
+    def _count_answers(self) -> None:
+        """Count the simulator's new records, then drop them (they would grow without end)."""
+        if self.sim is None:
+            return
+        d, confirmations, requests = self.dispatch, self.sim.confirmations, self.sim.requests
+        d.accepted += len(confirmations)
+        for request in requests:
+            if request.operation == "confirmShipment":
+                d.rejected += request.status == 400
+                d.throttled += request.status == 429
+        confirmations.clear()
+        requests.clear()
 
     def _numbers(self) -> tuple[int, int, int, int, int]:
         """Processed, buffered, in flight, paused and assigned partitions of both classes."""
@@ -179,16 +240,8 @@ class DevStats:
         return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}" if port else ""
 
 
-async def _exception_counts(db: Any) -> dict[str, int]:
-    """Exception records by kind; ``db`` is an asyncpg pool or a database URL."""
-    if isinstance(db, str):
-        conn = await asyncpg.connect(db)
-        try:
-            return await _exception_counts(conn)
-        finally:
-            await conn.close()
-    rows = await db.fetch(_EXCEPTIONS_SQL, timeout=2)
-    return {row["kind"]: int(row["n"]) for row in rows}
+def _pairs(counts: Mapping[str, int], sep: str = ",") -> str:
+    return sep.join(f"{kind}={n}" for kind, n in sorted(counts.items()))
 
 
 # -- the view ------------------------------------------------------------------------------------
@@ -217,13 +270,16 @@ async def status_lines(say: Callable[[str], None], snapshot: Callable[[], Snapsh
 
 def status_line(snap: Snapshot) -> str:
     """The ``--no-view`` status line: ``name value`` pairs."""
-    t, lag = snap.traffic, snap.lag
-    kinds = " ".join(f"{kind}={n}" for kind, n in sorted(snap.exceptions.items())) or "none"
+    t, lag, d = snap.traffic, snap.lag, snap.dispatch
+    kinds = _pairs(snap.exceptions, " ") or "none"
+    slack = "-" if d.slack is None else f"min={d.slack[0]:.1f},median={d.slack[1]:.1f}"
     line = (
         f"{snap.state}: produced {t.produced} ({snap.rates[0]:.0f}/s) "
         f"processed {snap.processed} ({snap.rates[1]:.0f}/s) lag {'-' if lag is None else lag} "
         f"buffered {snap.buffered} in_flight {snap.in_flight} partitions {snap.assigned} "
-        f"paused {snap.paused} exceptions {kinds}"
+        f"paused {snap.paused} exceptions {kinds} | amazon confirmed {d.accepted} "
+        f"rejected {d.rejected} throttled {d.throttled} ledger {_pairs(d.ledger) or '-'} "
+        f"parked {d.parked} slack_h {slack}"
     )
     if t.failed:
         line += f" send_failures {t.failed} ({t.last_error})"
@@ -256,6 +312,7 @@ def render(snap: Snapshot, facts: Mapping[str, str]) -> Panel:
     kinds = sorted(snap.exceptions.items(), key=lambda item: -item[1])
     grid.add_row("exceptions", " · ".join(f"{k} {n:,}" for k, n in kinds) or "none yet")
     grid.add_row("", f"[yellow]{NOTE}[/]")
+    _dispatch_rows(grid, snap, facts.get("amazon", ""))
     grid.add_row("stack", escape(facts.get("stack", "")))
     grid.add_row("health", f"{health}/livez · /readyz · /metrics" if health else "starting")
     grid.add_row("logs", escape(facts.get("logs", "")))
@@ -267,6 +324,29 @@ def render(snap: Snapshot, facts: Mapping[str, str]) -> Panel:
     uptime = time.strftime("%H:%M:%S", time.gmtime(snap.uptime))
     title = f"skuflow dev · {snap.state} · up {uptime}"
     return Panel(grid, title=title, title_align="left", expand=False)
+
+
+def _dispatch_rows(grid: Table, snap: Snapshot, amazon: str) -> None:
+    d, sent, exc = snap.dispatch, snap.traffic.scenarios, snap.exceptions
+    grid.add_row(
+        "dispatch",
+        f"amazon    confirmed [green]{d.accepted:,}[/] · rejected {d.rejected:,} · "
+        f"throttled {d.throttled:,}   [dim]{escape(amazon)}[/]",
+    )
+    ledger = " · ".join(f"{k} {d.ledger.get(k, 0):,}" for k in _STATUSES)
+    grid.add_row("", f"ledger    {ledger} · parked {d.parked:,}")
+    slack = "—" if d.slack is None else f"min {d.slack[0]:.1f} h · median {d.slack[1]:.1f} h"
+    at_risk, missed = exc.get("deadline_at_risk", 0), exc.get("deadline_missed", 0)
+    grid.add_row(
+        "",
+        f"deadline  [yellow]at risk {at_risk:,}[/] · [red]missed {missed:,}[/] · slack {slack} "
+        f"[dim](last 50)[/]",
+    )
+    grid.add_row(
+        "",
+        f"[dim]traffic   sent {sent['at_risk']} due in < 2 h · {sent['missed']} late · "
+        f"{sent['unknown_item']} with an unknown order item[/]",
+    )
 
 
 # -- logging -------------------------------------------------------------------------------------

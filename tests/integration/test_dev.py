@@ -14,6 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 STATUS = re.compile(r"^\[\s*\d+s\] (\w+): produced (\d+) .*processed (\d+) ", re.MULTILINE)
 SUMMARY = re.compile(r"^stopped after [\d.]+s: produced (\d+), processed (\d+)", re.MULTILINE)
+CONFIRMED = re.compile(r"^\[\s*\d+s\] .* \| amazon confirmed (\d+) ", re.MULTILINE)
+LEDGER = re.compile(r"ledger (\S+) ")
 
 
 def _running(pid: int) -> bool:
@@ -33,7 +35,7 @@ def _pid(output: str, name: str) -> int:
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_dev_runs_the_stack_processes_traffic_and_leaves_no_process_behind() -> None:
+def test_dev_runs_the_stack_confirms_dispatches_and_leaves_no_process_behind() -> None:
     env = {
         **os.environ,
         "SKUFLOW_CACHE_DIR": str(REPO / ".cache"),  # reuse the resolved Kafka jars
@@ -64,6 +66,16 @@ def test_dev_runs_the_stack_processes_traffic_and_leaves_no_process_behind() -> 
     assert produced >= 1000, context  # 100/s for 20 s, minus the token bucket's start
     assert processed > 0.9 * produced, context
     assert "send_failures" not in output, context
+
+    # dispatches went through the real handler to the SP-API simulator, and the ledger says so
+    assert re.search(r"^  sp-api .* at http://127\.0\.0\.1:\d+", output, re.MULTILINE), context
+    confirmed = [int(n) for n in CONFIRMED.findall(output)]
+    assert len(confirmed) == len(statuses), context
+    assert confirmed[-1] > 0, context
+    last_line = [line for line in output.splitlines() if CONFIRMED.match(line)][-1]
+    ledger = LEDGER.search(last_line)
+    assert ledger is not None, context
+    assert "confirmed=" in ledger.group(1), context
 
     leftovers = {name: _pid(output, name) for name in ("kafka", "postgresql")}
     deadline = time.monotonic() + 5

@@ -47,11 +47,16 @@ def test_events_produced_by_kcat_are_consumed_in_per_sku_order_with_their_header
 
     anyio.run(main)
     per_sku: dict[str, list[int]] = defaultdict(list)
-    for sku, seq, *_ in recorder.handled:
+    offsets: dict[str, list[int]] = defaultdict(list)
+    for sku, seq, _partition, offset, _stamp in recorder.handled:
         per_sku[sku].append(seq)
-    assert all(seqs == sorted(seqs) for seqs in per_sku.values())
+        offsets[sku].append(offset)
+    for sku, seqs in per_sku.items():
+        assert offsets[sku] == sorted(offsets[sku]), f"{sku} handled out of offset order"
+        assert seqs == sorted(seqs), f"{sku} out of order: {seqs} at offsets {offsets[sku]}"
     assert sum(len(s) for s in per_sku.values()) == len(events)
-    assert all(h["traceparent"] == TRACEPARENT.encode() for h in seen_headers)
+    for headers in seen_headers:
+        assert headers["traceparent"] == TRACEPARENT.encode()
     # With murmur2 (as the README tells producers), kcat agrees with the Java/aiokafka clients.
     partitions = {sku: {p for s, _q, p, *_ in recorder.handled if s == sku} for sku in per_sku}
     partitioner = DefaultPartitioner()

@@ -49,7 +49,9 @@ async def produce(
     headers: list[tuple[str, bytes]] | None = None,
 ) -> int:
     """Produce keyed records (default partitioner: murmur2, like the Java client)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, acks="all", enable_idempotence=True
+    )
     await producer.start()
     count = 0
     try:
