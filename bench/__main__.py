@@ -1,13 +1,15 @@
-"""``python -m bench`` (``make bench``): engine throughput and memory against plain aiokafka.
+"""``python -m bench`` (``make bench``): engine throughput and memory against plain aiokafka,
+and the urgent path's latency under a stock backlog, priority on against FIFO.
 
 One run on the embedded stack; every contender reads the same topic, produced once at the start.
-Prints a Markdown table for the README. ``--quick`` runs the same cases on less data.
+Prints Markdown tables for the README. ``--quick`` runs the same cases on less data.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import platform
 import sys
@@ -19,12 +21,13 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases
+from bench import cases, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce
 from bench.rss import Probe, RssReport, run_probe
 from bench.stack import Stack, embedded_stack
-from config.settings import EngineSettings
+from bench.urgent import UrgentRun
+from config.settings import EngineSettings, Settings
 from devstack.kafka import KAFKA_VERSION
 from skuflow.app import tune_gc
 
@@ -33,6 +36,15 @@ _T = TypeVar("_T")
 TOPIC = "bench.stock"
 BACKLOG_TOPIC = "bench.backlog"
 RSS_HANDLER_SECONDS = 0.05
+#: The urgent case: its own stock backlog (CPU-bound consumption must not exhaust it within the
+#: stream), an empty stock topic for the reference run, one dispatch topic per run.
+URGENT_BACKLOG_TOPIC = "bench.urgent-backlog"
+EMPTY_STOCK_TOPIC = "bench.stock-empty"
+URGENT_MODES: tuple[urgent.Mode, ...] = ("idle", "priority", "fifo")
+#: Simulated ERP I/O of the stock handler in the urgent case.
+URGENT_STOCK_SECONDS = 0.002
+#: The reference run (no backlog) needs no more than this many seconds of stream.
+URGENT_IDLE_SECONDS = 10.0
 
 
 class Plan:
@@ -45,6 +57,13 @@ class Plan:
         self.window = Window(warmup=1.5, seconds=5.0) if quick else Window(warmup=3.0, seconds=10.0)
         self.rss_slow_seconds = 8.0 if quick else 20.0
         self.max_in_flight = EngineSettings().max_in_flight
+        self.urgent_seconds: float = args.urgent_seconds or (10.0 if quick else 60.0)
+        self.urgent_backlog: int = args.urgent_backlog or (500_000 if quick else 2_000_000)
+
+    def stream_seconds(self, mode: urgent.Mode) -> float:
+        return (
+            min(self.urgent_seconds, URGENT_IDLE_SECONDS) if mode == "idle" else self.urgent_seconds
+        )
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +71,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, help="records in the main topic (600k; quick 250k)")
     parser.add_argument("--keys", type=int, default=10_000, help="distinct SKUs (10k)")
     parser.add_argument("--backlog", type=int, help="records of the RSS backlog (1M; quick 200k)")
+    parser.add_argument(
+        "--urgent-seconds", type=float, help="seconds of the 20/s dispatch stream (60; quick 10)"
+    )
+    parser.add_argument(
+        "--urgent-backlog", type=int, help="stock backlog of the urgent case (2M; quick 500k)"
+    )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
 
@@ -67,9 +92,19 @@ def _on_uvloop(factory: Callable[[], Awaitable[_T]]) -> _T:
 
 def _prepare(stack: Stack, plan: Plan) -> float:
     async def run() -> None:
-        await create_topics(stack.bootstrap, TOPIC, BACKLOG_TOPIC)
+        dispatch = [_dispatch_topic(mode) for mode in URGENT_MODES]
+        await create_topics(
+            stack.bootstrap,
+            TOPIC,
+            BACKLOG_TOPIC,
+            URGENT_BACKLOG_TOPIC,
+            EMPTY_STOCK_TOPIC,
+            *dispatch,
+        )
         await produce(stack.bootstrap, TOPIC, events(plan.messages, plan.keys, seed=1))
         await produce(stack.bootstrap, BACKLOG_TOPIC, events(plan.backlog, plan.keys, seed=2))
+        urgent_backlog = events(plan.urgent_backlog, plan.keys, seed=3)
+        await produce(stack.bootstrap, URGENT_BACKLOG_TOPIC, urgent_backlog)
 
     started = time.perf_counter()
     _on_uvloop(run)
@@ -96,6 +131,7 @@ class Results(msgspec.Struct, frozen=True):
     slow: Measurement
     plain: Measurement
     rss: RssReport
+    urgent: list[UrgentRun]  # one per URGENT_MODES entry, in that order
 
     def table(self, plan: Plan) -> list[str]:
         ceiling, noop = _median(self.ceilings), _median(self.noops)
@@ -148,6 +184,84 @@ class Results(msgspec.Struct, frozen=True):
             ),
         ]
 
+    def urgent_table(self, plan: Plan) -> list[str]:
+        idle, priority, fifo = self.urgent
+        ratio = fifo.percentile_ms(0.99) / priority.percentile_ms(0.99)
+        backlog = f"{plan.urgent_backlog:,} backlog"
+        return [
+            "| urgent path: `dispatch.confirmed` at 20/s, produce→handler | events "
+            "| p50 ms | p95 ms | p99 ms | max ms | stock msg/s meanwhile | ratio / target |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+            _latency_row(
+                "reference: urgent + normal engine, empty stock topic",
+                idle,
+                "no stock",
+                "the producer + broker + client floor",
+            ),
+            _latency_row(
+                "priority on: urgent engine (own group, EDF, "
+                f"{Settings().dispatch.max_in_flight} runners) beside the normal engine "
+                f"(`yield_to`), {backlog}",
+                priority,
+                _stock_cell(priority),
+                f"p99 < 250 ms: {_check(priority.percentile_ms(0.99), 250, below=True)}",
+            ),
+            _latency_row(
+                f"FIFO: one engine on both topics, FIFO lanes, no yield, same {backlog}",
+                fifo,
+                _stock_cell(fifo),
+                f"FIFO p99 / priority p99 = {ratio:,.1f}x (target ≥ 100x: {_check(ratio, 100)})",
+            ),
+        ]
+
+
+def _ms(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:,.1f}"
+
+
+def _latency_row(case: str, run: UrgentRun, stock: str, verdict: str) -> str:
+    events = f"{run.sent:,}"
+    if run.handled < run.sent:
+        events = f"{run.handled:,} of {run.sent:,}"
+    cells = " | ".join(_ms(run.percentile_ms(q)) for q in (0.5, 0.95, 0.99, 1.0))
+    return f"| {case} | {events} | {cells} | {stock} | {verdict} |"
+
+
+def _stock_cell(run: UrgentRun) -> str:
+    rate = f"{run.stock.rate:,.0f}"
+    if run.backlog_left < EngineSettings().max_buffered_messages:
+        return f"{rate} (**backlog ran out**)"
+    return f"{rate} ({run.backlog_left:,} left)"
+
+
+def _dispatch_topic(mode: urgent.Mode) -> str:
+    return f"bench.dispatch-{mode}"
+
+
+def _urgent(stack: Stack, plan: Plan) -> list[UrgentRun]:
+    runs: list[UrgentRun] = []
+    for mode in URGENT_MODES:
+        seconds = plan.stream_seconds(mode)
+        _note(f"urgent path, {mode}: dispatch events at 20/s for {seconds:g} s")
+        run = _on_uvloop(
+            functools.partial(
+                urgent.urgent_run,
+                stack,
+                mode,
+                stock_topic=EMPTY_STOCK_TOPIC if mode == "idle" else URGENT_BACKLOG_TOPIC,
+                dispatch_topic=_dispatch_topic(mode),
+                backlog=0 if mode == "idle" else plan.urgent_backlog,
+                stream_seconds=seconds,
+                stock_seconds=URGENT_STOCK_SECONDS,
+            )
+        )
+        _note(
+            f"p50 {_ms(run.percentile_ms(0.5))} ms, p99 {_ms(run.percentile_ms(0.99))} ms; "
+            f"stock {run.stock.rate:,.0f} msg/s"
+        )
+        runs.append(run)
+    return runs
+
 
 def _measure(stack: Stack, plan: Plan) -> Results:
     n = plan.messages
@@ -176,7 +290,8 @@ def _measure(stack: Stack, plan: Plan) -> Results:
     _note(f"{plain.rate:,.0f} msg/s; peak RSS of a fresh engine (subprocess)")
     spec = Probe(stack, BACKLOG_TOPIC, plan.backlog, RSS_HANDLER_SECONDS, plan.rss_slow_seconds)
     rss = run_probe(spec, timeout=900)
-    return Results(ceilings, noops, telemetry, slow, plain, rss)
+    _note(f"peak {rss.final_peak_mb:.0f} MB")
+    return Results(ceilings, noops, telemetry, slow, plain, rss, _urgent(stack, plan))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +317,21 @@ def main(argv: list[str] | None = None) -> int:
         + f". *(window)* rows: completions in up to {window.seconds:g} s after a "
         f"{window.warmup:g} s warm-up. Engine: `EngineOptions` defaults "
         f"(max_in_flight={plan.max_in_flight}). Peak RSS: VmHWM of a separate process."
+    )
+    print()
+    print("\n".join(results.urgent_table(plan)))
+    print()
+    print(
+        "Latency: `time.time()` in the dispatch handler minus the event's `occurred_at`, stamped "
+        "by a separate producer process just before `send` (acks=all, linger 0, keyed by order "
+        f"id, {PARTITIONS} partitions); the handler returns `DONE` at once, so neither the SP-API "
+        "simulator's latency nor its rate limit is in these numbers. Percentiles: exact nearest "
+        "rank over every event sent (never handled = infinitely late). Engines wired as "
+        "`skuflow run` wires them (`urgent_options` / `engine_options`, one OTel SDK meter); "
+        f"stock handler awaits {URGENT_STOCK_SECONDS * 1000:g} ms of simulated ERP I/O; the "
+        "priority and FIFO runs read the same backlog from its start with fresh groups; the "
+        f"stream starts {urgent.WARMUP_SECONDS:g} s after the backlog is being worked. Stock "
+        "msg/s: completions between the first and the last dispatch handled."
     )
     print(
         f"Machine: nproc={os.cpu_count()}, {_cpu_model()}, Python {platform.python_version()}, "

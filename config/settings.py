@@ -1,30 +1,40 @@
-"""Settings: the TOML schema, environment overrides and secret handling.
+"""Settings: the TOML schema, one frozen msgspec Struct per TOML table, gathered under `Settings`.
 
-One frozen msgspec Struct per TOML table, gathered under `Settings`. Every key
-has a default, so an empty file (or no file) is valid. `load_settings` reads
-the TOML, applies environment overrides, then converts and validates in one
-strict `msgspec.convert`; every problem surfaces as a `SettingsError` whose
+Every key has a default, so an empty file (or no file) is valid. `load_settings`
+reads the TOML, applies environment overrides, then converts and validates in
+one strict `msgspec.convert`; every problem surfaces as a `SettingsError` whose
 text is one line naming the dotted key (`engine.max_in_flight: must be >= 1`).
 
 Credentials are `Secret`s: they print as `***`, `msgspec` refuses to encode
 them without `enc_hook` (which writes `***`), and only `.reveal()` gives the
 value to the connector that needs it.
+
+The machinery lives beside this module, and everything is importable from here:
+`config.base` (`SettingsError`, `Secret`, the msgspec hooks), `config.loading`
+(TOML, environment overrides, error messages), `config.redaction` (`redacted_dict`,
+`redact_url`) and `config.mappings` (`load_sku_map`). None of them imports this module.
 """
 
-import csv
-import difflib
-import hmac
 import math
 import os
 import re
-import tomllib
-import types
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal
 
 import msgspec
+
+from config.base import REDACTED as REDACTED
+from config.base import Secret as Secret
+from config.base import SettingsError as SettingsError
+from config.base import dec_hook as dec_hook
+from config.base import enc_hook as enc_hook
+from config.loading import ENV_OVERRIDES as ENV_OVERRIDES
+from config.loading import ENV_PREFIX as ENV_PREFIX
+from config.loading import load_struct
+from config.mappings import load_sku_map as load_sku_map
+from config.redaction import redact_url as redact_url
+from config.redaction import redacted_dict as redacted_dict
 
 __all__ = [
     "DEFAULTS_PATH",
@@ -52,7 +62,6 @@ __all__ = [
     "redacted_dict",
 ]
 
-REDACTED = "***"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 DEFAULT_DATABASE_URL = "postgresql://skuflow@127.0.0.1:5432/skuflow"
 
@@ -60,71 +69,6 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-
-
-class SettingsError(Exception):
-    """A settings problem, reported as one line naming the offending key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(key, message)
-        self.key = key
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}" if self.key else self.message
-
-
-class Secret:
-    """A credential. Prints as `***` everywhere; `reveal()` is the only way in."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError(f"Secret wraps a str, not {type(value).__name__}")
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return REDACTED
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(_utf8(self._value), _utf8(other._value))
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def dec_hook(type_: type, obj: object) -> object:
-    """msgspec decode hook for the custom types used in settings."""
-    if type_ is Secret or type_ is Path:
-        if isinstance(obj, type_):
-            return obj
-        if not isinstance(obj, str):
-            raise TypeError(f"Expected `str`, got `{type(obj).__name__}`")
-        if type_ is Path and not obj:
-            raise ValueError("must not be empty")
-        return type_(obj)
-    raise NotImplementedError(f"no decoder for {type_!r}")
-
-
-def enc_hook(obj: object) -> object:
-    """msgspec encode hook: secrets become `***`, paths become strings."""
-    if isinstance(obj, Secret):
-        return REDACTED
-    if isinstance(obj, Path):
-        return str(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
 # --- validation helpers (each raises SettingsError naming the dotted key) ---
@@ -375,228 +319,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
 
 
-# table name -> key -> annotated type, for env overrides and error hints
-_SCHEMA: dict[str, dict[str, Any]] = {
-    table.name: {key.name: key.type for key in msgspec.structs.fields(table.type)}
-    for table in msgspec.structs.fields(Settings)
-}
-
-ENV_PREFIX = "SKUFLOW_"
-# The contract's always-honoured variables. Any scalar key can also be set as
-# SKUFLOW_<TABLE>__<KEY>, e.g. SKUFLOW_ENGINE__MAX_IN_FLIGHT=64.
-ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
-    "SKUFLOW_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
-    "SKUFLOW_KAFKA_GROUP": ("kafka", "group"),
-    "SKUFLOW_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
-    "SKUFLOW_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
-    "SKUFLOW_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
-    "SKUFLOW_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
-    "SKUFLOW_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
-    "SKUFLOW_DATABASE_URL": ("database", "url"),
-    "SKUFLOW_B1_URL": ("b1", "url"),
-    "SKUFLOW_B1_COMPANY": ("b1", "company"),
-    "SKUFLOW_B1_USER": ("b1", "user"),
-    "SKUFLOW_B1_PASSWORD": ("b1", "password"),
-    "SKUFLOW_SPAPI_ENDPOINT": ("spapi", "endpoint"),
-    "SKUFLOW_LWA_ENDPOINT": ("spapi", "lwa_endpoint"),
-    "SKUFLOW_LWA_CLIENT_ID": ("spapi", "client_id"),
-    "SKUFLOW_LWA_CLIENT_SECRET": ("spapi", "client_secret"),
-    "SKUFLOW_LWA_REFRESH_TOKEN": ("spapi", "refresh_token"),
-    "SKUFLOW_HEALTH_PORT": ("health", "port"),
-    "SKUFLOW_LOG_FORMAT": ("log", "format"),
-}
-
-
 def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Settings:
     """Settings from `path` (else `$SKUFLOW_CONFIG`, else defaults) plus `env` overrides."""
-    if path is None and env.get("SKUFLOW_CONFIG"):
-        path = Path(env["SKUFLOW_CONFIG"])
-    raw = _read_toml(path) if path is not None else {}
-    for (table, key), (var, text) in _env_overrides(env).items():
-        value = _parse_env(table, key, var, text)
-        section = raw.setdefault(table, {})
-        if not isinstance(section, dict):
-            raise SettingsError(table, "expected a table")
-        section[key] = value
-    try:
-        return msgspec.convert(raw, Settings, dec_hook=dec_hook)
-    except msgspec.ValidationError as exc:
-        raise _translate(str(exc)) from exc
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise SettingsError(str(path), "settings file not found") from None
-    except OSError as exc:
-        raise SettingsError(str(path), f"cannot read settings file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SettingsError(str(path), "settings file is not UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(str(path), f"invalid TOML: {exc}") from None
-
-
-def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(table, key) -> (variable, text); two variables disagreeing is an error."""
-    found: dict[tuple[str, str], tuple[str, str]] = {}
-    candidates = [(var, target) for var, target in ENV_OVERRIDES.items() if var in env]
-    for var in sorted(env):
-        if var.startswith(ENV_PREFIX) and "__" in var:
-            table, _, key = var.removeprefix(ENV_PREFIX).lower().partition("__")
-            candidates.append((var, (table, key)))
-    for var, target in candidates:
-        if target in found and found[target][1] != env[var]:
-            raise SettingsError(".".join(target), f"set by both {found[target][0]} and {var}")
-        found[target] = (var, env[var])
-    return found
-
-
-def _parse_env(table: str, key: str, var: str, text: str) -> Any:
-    dotted = f"{table}.{key}"
-    if table not in _SCHEMA or key not in _SCHEMA[table]:
-        raise SettingsError(dotted, f"unknown key{_suggest(table, key)} (from {var})")
-    field_type = _SCHEMA[table][key]
-    if typing.get_origin(field_type) is dict:
-        raise SettingsError(dotted, f"is a table and cannot be set from {var}")
-    if text == "" and type(None) in typing.get_args(field_type):
-        return None  # an empty variable unsets an optional key
-    try:
-        value = msgspec.convert(text, field_type, strict=False, dec_hook=dec_hook)
-    except msgspec.ValidationError as exc:
-        problem = _lower(_split_path(str(exc))[0]) + _choices_hint(field_type)
-        secret = Secret in (field_type, *typing.get_args(field_type))
-        source = var if secret else f"{var}={text!r}"
-        raise SettingsError(dotted, f"{problem} (from {source})") from None
-    return msgspec.to_builtins(value, enc_hook=_reveal)
-
-
-def _reveal(obj: object) -> object:
-    if isinstance(obj, Secret):
-        return obj.reveal()
-    return enc_hook(obj)
-
-
-_AT_PATH = re.compile(r"(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<key>.*)`", re.DOTALL)
-
-
-def _split_path(message: str) -> tuple[str, str]:
-    """msgspec's "Expected `int` - at `$.engine.x[...]`" -> ("Expected `int`", "engine.x")."""
-    match = _AT_PATH.fullmatch(message)
-    assert match is not None  # the pattern matches any string
-    path = (match["path"] or "").replace("[...]", "").lstrip(".")
-    return match["problem"], path
-
-
-def _translate(message: str) -> SettingsError:
-    problem, path = _split_path(message)
-    unknown = _UNKNOWN_FIELD.fullmatch(problem)
-    if unknown:
-        key = unknown["key"]
-        return SettingsError(f"{path}.{key}" if path else key, f"unknown key{_suggest(path, key)}")
-    problem = _lower(problem).replace("expected `object`", "expected a table")
-    table, _, key = path.partition(".")
-    if problem.startswith("invalid enum value") and key in _SCHEMA.get(table, {}):
-        problem += _choices_hint(_SCHEMA[table][key])
-    return SettingsError(path, problem)
-
-
-def _lower(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _suggest(table: str, key: str) -> str:
-    known = list(_SCHEMA[table]) if table in _SCHEMA else list(_SCHEMA) if not table else []
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _choices_hint(field_type: Any) -> str:
-    choices = list(_literal_choices(field_type))
-    return f"; expected one of {', '.join(map(repr, choices))}" if choices else ""
-
-
-def _literal_choices(field_type: Any) -> Iterator[str]:
-    if typing.get_origin(field_type) is Literal:
-        yield from map(str, typing.get_args(field_type))
-    elif typing.get_origin(field_type) in (typing.Union, types.UnionType):
-        for member in typing.get_args(field_type):
-            yield from _literal_choices(member)
-
-
-# --- redaction ---
-
-_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):\S*@")
-_URL_SECRET_PARAM = re.compile(
-    r"(?P<head>[?&;](?:password|sslpassword|passwd|pwd|secret|token)=)[^&#\s]*", re.IGNORECASE
-)
-
-
-def redact_url(text: str) -> str:
-    """Mask a password in `scheme://user:password@host` and `?password=` (conservatively)."""
-    text = _URL_USERINFO.sub(rf"\g<head>:{REDACTED}@", text)
-    return _URL_SECRET_PARAM.sub(rf"\g<head>{REDACTED}", text)
-
-
-def redacted_dict(settings: Settings) -> dict[str, Any]:
-    """Plain builtins for display: secrets and URL passwords shown as `***`."""
-    scrubbed: dict[str, Any] = _scrub(msgspec.to_builtins(settings, enc_hook=enc_hook))
-    return scrubbed
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_url(value)
-    if isinstance(value, dict):
-        return {key: _scrub(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_scrub(item) for item in value]
-    return value
-
-
-# --- SKU map ---
-
-
-def load_sku_map(path: Path) -> dict[str, str]:
-    """Read a `sku,item_code` CSV into {sku: item_code}; errors name `path:line`."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            return _parse_sku_map(file, str(path))
-    except FileNotFoundError:
-        raise SettingsError(str(path), "SKU map file not found") from None
-    except OSError as exc:
-        raise SettingsError(str(path), f"cannot read SKU map: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SettingsError(str(path), "SKU map is not UTF-8") from None
-
-
-def _parse_sku_map(file: TextIO, where: str) -> dict[str, str]:
-    rows = csv.reader(file)
-    mapping: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    try:
-        header = [cell.strip() for cell in next(rows, [])]
-        if header != ["sku", "item_code"]:
-            raise SettingsError(f"{where}:1", "expected the header 'sku,item_code'")
-        for row in rows:
-            line = rows.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                raise SettingsError(f"{where}:{line}", f"expected 2 columns, got {len(row)}")
-            sku, item_code = (cell.strip() for cell in row)
-            if not sku:
-                raise SettingsError(f"{where}:{line}", "blank sku")
-            if not item_code:
-                raise SettingsError(f"{where}:{line}", f"blank item_code for sku {sku!r}")
-            if sku in mapping:
-                raise SettingsError(
-                    f"{where}:{line}", f"duplicate sku {sku!r} (first on line {first_line[sku]})"
-                )
-            mapping[sku] = item_code
-            first_line[sku] = line
-    except csv.Error as exc:
-        raise SettingsError(f"{where}:{rows.line_num}", f"malformed CSV: {exc}") from None
-    return mapping
+    return load_struct(Settings, path, env)

@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import OffsetAndMetadata
 from anyio.abc import TaskStatus
 
 from config.settings import EngineSettings
 from worker.backoff import Backoff
+from worker.checkpoint import Checkpoint, PartitionState
+from worker.deadlines import DeadlineWatch
 from worker.lanes import KeyLanes
 from worker.messages import DecodeFailure, EventInfo, Message, Router
-from worker.offsets import OffsetMap, OffsetMapError, PartitionOffsets
+from worker.offsets import PartitionOffsets
 from worker.outcomes import Done, Outcome, Park, Reject, Retry
 from worker.ready import DeadlineReady, FifoReady
 from worker.sinks import OutcomeSinks
-from worker.telemetry import EngineMetrics
+from worker.telemetry import EngineMetrics, Gauges
 
 log = logging.getLogger("skuflow.engine")
 
@@ -58,20 +57,6 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
         return Backoff(t.retry_initial_seconds, t.retry_max_seconds, t.retry_multiplier)
 
 
-class _Partition:
-    """Engine-side state of one owned partition."""
-
-    __slots__ = ("in_flight", "last_commit", "map_full", "offsets", "revoked", "tp")
-
-    def __init__(self, tp: TopicPartition, offsets: PartitionOffsets) -> None:
-        self.tp = tp
-        self.offsets = offsets
-        self.revoked = False
-        self.in_flight = 0
-        self.map_full = False
-        self.last_commit: tuple[int, str] | None = None
-
-
 class _Work:
     """One message on its way through a lane."""
 
@@ -80,7 +65,7 @@ class _Work:
     def __init__(
         self,
         message: Message,
-        part: _Partition,
+        part: PartitionState,
         event: Any,
         info: EventInfo | None,
         failure: DecodeFailure | None,
@@ -115,7 +100,7 @@ class Engine:
         self._backoff = options.backoff
         self._metrics = metrics or EngineMetrics()
         self._clock = clock
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[TopicPartition, PartitionState] = {}
         self._lanes: KeyLanes[_Work] = KeyLanes(
             self._process,
             max_in_flight=options.tuning.max_in_flight,
@@ -124,17 +109,22 @@ class Engine:
             ready=DeadlineReady() if options.deadline_first else FifoReady(),
             deadline=_deadline_of,
         )
+        self._checkpoint = Checkpoint(
+            consumer, self._metrics, map_budget=options.tuning.offset_map_max_bytes
+        )
+        self._deadlines = DeadlineWatch(
+            sinks, self._metrics, self._durably, at_risk_seconds=options.at_risk_seconds
+        )
         self._yield_to = yield_to
         self._pressured = False
         #: Parked events being retried belong to no partition: their offsets are committed.
-        self._parked = _Partition(TopicPartition("skuflow.parked", -1), PartitionOffsets(None))
+        self._parked = PartitionState(TopicPartition("skuflow.parked", -1), PartitionOffsets(None))
         self._buffered = 0
         self._buffered_bytes = 0
         self._paused: set[TopicPartition] = set()
         self._over_budget = False
         self._below_low_water = anyio.Event()
         self._parked_queued = 0
-        self._commit_lock = anyio.Lock()
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         self.joined = False
@@ -216,7 +206,7 @@ class Engine:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._commit(list(self._partitions.values()))
+                await self._checkpoint.commit(list(self._partitions.values()))
             self._metrics.flush()
             self._stopped.set()
 
@@ -243,14 +233,14 @@ class Engine:
             for tp, records in batch.items():
                 part = self._partitions.get(tp)
                 if part is None:
-                    part = self._partitions[tp] = _Partition(tp, PartitionOffsets(None))
+                    part = self._partitions[tp] = PartitionState(tp, PartitionOffsets(None))
                 if part.revoked:
                     continue
                 self._metrics.consumed.add(len(records), {"messaging.destination.name": tp.topic})
                 for record in records:
                     self._admit(part, record)
 
-    def _admit(self, part: _Partition, record: Any) -> None:
+    def _admit(self, part: PartitionState, record: Any) -> None:
         if not part.offsets.track(record.offset):
             self._metrics.skipped.add(1, {"messaging.destination.name": part.tp.topic})
             return
@@ -380,18 +370,18 @@ class Engine:
         watch = self._opt.deadline_first and info.deadline is not None
         while True:
             if watch:
-                await self._watch_deadline(message, info)
+                await self._deadlines.check(message, info)
             message.attempts += 1
             try:
                 outcome: Outcome = await handler(work.event, message)
             except Exception as exc:
-                log.exception("handler raised", extra=_where(message))
+                log.exception("handler raised", extra=message.where())
                 outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
             if isinstance(outcome, Done):
                 if message.headers or message.parked_id is not None:
                     await self._durably("settle", self._sinks.done, message)
                 if message.alert is not None:
-                    await self._close_alert(message, info)
+                    await self._deadlines.applied(message, info)
                 return "done"
             if isinstance(outcome, Retry):
                 if message.attempts >= self._tuning.max_attempts:
@@ -406,7 +396,11 @@ class Engine:
                         delay = self._backoff.delay(message.attempts)
                     log.info(
                         "retrying",
-                        extra=_where(message, attempt=message.attempts, reason=outcome.reason),
+                        extra={
+                            **message.where(),
+                            "attempt": message.attempts,
+                            "reason": outcome.reason,
+                        },
                     )
                     await anyio.sleep(delay)
                     continue
@@ -416,50 +410,6 @@ class Engine:
             rejected = DecodeFailure(outcome.kind, outcome.reason)
             await self._reject(message, rejected, info)
             return "reject"
-
-    async def _watch_deadline(self, message: Message, info: EventInfo) -> None:
-        """Flag an urgent event whose deadline is at risk or missed (once per level)."""
-        assert info.deadline is not None
-        slack = info.deadline - time.time()
-        self._metrics.deadline_slack.record(slack, {"messaging.destination.name": message.topic})
-        if slack < 0:
-            level = "deadline_missed"
-            reason = (
-                f"deadline {_iso(info.deadline)} passed {-slack / 60:.0f} min ago; "
-                "still being applied (escalated)"
-            )
-        elif slack < self._opt.at_risk_seconds:
-            level = "deadline_at_risk"
-            reason = (
-                f"deadline {_iso(info.deadline)} in {slack / 60:.0f} min, below the "
-                f"{self._opt.at_risk_seconds / 3600:g} h threshold; attempt {message.attempts + 1}"
-            )
-        else:
-            return
-        if message.alert == level or message.alert == "deadline_missed":
-            return
-        message.alert = level
-        self._metrics.deadline_alerts.add(1, {"skuflow.alert": level})
-        log.warning(
-            level.replace("_", " "),
-            extra=_where(message, event_id=info.event_id, slack_s=round(slack, 1), reason=reason),
-        )
-        await self._durably("alert", self._sinks.alert, message, level, reason, info)
-
-    async def _close_alert(self, message: Message, info: EventInfo) -> None:
-        assert message.alert is not None
-        assert info.deadline is not None
-        slack = info.deadline - time.time()
-        if message.alert == "deadline_missed" or slack < 0:
-            note = f"applied {-slack / 60:.0f} min after the deadline {_iso(info.deadline)}"
-            await self._durably(
-                "alert", self._sinks.close_alert, message, message.alert, note, resolve=False
-            )
-        else:
-            note = f"applied with {slack / 60:.0f} min to spare"
-            await self._durably(
-                "alert", self._sinks.close_alert, message, message.alert, note, resolve=True
-            )
 
     async def _durably(
         self, what: str, write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any
@@ -484,60 +434,12 @@ class Engine:
         while True:
             await anyio.sleep(self._tuning.commit_interval_seconds)
             self._metrics.flush()
-            await self._commit([p for p in self._partitions.values() if not p.revoked])
-
-    async def _commit(self, parts: Iterable[_Partition]) -> None:
-        """The one place offsets are committed: the watermark plus the offset map."""
-        async with self._commit_lock:
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            owned = self._consumer.assignment()
-            for part in parts:
-                if part.tp not in owned:
-                    continue
-                watermark = part.offsets.watermark()
-                if watermark is None:
-                    continue
-                offset_map = part.offsets.offset_map()
-                metadata = offset_map.encode() if offset_map is not None else ""
-                part.map_full = len(metadata) > self._tuning.offset_map_max_bytes
-                if part.map_full:
-                    metadata = ""  # the watermark alone is always safe
-                if part.last_commit == (watermark, metadata):
-                    continue
-                offsets[part.tp] = OffsetAndMetadata(watermark, metadata)
-            if not offsets:
-                return
-            try:
-                await self._consumer.commit(offsets)
-            except KafkaError as exc:
-                self._metrics.commits.add(1, {"result": "failed"})
-                log.warning("commit failed", extra={"error": repr(exc)})
-                return
-            self._metrics.commits.add(1, {"result": "ok"})
-            for tp, committed in offsets.items():
-                owner = self._partitions.get(tp)
-                if owner is not None:
-                    owner.last_commit = (committed.offset, committed.metadata)
+            await self._checkpoint.commit([p for p in self._partitions.values() if not p.revoked])
 
     # -- rebalancing -----------------------------------------------------------------------------
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         fresh = [tp for tp in assigned if tp not in self._partitions]
-        committed: dict[TopicPartition, Any] = {}
-        if fresh:
-            # aiokafka exposes the commit metadata only on its coordinator.
-            coordinator = self._consumer._coordinator
-            try:
-                committed = await coordinator.fetch_committed_offsets(fresh)
-            except KafkaError as exc:
-                log.warning("could not read commit metadata", extra={"error": repr(exc)})
-        for tp in fresh:
-            offset_map = None
-            start = None
-            entry = committed.get(tp)
-            if entry is not None and entry.offset >= 0:
-                start = entry.offset
-                offset_map = _read_offset_map(tp, entry.offset, entry.metadata)
-            self._partitions[tp] = _Partition(tp, PartitionOffsets(start, offset_map))
+        self._partitions.update(await self._checkpoint.restore(fresh))
         self.joined = True
         log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
 
@@ -552,7 +454,7 @@ class Engine:
         cancelled = self._lanes.cancel_running(lambda w: w.part.revoked)
         if cancelled:
             log.warning("revocation cancelled in-flight work", extra={"cancelled": cancelled})
-        await self._commit(parts)
+        await self._checkpoint.commit(parts)
         for part in parts:
             self._partitions.pop(part.tp, None)
             self._paused.discard(part.tp)
@@ -571,43 +473,27 @@ class Engine:
             )
 
     def _register_gauges(self) -> None:
-        m = self._metrics
-        m.observe(
-            "skuflow.in_flight",
-            "Messages being processed.",
-            "{message}",
-            lambda: [(self._lanes.in_flight, {})],
-        )
-        m.observe(
-            "skuflow.buffered",
-            "Messages fetched and not yet durable.",
-            "{message}",
-            lambda: [(self._buffered, {})],
-        )
-        m.observe(
-            "skuflow.keys.active",
-            "Keys with queued or running work.",
-            "{key}",
-            lambda: [(self._lanes.active_keys, {})],
-        )
-        m.observe(
-            "skuflow.keys.blocked",
-            "Keys waiting behind a running event.",
-            "{key}",
-            lambda: [(self._lanes.blocked_keys, {})],
-        )
-        m.observe(
-            "skuflow.partitions.paused",
-            "Partitions paused by backpressure.",
-            "{partition}",
-            lambda: [(len(self._paused), {})],
-        )
-        m.observe(
-            "messaging.kafka.consumer.lag",
-            "Messages behind the high watermark.",
-            "{message}",
+        gauges: list[tuple[str, str, str, Callable[[], float]]] = [
+            ("skuflow.in_flight", "Messages being processed.", "{message}",
+             lambda: self._lanes.in_flight),
+            ("skuflow.buffered", "Messages fetched and not yet durable.", "{message}",
+             lambda: self._buffered),
+            ("skuflow.keys.active", "Keys with queued or running work.", "{key}",
+             lambda: self._lanes.active_keys),
+            ("skuflow.keys.blocked", "Keys waiting behind a running event.", "{key}",
+             lambda: self._lanes.blocked_keys),
+            ("skuflow.partitions.paused", "Partitions paused by backpressure.", "{partition}",
+             lambda: len(self._paused)),
+        ]  # fmt: skip
+        attributes: dict[str, str | int] = {
+            "skuflow.class": "urgent" if self._opt.deadline_first else "normal"
+        }
+        for name, description, unit, read in gauges:
+            self._metrics.observe(name, description, unit, _labelled(read, attributes))
+        self._metrics.observe(
+            "messaging.kafka.consumer.lag", "Messages behind the high watermark.", "{message}",
             self._lag,
-        )
+        )  # fmt: skip
 
     def _lag(self) -> list[tuple[float, dict[str, str | int]]]:
         out: list[tuple[float, dict[str, str | int]]] = []
@@ -642,41 +528,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped bas
         await self._engine.on_assigned(assigned)
 
 
-def _read_offset_map(tp: TopicPartition, committed: int, metadata: str) -> OffsetMap | None:
-    if not metadata:
-        return None
-    try:
-        offset_map = OffsetMap.decode(metadata)
-    except OffsetMapError as exc:
-        log.warning("ignoring commit metadata", extra={"partition": str(tp), "error": str(exc)})
-        return None
-    if offset_map.watermark != committed:
-        # Someone moved the group's offset (e.g. a reset): the map describes another position.
-        return None
-    return offset_map
+def _labelled(read: Callable[[], float], attributes: dict[str, str | int]) -> Gauges:
+    return lambda: [(read(), attributes)]
 
 
 def _deadline_of(work: _Work) -> float | None:
     return work.info.deadline if work.info is not None else None
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 async def _wait_until(condition: Callable[[], bool], poll: float = 0.01) -> None:
     """Poll a cheap condition; used only in bounded drains (revocation, shutdown)."""
     while not condition():  # noqa: ASYNC110  # bounded by the caller's move_on_after
         await anyio.sleep(poll)
-
-
-def _where(message: Message, **extra: Any) -> dict[str, Any]:
-    return {
-        "messaging.destination.name": message.topic,
-        "messaging.destination.partition.id": message.partition,
-        "messaging.kafka.offset": message.offset,
-        **extra,
-    }
 
 
 __all__ = ["Engine", "EngineOptions"]

@@ -36,6 +36,14 @@ class Message(msgspec.Struct, kw_only=True, gc=False):
     def size(self) -> int:
         return len(self.value) + (len(self.key) if self.key else 0)
 
+    def where(self) -> dict[str, Any]:
+        """Log fields naming the message (OpenTelemetry messaging attribute names)."""
+        return {
+            "messaging.destination.name": self.topic,
+            "messaging.destination.partition.id": self.partition,
+            "messaging.kafka.offset": self.offset,
+        }
+
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:
             if key == name:

@@ -81,6 +81,7 @@ class EngineMetrics:
             unit="{event}",
             description="Urgent events flagged deadline_at_risk or deadline_missed.",
         )
+        self._gauges: dict[str, list[Gauges]] = {}
         self._tally: dict[tuple[str, str], int] = {}
         self._attributes: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -103,9 +104,18 @@ class EngineMetrics:
             self.outcomes.add(count, self._attributes[key])
 
     def observe(self, name: str, description: str, unit: str, read: Gauges) -> None:
-        """Register an observable gauge read from live state at collection time."""
+        """Register a source of an observable gauge read from live state at collection time.
+
+        Several sources (e.g. the urgent and the normal engine) may feed one gauge; they tell
+        their observations apart by attributes.
+        """
+        sources = self._gauges.get(name)
+        if sources is not None:
+            sources.append(read)
+            return
+        sources = self._gauges[name] = [read]
 
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(value, attributes) for value, attributes in read()]
+            return [Observation(v, attrs) for source in sources for v, attrs in source()]
 
         self.meter.create_observable_gauge(name, [callback], unit=unit, description=description)

@@ -234,7 +234,9 @@ def test_under_contention_the_earliest_ship_by_is_confirmed_first(
             [(o.encode(), dispatch(o, by)) for o, by in orders],
         )
         async with dispatch_stack(settings, orders=orders, urgent_runners=1) as stack:
-            stack.sim.set_faults(latency_ms=50)
+            # Slow answers keep one confirmation in flight long enough for every other event
+            # to be fetched and queued, whatever the load on the machine.
+            stack.sim.set_faults(latency_ms=300)
             await wait_for(lambda: len(stack.sim.confirmations) == len(orders), 60, "confirmed")
             return stack.confirmed_orders()
 
