@@ -111,9 +111,11 @@ async def dispatch_stack(
     client_rate: float = 50.0,
     stock_seconds: float = 0.0,
     urgent_runners: int | None = None,
+    faults: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     sim = SpApiSimulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH)
     await sim.start()
+    sim.set_faults(**(faults or {}))
     for order_id, ship_by in orders:
         sim.add_order(order_id, MARKETPLACE, ship_by, [(f"{order_id}-1", "ABC-123", 1)])
     settings = msgspec.structs.replace(
@@ -233,10 +235,10 @@ def test_under_contention_the_earliest_ship_by_is_confirmed_first(
             settings.topics.dispatch,
             [(o.encode(), dispatch(o, by)) for o, by in orders],
         )
-        async with dispatch_stack(settings, orders=orders, urgent_runners=1) as stack:
-            # Slow answers keep one confirmation in flight long enough for every other event
-            # to be fetched and queued, whatever the load on the machine.
-            stack.sim.set_faults(latency_ms=300)
+        # Slow answers keep one confirmation in flight long enough for every other event to
+        # be fetched and queued, whatever the load on the machine.
+        slow = {"latency_ms": 300}
+        async with dispatch_stack(settings, orders=orders, urgent_runners=1, faults=slow) as stack:
             await wait_for(lambda: len(stack.sim.confirmations) == len(orders), 60, "confirmed")
             return stack.confirmed_orders()
 
