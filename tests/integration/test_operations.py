@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
+import anyio.to_thread
 import asyncpg
 import pytest
 
@@ -169,3 +173,35 @@ def test_an_operator_lists_shows_retries_and_resolves_exceptions(
     assert json.loads(run_cli("exceptions", "list", "--json")) == []
     assert len(json.loads(run_cli("exceptions", "list", "--status", "resolved", "--json"))) == 2
     assert cli(["exceptions", "show", "999999", "--config", str(config)]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_blocked_event_loop_fails_the_liveness_probe_by_not_answering(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """A probe with a timeout (as Kubernetes sends it) fails while the loop is stuck."""
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, partitions=1)
+    settings = settings_for(kafka_bootstrap, database_url, group, topic)
+    outcomes: list[str] = []
+
+    def probe(port: int) -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1.0) as reply:
+                outcomes.append(str(reply.status))
+        except TimeoutError:
+            outcomes.append("timeout")
+
+    async def main() -> None:
+        async with running_worker(settings, Recorder().router()) as worker:
+            assert worker.health is not None
+            port = worker.health.port
+            await anyio.to_thread.run_sync(probe, port)
+            prober = threading.Thread(target=probe, args=(port,))
+            prober.start()
+            time.sleep(2.5)  # noqa: ASYNC251  # the point: a handler that blocks the loop
+            await anyio.to_thread.run_sync(prober.join)
+            await anyio.to_thread.run_sync(probe, port)
+
+    anyio.run(main)
+    assert outcomes == ["200", "timeout", "200"]
