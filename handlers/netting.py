@@ -1,0 +1,85 @@
+"""Netting staged stock movements of one warehouse window into ERP document lines.
+
+Movements are netted per (item, batch): the window's net increase goes on one goods-receipt
+document (``InventoryGenEntries``), the net decrease on one goods-issue document
+(``InventoryGenExits``), and a line that nets to zero posts nothing but is *settled*. Serial
+numbers are never netted away — a serial that came in and went out again in one window is a
+real history — so serial-managed movements keep one line per direction and item, carrying
+their serials. Every document line remembers the staged movements (event ids) behind it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+
+import msgspec
+
+
+class StagedLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One validated, staged stock movement (already mapped to ERP codes)."""
+
+    event_id: str
+    item_code: str
+    warehouse_code: str
+    quantity: Decimal  # signed
+    batch_number: str | None = None
+    serial_numbers: tuple[str, ...] = ()
+
+
+class DocumentLine(msgspec.Struct, frozen=True, kw_only=True):
+    item_code: str
+    warehouse_code: str
+    quantity: Decimal  # positive: the document's direction says in or out
+    batch_number: str | None = None
+    serial_numbers: tuple[str, ...] = ()
+    sources: tuple[str, ...]  # event ids of the staged movements behind this line
+
+
+class Netted(msgspec.Struct, frozen=True, kw_only=True):
+    entries: tuple[DocumentLine, ...]  # InventoryGenEntries lines (net increases)
+    exits: tuple[DocumentLine, ...]  # InventoryGenExits lines (net decreases)
+    settled: tuple[str, ...]  # event ids whose movements netted to zero
+
+
+def net(lines: Iterable[StagedLine]) -> Netted:
+    """Net one warehouse window; lines keep the order in which their items first appear."""
+    plain: dict[tuple[str, str, str | None], list[StagedLine]] = defaultdict(list)
+    serial: dict[tuple[str, str, str | None, int], list[StagedLine]] = defaultdict(list)
+    for line in lines:
+        if line.serial_numbers:
+            direction = 1 if line.quantity > 0 else -1
+            key = (line.item_code, line.warehouse_code, line.batch_number, direction)
+            serial[key].append(line)
+        else:
+            plain[(line.item_code, line.warehouse_code, line.batch_number)].append(line)
+
+    entries: list[DocumentLine] = []
+    exits: list[DocumentLine] = []
+    settled: list[str] = []
+    for (item, warehouse, batch), group in plain.items():
+        total = sum((line.quantity for line in group), Decimal(0))
+        sources = tuple(line.event_id for line in group)
+        if total == 0:
+            settled.extend(sources)
+            continue
+        document_line = DocumentLine(
+            item_code=item,
+            warehouse_code=warehouse,
+            quantity=abs(total),
+            batch_number=batch,
+            sources=sources,
+        )
+        (entries if total > 0 else exits).append(document_line)
+    for (item, warehouse, batch, direction), group in serial.items():
+        document_line = DocumentLine(
+            item_code=item,
+            warehouse_code=warehouse,
+            quantity=sum((abs(line.quantity) for line in group), Decimal(0)),
+            batch_number=batch,
+            serial_numbers=tuple(s for line in group for s in line.serial_numbers),
+            sources=tuple(line.event_id for line in group),
+        )
+        (entries if direction > 0 else exits).append(document_line)
+    return Netted(entries=tuple(entries), exits=tuple(exits), settled=tuple(settled))
