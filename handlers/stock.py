@@ -1,0 +1,114 @@
+"""``stock.adjusted``: validate against mappings and ERP master data, then stage durably.
+
+Nothing is staged that the ERP would reject for a reason known up front — that is how ghost
+stock is prevented: an unmapped SKU or location, an unknown, inactive, frozen or non-inventory
+item, a missing batch or serial for a managed item, an unknown warehouse. Each becomes an
+exception record with a precise kind and reason (``skuflow exceptions retry`` re-validates
+once the master data is fixed). A valid movement is staged in ``skuflow_stock_lines`` (unique
+on ``event_id``, so a redelivery changes nothing) and only then is the handler ``Done``: the
+offset may commit, and the window flusher posts it in a summarised ERP document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+
+from handlers.erp import ErpError
+from handlers.events import StockAdjusted
+from handlers.masterdata import MasterData
+from worker.messages import Message
+from worker.outcomes import DONE, Outcome, Reject, Retry
+
+
+class StockMappings:
+    """IMS/3PL SKU → ERP item code (identity without a map) and location → ERP warehouse."""
+
+    def __init__(self, skus: Mapping[str, str] | None, warehouses: Mapping[str, str]) -> None:
+        self._skus = dict(skus) if skus is not None else None
+        self._warehouses = dict(warehouses)
+
+    def item_code(self, sku: str) -> str | None:
+        return sku if self._skus is None else self._skus.get(sku)
+
+    def warehouse_code(self, location: str) -> str | None:
+        if not self._warehouses:
+            return location  # no mapping configured: locations are the ERP's codes
+        return self._warehouses.get(location)
+
+
+class StockHandler:
+    def __init__(self, pool: asyncpg.Pool, mappings: StockMappings, master: MasterData) -> None:
+        self._pool = pool
+        self._mappings = mappings
+        self._master = master
+
+    async def __call__(self, event: StockAdjusted, message: Message) -> Outcome:
+        try:
+            verdict = await self._validate(event)
+        except ErpError as exc:
+            return Retry(f"ERP master data unavailable: {exc}")
+        if isinstance(verdict, Reject):
+            return verdict
+        item_code, warehouse_code = verdict
+        await self._pool.execute(
+            """INSERT INTO skuflow_stock_lines
+                 (event_id, sku, location, item_code, warehouse_code, quantity, batch_number,
+                  serial_numbers, reason, source, source_ref, occurred_at, topic, partition,
+                  "offset", key, payload)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+               ON CONFLICT (event_id) DO NOTHING""",
+            event.event_id,
+            event.sku,
+            event.warehouse,
+            item_code,
+            warehouse_code,
+            event.quantity,
+            event.batch_number,
+            list(event.serial_numbers),
+            event.reason,
+            event.source,
+            event.source_ref,
+            event.occurred_at,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+        )
+        return DONE
+
+    async def _validate(self, event: StockAdjusted) -> tuple[str, str] | Reject:
+        item_code = self._mappings.item_code(event.sku)
+        if item_code is None:
+            return Reject("unknown_sku", f"SKU {event.sku!r} is not in the SKU map")
+        warehouse_code = self._mappings.warehouse_code(event.warehouse)
+        if warehouse_code is None:
+            return Reject(
+                "unmapped_warehouse",
+                f"location {event.warehouse!r} has no ERP warehouse in [mappings.warehouses]",
+            )
+        if await self._master.warehouse(warehouse_code) is None:
+            return Reject("unknown_warehouse", f"ERP warehouse {warehouse_code!r} does not exist")
+        item = await self._master.item(item_code)
+        if item is None:
+            return Reject(
+                "unknown_sku", f"SKU {event.sku!r} (item {item_code!r}) is not an ERP item"
+            )
+        if not item.valid or item.frozen:
+            state = "frozen" if item.frozen else "inactive"
+            return Reject("inactive_item", f"item {item_code!r} is {state} in the ERP")
+        if not item.inventory_item:
+            return Reject("not_inventory_item", f"item {item_code!r} is not an inventory item")
+        if item.manages_batches and not event.batch_number:
+            return Reject("missing_batch", f"item {item_code!r} is batch-managed: batch needed")
+        if item.manages_serials:
+            count = abs(event.quantity)
+            if len(event.serial_numbers) != count:
+                return Reject(
+                    "missing_serials",
+                    f"item {item_code!r} is serial-managed: {count} serial number(s) needed, "
+                    f"{len(event.serial_numbers)} given",
+                )
+        return item_code, warehouse_code

@@ -1,0 +1,145 @@
+"""Ghost stock is impossible: every invalid movement is rejected with a precise kind."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+
+from handlers.erp import DocumentKind, ItemMaster, PostedDocument, StockDocument, WarehouseMaster
+from handlers.events import StockAdjusted
+from handlers.masterdata import MasterData
+from handlers.stock import StockHandler, StockMappings
+from worker.outcomes import Reject
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class MasterDataOnly:
+    """An ERP that only answers master-data reads (the unit tier never posts)."""
+
+    def __init__(self, items: dict[str, ItemMaster], warehouses: set[str]) -> None:
+        self.items = items
+        self.warehouses = warehouses
+        self.item_reads = 0
+
+    async def get_item(self, item_code: str) -> ItemMaster | None:
+        self.item_reads += 1
+        return self.items.get(item_code)
+
+    async def get_warehouse(self, code: str) -> WarehouseMaster | None:
+        return WarehouseMaster(code=code) if code in self.warehouses else None
+
+    async def post_document(self, document: StockDocument) -> PostedDocument:
+        raise AssertionError("validation never posts")
+
+    async def find_document(self, kind: DocumentKind, key: str) -> PostedDocument | None:
+        raise AssertionError("validation never posts")
+
+
+def item(code: str, **flags: bool) -> ItemMaster:
+    values = {"valid": True, "frozen": False, "inventory_item": True, "manages_batches": False,
+              "manages_serials": False, **flags}  # fmt: skip
+    return ItemMaster(item_code=code, **values)
+
+
+ERP = MasterDataOnly(
+    {
+        "A0001": item("A0001"),
+        "OLD": item("OLD", valid=False),
+        "ICE": item("ICE", frozen=True),
+        "SVC": item("SVC", inventory_item=False),
+        "LOT": item("LOT", manages_batches=True),
+        "SER": item("SER", manages_serials=True),
+    },
+    {"01"},
+)
+
+
+def adjusted(
+    sku: str, location: str = "LOC-01", quantity: str = "-2", **extra: Any
+) -> StockAdjusted:
+    return StockAdjusted(
+        event_id="adj-1", occurred_at=datetime.now(UTC), source="ims", source_ref="IMS-1",
+        sku=sku, warehouse=location, quantity=Decimal(quantity), reason="count", **extra,
+    )  # fmt: skip
+
+
+def validate(event: StockAdjusted, skus: dict[str, str] | None = None) -> Any:
+    handler = StockHandler(
+        pool=None,  # validation does not touch the database
+        mappings=StockMappings(skus, {"LOC-01": "01", "LOC-09": "09"}),
+        master=MasterData(ERP),
+    )
+
+    async def run() -> Any:
+        return await handler._validate(event)
+
+    return anyio.run(run)
+
+
+def test_a_valid_movement_maps_to_its_item_and_warehouse() -> None:
+    assert validate(adjusted("A0001")) == ("A0001", "01")
+    assert validate(adjusted("ABC-123"), skus={"ABC-123": "A0001"}) == ("A0001", "01")
+
+
+@pytest.mark.parametrize(
+    ("event", "skus", "kind", "fragment"),
+    [
+        (adjusted("ABC-999"), {"ABC-123": "A0001"}, "unknown_sku", "not in the SKU map"),
+        (adjusted("NOPE"), None, "unknown_sku", "not an ERP item"),
+        (adjusted("A0001", location="LOC-77"), None, "unmapped_warehouse", "LOC-77"),
+        (adjusted("A0001", location="LOC-09"), None, "unknown_warehouse", "'09'"),
+        (adjusted("OLD"), None, "inactive_item", "inactive"),
+        (adjusted("ICE"), None, "inactive_item", "frozen"),
+        (adjusted("SVC"), None, "not_inventory_item", "not an inventory item"),
+        (adjusted("LOT"), None, "missing_batch", "batch-managed"),
+        (adjusted("SER", serial_numbers=["S1"]), None, "missing_serials", "2 serial"),
+    ],
+)
+def test_invalid_movements_are_rejected_with_a_precise_kind(
+    event: StockAdjusted, skus: dict[str, str] | None, kind: str, fragment: str
+) -> None:
+    verdict = validate(event, skus)
+    assert isinstance(verdict, Reject)
+    assert verdict.kind == kind
+    assert fragment in verdict.reason
+
+
+def test_batch_and_serial_managed_items_pass_with_what_they_need() -> None:
+    assert validate(adjusted("LOT", batch_number="L-7")) == ("LOT", "01")
+    assert validate(adjusted("SER", serial_numbers=["S1", "S2"])) == ("SER", "01")
+
+
+def test_master_data_is_cached_and_a_miss_is_retried_after_the_negative_ttl() -> None:
+    now = [0.0]
+    erp = MasterDataOnly({"A": item("A")}, {"01"})
+    master = MasterData(erp, ttl=300, negative_ttl=30, clock=lambda: now[0])
+
+    async def run() -> list[bool]:
+        seen = [await master.item("A") is not None for _ in range(3)]
+        seen.append(await master.item("NEW") is not None)
+        erp.items["NEW"] = item("NEW")  # created in the ERP
+        seen.append(await master.item("NEW") is not None)  # still the cached miss
+        now[0] = 31.0
+        seen.append(await master.item("NEW") is not None)  # miss expired: asked again
+        return seen
+
+    assert anyio.run(run) == [True, True, True, False, False, True]
+    assert erp.item_reads == 3
+
+
+def test_concurrent_lookups_of_one_code_share_one_erp_call() -> None:
+    erp = MasterDataOnly({"A": item("A")}, {"01"})
+    master = MasterData(erp)
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(master.item, "A")
+
+    anyio.run(run)
+    assert erp.item_reads == 1
