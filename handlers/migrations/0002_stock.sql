@@ -8,8 +8,11 @@ CREATE TABLE IF NOT EXISTS skuflow_postings (
     status          TEXT        NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'posted', 'settled', 'failed')),
     lines           JSONB       NOT NULL DEFAULT '[]'::jsonb,
-    doc_entry       INTEGER,
+    doc_entry       INTEGER,                              -- the (first) ERP document
     doc_num         INTEGER,
+    documents       JSONB       NOT NULL DEFAULT '[]'::jsonb, -- every ERP document: key, lines
+    slices          JSONB,                                -- bisection still to do: [[start, end]]
+    rejected_lines  JSONB       NOT NULL DEFAULT '[]'::jsonb, -- line indexes turned exceptions
     attempts        INTEGER     NOT NULL DEFAULT 0,
     ambiguous       BOOLEAN     NOT NULL DEFAULT false,   -- a write may have reached the ERP
     next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),

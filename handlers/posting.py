@@ -1,0 +1,391 @@
+"""Posting staged stock movements to the ERP: one summarised document per warehouse window.
+
+``StockPoster.flush(warehouse)`` is called by the window scheduler. Under a PostgreSQL advisory
+lock for the warehouse (one flusher per warehouse across all replicas) it:
+
+1. retries the warehouse's pending postings in id order — a later window never posts before
+   an earlier one, so per-item order holds end to end; a posting that must wait stops the rest;
+2. then claims the oldest staged lines (up to ``max_lines``), nets them
+   (:func:`handlers.netting.net`) and records one posting per direction (plus a settled one for
+   lines that net to zero) in one transaction — every document line keeps its source events;
+3. posts each document holding advisory locks on every item it touches (sorted, so two
+   documents touching one item are never in flight at once, across replicas too).
+
+Errors: a lock or an outage → the posting waits (exponential backoff with jitter); an ambiguous
+failure (timeout after send) → before posting again the ERP is searched for the posting's key,
+so a document is never created twice; a rejection naming a line → that line's movements become
+exception records and the rest posts; a rejection naming no line → bisection until the bad
+line is found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from handlers.erp import (
+    DocumentKind,
+    ErpLocked,
+    ErpPort,
+    ErpRejected,
+    ErpUnavailable,
+    PostedDocument,
+    StockDocument,
+)
+from handlers.netting import DocumentLine, StagedLine, net
+from worker.backoff import Backoff
+from worker.exceptions import ExceptionStore
+from worker.messages import Message
+
+log = logging.getLogger("skuflow.posting")
+
+POSTING_BACKOFF = Backoff(initial=1.0, maximum=120.0, multiplier=2.0)
+
+
+def _lock_id(namespace: str, name: str) -> int:
+    """A stable signed 64-bit advisory-lock id for ``namespace:name``."""
+    return zlib.crc32(f"skuflow:{namespace}".encode()) << 32 | zlib.crc32(name.encode())
+
+
+def _lines_json(lines: Sequence[DocumentLine]) -> str:
+    return msgspec.json.encode(list(lines)).decode()
+
+
+def _lines_from(raw: str) -> list[DocumentLine]:
+    return msgspec.json.decode(raw, type=list[DocumentLine])
+
+
+class _Plan:
+    """How far a posting got: slices still to post, documents made, lines rejected."""
+
+    def __init__(
+        self,
+        slices: list[list[int]],
+        documents: list[dict[str, Any]],
+        rejected: set[int],
+        ambiguous: bool,
+        line_count: int,
+    ) -> None:
+        self.line_count = line_count
+        self.slices = slices
+        self.documents = documents
+        self.rejected = rejected
+        self.ambiguous = ambiguous
+
+    @classmethod
+    def load(cls, posting: asyncpg.Record, line_count: int) -> _Plan:
+        slices = json.loads(posting["slices"]) if posting["slices"] else [[0, line_count]]
+        return cls(
+            slices,
+            json.loads(posting["documents"]),
+            set(json.loads(posting["rejected_lines"])),
+            posting["ambiguous"],
+            line_count,
+        )
+
+    def key_for(self, key: str, start: int, end: int) -> str:
+        """The whole posting keeps its key; a bisected slice is ``<key>.<first line>``."""
+        return key if (start, end) == (0, self.line_count) else f"{key}.{start}"
+
+    async def save(self, conn: asyncpg.Connection, posting_id: int) -> None:
+        await conn.execute(
+            """UPDATE skuflow_postings SET slices = $2::jsonb, documents = $3::jsonb,
+                 rejected_lines = $4::jsonb, ambiguous = $5 WHERE id = $1""",
+            posting_id,
+            json.dumps(self.slices),
+            json.dumps(self.documents),
+            json.dumps(sorted(self.rejected)),
+            self.ambiguous,
+        )
+
+
+class StockPoster:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        erp: ErpPort,
+        *,
+        max_lines: int = 500,
+        backoff: Backoff = POSTING_BACKOFF,
+    ) -> None:
+        self._pool = pool
+        self._erp = erp
+        self._max_lines = max_lines
+        self._backoff = backoff
+        self._exceptions = ExceptionStore(pool)
+
+    async def warehouses_with_work(self) -> list[str]:
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT warehouse_code FROM skuflow_stock_lines WHERE state = 'staged'
+               UNION SELECT DISTINCT warehouse_code FROM skuflow_postings WHERE status = 'pending'
+               ORDER BY 1"""
+        )
+        return [r[0] for r in rows]
+
+    async def staged_count(self, warehouse: str) -> int:
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM skuflow_stock_lines "
+                "WHERE state = 'staged' AND warehouse_code = $1",
+                warehouse,
+            )
+        )
+
+    async def flush(self, warehouse: str) -> None:
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", _lock_id("warehouse", warehouse)
+            ):
+                return  # another replica flushes this warehouse right now
+            try:
+                if not await self._post_pending(conn, warehouse):
+                    return  # an earlier window still waits: later ones must not overtake it
+                if await self._batch(conn, warehouse):
+                    await self._post_pending(conn, warehouse)
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1)", _lock_id("warehouse", warehouse)
+                )
+
+    async def _batch(self, conn: asyncpg.Connection, warehouse: str) -> bool:
+        """Claim the oldest staged lines of the warehouse into postings; False if none."""
+        async with conn.transaction():
+            rows = await conn.fetch(
+                """SELECT event_id, item_code, warehouse_code, quantity, batch_number,
+                          serial_numbers
+                   FROM skuflow_stock_lines WHERE state = 'staged' AND warehouse_code = $1
+                   ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                warehouse,
+                self._max_lines,
+            )
+            if not rows:
+                return False
+            netted = net(
+                StagedLine(
+                    event_id=r["event_id"],
+                    item_code=r["item_code"],
+                    warehouse_code=r["warehouse_code"],
+                    quantity=Decimal(r["quantity"]),
+                    batch_number=r["batch_number"],
+                    serial_numbers=tuple(r["serial_numbers"]),
+                )
+                for r in rows
+            )
+            for kind, lines in (("entry", netted.entries), ("exit", netted.exits)):
+                if lines:
+                    await self._create_posting(conn, warehouse, kind, lines)
+            if netted.settled:
+                posting_id = await self._create_posting(conn, warehouse, "settled", ())
+                await conn.execute(
+                    "UPDATE skuflow_stock_lines SET state = 'settled', posting_id = $1 "
+                    "WHERE event_id = ANY($2::text[])",
+                    posting_id,
+                    list(netted.settled),
+                )
+            return True
+
+    async def _create_posting(
+        self, conn: asyncpg.Connection, warehouse: str, kind: str, lines: Sequence[DocumentLine]
+    ) -> int:
+        posting_id = int(
+            await conn.fetchval(
+                """INSERT INTO skuflow_postings (key, warehouse_code, kind, status, lines)
+                   VALUES ('pending-' || gen_random_uuid(), $1, $2, $3, $4::jsonb)
+                   RETURNING id""",
+                warehouse,
+                kind,
+                "settled" if kind == "settled" else "pending",
+                _lines_json(lines),
+            )
+        )
+        await conn.execute(
+            "UPDATE skuflow_postings SET key = $2 WHERE id = $1", posting_id, f"SKF{posting_id}"
+        )
+        for line_no, line in enumerate(lines):
+            await conn.execute(
+                "UPDATE skuflow_stock_lines SET state = 'batched', posting_id = $1, line_no = $2 "
+                "WHERE event_id = ANY($3::text[])",
+                posting_id,
+                line_no,
+                list(line.sources),
+            )
+        return posting_id
+
+    async def _post_pending(self, conn: asyncpg.Connection, warehouse: str) -> bool:
+        """Post the warehouse's pending postings in order; False when one has to wait."""
+        postings = await conn.fetch(
+            """SELECT id, key, kind, lines::text AS lines, ambiguous, attempts, next_attempt_at,
+                      slices::text AS slices, documents::text AS documents,
+                      rejected_lines::text AS rejected_lines
+               FROM skuflow_postings WHERE status = 'pending' AND warehouse_code = $1
+               ORDER BY id""",
+            warehouse,
+        )
+        for posting in postings:
+            if posting["next_attempt_at"] > datetime.now(UTC):
+                return False
+            if not await self._post(conn, posting):
+                return False
+        return True
+
+    async def _post(self, conn: asyncpg.Connection, posting: asyncpg.Record) -> bool:
+        """Post one posting as one ERP document — or, after a rejection naming no line, as
+        bisected slices, each its own document under its own key ``<key>.<first line>``. The
+        plan (slices to do, documents done, lines rejected) is saved before every call, so a
+        crash in the middle resumes it instead of posting any line twice."""
+        lines = _lines_from(posting["lines"])
+        plan = _Plan.load(posting, len(lines))
+        items = sorted({line.item_code for line in lines})
+        for item in items:  # sorted: two flushers can never deadlock on each other's items
+            await conn.execute("SELECT pg_advisory_lock($1)", _lock_id("item", item))
+        try:
+            while plan.slices:
+                start, end = plan.slices[0]
+                indexes = [i for i in range(start, end) if i not in plan.rejected]
+                if not indexes:
+                    plan.slices.pop(0)
+                    continue
+                key = plan.key_for(posting["key"], start, end)
+                try:
+                    document = await self._send(
+                        posting["kind"], key, [lines[i] for i in indexes], plan.ambiguous
+                    )
+                except ErpRejected as exc:
+                    await self._split_or_reject(conn, posting["id"], lines, indexes, plan, exc)
+                    await plan.save(conn, posting["id"])
+                    continue
+                except (ErpLocked, ErpUnavailable) as exc:
+                    plan.ambiguous = plan.ambiguous or (
+                        isinstance(exc, ErpUnavailable) and exc.ambiguous
+                    )
+                    await plan.save(conn, posting["id"])
+                    await self._wait(conn, posting, exc)
+                    return False
+                plan.ambiguous = False
+                plan.slices.pop(0)
+                plan.documents.append(
+                    {"key": key, "lines": indexes, "doc_entry": document.doc_entry,
+                     "doc_num": document.doc_num}
+                )  # fmt: skip
+                await plan.save(conn, posting["id"])
+                log.info("posting document created", extra={
+                    "posting": posting["key"], "document_key": key, "doc_num": document.doc_num,
+                    "lines": len(indexes)})  # fmt: skip
+            await self._finish(conn, posting["id"], plan)
+            return True
+        finally:
+            for item in reversed(items):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("item", item))
+
+    async def _finish(self, conn: asyncpg.Connection, posting_id: int, plan: _Plan) -> None:
+        first = plan.documents[0] if plan.documents else None
+        await conn.execute(
+            """UPDATE skuflow_postings SET status = $2, doc_entry = $3, doc_num = $4,
+                 posted_at = now(), attempts = attempts + 1, last_error = NULL
+               WHERE id = $1""",
+            posting_id,
+            "posted" if first is not None else "failed",
+            first["doc_entry"] if first else None,
+            first["doc_num"] if first else None,
+        )
+        await conn.execute(
+            "UPDATE skuflow_stock_lines SET state = 'posted' "
+            "WHERE posting_id = $1 AND state = 'batched'",
+            posting_id,
+        )
+
+    async def _split_or_reject(
+        self,
+        conn: asyncpg.Connection,
+        posting_id: int,
+        lines: list[DocumentLine],
+        indexes: list[int],
+        plan: _Plan,
+        exc: ErpRejected,
+    ) -> None:
+        """The ERP rejected the slice: drop the line it names, or bisect until one line is left."""
+        if exc.line is not None and 0 <= exc.line < len(indexes):
+            bad = indexes[exc.line]
+        elif len(indexes) == 1:
+            bad = indexes[0]
+        else:
+            start, end = plan.slices.pop(0)
+            middle = indexes[len(indexes) // 2]
+            plan.slices[0:0] = [[start, middle], [middle, end]]
+            log.info("bisecting a rejected document", extra={"error": str(exc)})
+            return
+        plan.rejected.add(bad)
+        await self._reject_sources(conn, posting_id, lines[bad], exc)
+
+    async def _send(
+        self, kind: DocumentKind, key: str, lines: list[DocumentLine], ambiguous: bool
+    ) -> PostedDocument:
+        if ambiguous:
+            found = await self._erp.find_document(kind, key)
+            if found is not None:
+                return found  # the earlier, ambiguous attempt did reach the ERP
+        document = StockDocument(
+            kind=kind, key=key, lines=tuple(lines), remarks=f"skuflow posting {key}"
+        )
+        return await self._erp.post_document(document)
+
+    async def _wait(
+        self, conn: asyncpg.Connection, posting: asyncpg.Record, exc: ErpLocked | ErpUnavailable
+    ) -> None:
+        attempts = posting["attempts"] + 1
+        delay = self._backoff.delay(attempts)
+        await conn.execute(
+            """UPDATE skuflow_postings SET attempts = $2, last_error = $3, next_attempt_at = $4
+               WHERE id = $1""",
+            posting["id"],
+            attempts,
+            str(exc),
+            datetime.now(UTC) + timedelta(seconds=delay),
+        )
+        log.warning("posting waits", extra={"posting": posting["key"], "error": str(exc),
+                                            "retry_in_s": round(delay, 2)})  # fmt: skip
+
+    async def _reject_sources(
+        self, conn: asyncpg.Connection, posting_id: int, line: DocumentLine, exc: ErpRejected
+    ) -> None:
+        rows = await conn.fetch(
+            """UPDATE skuflow_stock_lines SET state = 'rejected'
+               WHERE posting_id = $1 AND event_id = ANY($2::text[])
+               RETURNING topic, partition, "offset", key, payload, event_id, sku""",
+            posting_id,
+            list(line.sources),
+        )
+        for row in rows:
+            message = Message(
+                topic=row["topic"],
+                partition=row["partition"],
+                offset=row["offset"],
+                key=row["key"],
+                value=row["payload"],
+                headers=(),
+                timestamp_ms=0,
+            )
+            await self._exceptions.record(
+                message,
+                kind="erp_rejected",
+                reason=f"{exc.message} (ERP code {exc.code}; item {line.item_code}, "
+                f"warehouse {line.warehouse_code})",
+                event_id=row["event_id"],
+                sku=row["sku"],
+            )
+        log.warning(
+            "posting line rejected",
+            extra={
+                "item": line.item_code,
+                "error": str(exc),
+                "events": json.dumps(list(line.sources)),
+            },
+        )
