@@ -66,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     resolve = exc_commands.add_parser("resolve", parents=[common])
     resolve.add_argument("id", type=int)
     resolve.add_argument("--note", required=True)
+
+    postings = commands.add_parser("postings", parents=[common], help="summarised ERP documents")
+    posting_commands = postings.add_subparsers(dest="postings_command", required=True)
+    posting_list = posting_commands.add_parser("list", parents=[common])
+    posting_list.add_argument("--status", choices=("pending", "posted", "settled", "failed",
+                                                   "all"), default="all")  # fmt: skip
+    posting_list.add_argument("--limit", type=int, default=100)
+    posting_list.add_argument("--json", action="store_true")
+    posting_show = posting_commands.add_parser("show", parents=[common])
+    posting_show.add_argument("id", type=int)
+    posting_show.add_argument("--json", action="store_true")
     return parser
 
 
@@ -109,6 +120,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "exceptions":
         return _run_db(settings, lambda pool: _exceptions(args, settings, pool))
+    if args.command == "postings":
+        from skuflow.postings_cli import postings_command
+
+        return _run_db(settings, lambda pool: postings_command(args, pool))
     raise CliError(f"unknown command {args.command}")
 
 
