@@ -176,6 +176,9 @@ def _spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             preexec_fn=_die_with_parent(os.getpid()),
+            # Its own session: a Ctrl-C in the terminal reaches `skuflow dev`, which drains the
+            # worker *before* stopping the broker, instead of killing the broker first.
+            start_new_session=True,
         )
 
     if threading.current_thread() is threading.main_thread():

@@ -47,6 +47,9 @@ T = TypeVar("T")
 
 VERSION = "0.1.0"
 
+#: Each shutdown step (closing a Kafka client, the pool, the health server) gets this long.
+CLOSE_SECONDS = 10.0
+
 
 def engine_options(settings: Settings) -> EngineOptions:
     """The normal class: stock movements, FIFO, ``[engine]`` tuning."""
@@ -254,11 +257,14 @@ class Worker:
                 task_status.started()
                 await self._run_engines(self.urgent, self.engine, self.retrier)
         finally:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(CLOSE_SECONDS, shield=True) as closing:
                 if self.pool is not None:
                     await self.pool.close()
+            if closing.cancelled_caught and self.pool is not None:
+                self.pool.terminate()
+            with anyio.move_on_after(CLOSE_SECONDS, shield=True):
                 await self.health.stop()
-                self.meter_provider.shutdown()
+            self.meter_provider.shutdown()
             log.info("worker stopped")
 
     async def _run_engines(self, urgent: Engine, normal: Engine, retrier: ParkedRetrier) -> None:
@@ -282,7 +288,7 @@ async def _started(client: Any) -> AsyncIterator[Any]:
     try:
         yield client
     finally:
-        with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(CLOSE_SECONDS, shield=True):  # bounded: the broker may be gone
             await client.stop()
 
 

@@ -38,6 +38,9 @@ from worker.telemetry import EngineMetrics, Gauges
 
 log = logging.getLogger("skuflow.engine")
 
+#: The final commit at shutdown gets this long, even when the run was cancelled.
+FINAL_COMMIT_SECONDS = 10.0
+
 
 class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     """What one engine consumes and how it is tuned (``[engine]`` of the settings)."""
@@ -205,7 +208,9 @@ class Engine:
                 await self._drain()
                 tg.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
+            # Shielded so a cancelled run still commits what is done, bounded so a broker that
+            # is already gone cannot hold the shutdown hostage.
+            with anyio.move_on_after(FINAL_COMMIT_SECONDS, shield=True):
                 await self._checkpoint.commit(list(self._partitions.values()))
             self._metrics.flush()
             self._stopped.set()

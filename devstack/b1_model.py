@@ -1,0 +1,412 @@
+"""The SAP Business One model the Service Layer simulator enforces (see :mod:`devstack.b1_sim`).
+
+Service Layer's error answers and :class:`SLError` to raise them, the master data
+(:class:`Item`, :class:`Warehouse`), the stock book (:class:`StockBook`: on hand per item and
+warehouse, batch quantities, serial numbers), the checks an ``InventoryGenEntries`` /
+``InventoryGenExits`` body must pass before it moves stock (:func:`check_document`), and the
+small OData subset the connector uses (``$filter`` of ``eq`` joined by ``and``, ``$select``).
+
+Answers follow the OData v3 shape of ``/b1s/v1``: ``{"error": {"code": <int>, "message":
+{"lang": "en-us", "value": <text>}}}``. Codes and texts marked *verified* below were checked
+against SAP's user guide ("Working with SAP Business One Service Layer", 1.28), SAP KB 2693418
+and error texts that integrators quote from live systems; the others are modelled on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+from aiohttp import web
+
+Kind = Literal["entry", "exit"]
+Pair: TypeAlias = tuple[str, str]  # (item, warehouse)
+Triple: TypeAlias = tuple[str, str, str]  # (item, warehouse, batch)
+ENTITIES: dict[str, Kind] = {"InventoryGenEntries": "entry", "InventoryGenExits": "exit"}
+LINE_TABLE: dict[Kind, str] = {"entry": "IGN1", "exit": "IGE1"}
+DEFAULT_MEMO: dict[Kind, str] = {"entry": "Goods Receipt", "exit": "Goods Issue"}
+#: Column lengths of the document header (ODOC structure: OIGN/OIGE), SAP Business One 9.3.
+FIELD_LENGTHS = {"Reference2": 11, "Comments": 254, "JournalMemo": 50}
+HEADER_FIELDS = frozenset({"DocDate", "DocDueDate", "TaxDate", "DocumentLines", *FIELD_LENGTHS})
+LINE_FIELDS = frozenset({"LineNum", "ItemCode", "Quantity", "WarehouseCode"})
+LINE_FIELDS |= {"BatchNumbers", "SerialNumbers"}
+
+NOT_FOUND = (-2028, "No matching records found (ODBC -2028)")  # verified (404 on a key GET)
+INVALID_SESSION = (301, "Invalid session or session already timeout.")  # verified (401)
+LOGIN_FAILED = (100000027, "Login failed")  # verified
+MODIFIED = (  # verified: the text of ODBC -2039, B1's concurrent-modification error
+    -2039,
+    "Another user or another operation modified data; to continue, open the window again "
+    "(ODBC -2039)",
+)
+NO_BATCH_SERIAL = (-4014, "Cannot add row without complete selection of batch/serial numbers")
+INACTIVE = "10001069 - Item {item} is inactive"  # verified (code -10, KB 2693418)
+NEGATIVE = "Quantity falls into negative inventory  [{table}.ItemCode][line: {row}]"  # verified
+NOT_INVENTORY = "Item {item} is not an inventory item  [{table}.ItemCode][line: {row}]"
+NO_BATCH = (  # verified text (480000112)
+    "480000112 - Batch/serial number {number} selected in row {row} does not exist; "
+    "specify a valid batch/serial number"
+)
+SHORT_BATCH = "10001153 - Insufficient quantity for item {item} with batch {batch} in warehouse"
+TOO_LONG = (  # verified text
+    "CServiceData::SetPropertyValueString failed; Value too long in property '{name}' of '{entity}'"
+)
+BAD_PROPERTY = "Property '{name}' of '{entity}' is invalid"
+
+
+class SLError(Exception):
+    """A Service Layer error answer, raised from anywhere in request handling."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status, self.code, self.message = status, code, message
+
+    @classmethod
+    def of(cls, status: int, answer: tuple[int, str]) -> SLError:
+        return cls(status, *answer)
+
+    @property
+    def response(self) -> web.Response:
+        body = {"error": {"code": self.code, "message": {"lang": "en-us", "value": self.message}}}
+        return web.json_response(body, status=self.status)
+
+
+def rejected(message: str, code: int = -10) -> SLError:
+    return SLError(400, code, message)
+
+
+def yes_no(flag: bool) -> str:
+    return "tYES" if flag else "tNO"
+
+
+def decimal(value: Any) -> Decimal:
+    number = Decimal("NaN")
+    if isinstance(value, (int, Decimal, str)) and not isinstance(value, bool):
+        with contextlib.suppress(InvalidOperation):
+            number = Decimal(value)
+    if not number.is_finite():
+        raise rejected(f"Invalid quantity value '{value}'", -1000)
+    return number
+
+
+# --- master data and the stock book ---
+
+
+@dataclass
+class Item:
+    code: str
+    name: str
+    valid: bool = True
+    frozen: bool = False
+    inventory: bool = True
+    batches: bool = False
+    serials: bool = False
+
+    def as_json(self, book: StockBook) -> dict[str, Any]:
+        return {
+            "ItemCode": self.code,
+            "ItemName": self.name,
+            "Valid": yes_no(self.valid),
+            "Frozen": yes_no(self.frozen),
+            "InventoryItem": yes_no(self.inventory),
+            "ManageBatchNumbers": yes_no(self.batches),
+            "ManageSerialNumbers": yes_no(self.serials),
+            "QuantityOnStock": book.total(self.code),
+            "ItemWarehouseInfoCollection": [
+                {
+                    "ItemCode": self.code,
+                    "WarehouseCode": warehouse,
+                    "InStock": quantity,
+                    "Committed": Decimal(0),
+                    "Ordered": Decimal(0),
+                }
+                for warehouse, quantity in book.by_warehouse(self.code)
+            ],
+        }
+
+
+@dataclass
+class Warehouse:
+    code: str
+    name: str
+    inactive: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "WarehouseCode": self.code,
+            "WarehouseName": self.name,
+            "Inactive": yes_no(self.inactive),
+        }
+
+
+@dataclass
+class StockBook:
+    on_hand: defaultdict[Pair, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    batches: defaultdict[Triple, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    serials: defaultdict[Pair, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def total(self, item: str) -> Decimal:
+        return sum((q for (i, _), q in self.on_hand.items() if i == item), Decimal(0))
+
+    def by_warehouse(self, item: str) -> list[tuple[str, Decimal]]:
+        return sorted((w, q) for (i, w), q in self.on_hand.items() if i == item)
+
+
+@dataclass
+class Move:
+    """One document line, checked: ``sign`` is +1 for an entry, -1 for an exit."""
+
+    item: str
+    warehouse: str
+    quantity: Decimal
+    sign: int
+    batches: dict[str, Decimal]
+    serials: list[str]
+
+    def apply(self, book: StockBook) -> None:
+        book.on_hand[self.item, self.warehouse] += self.sign * self.quantity
+        for batch, quantity in self.batches.items():
+            book.batches[self.item, self.warehouse, batch] += self.sign * quantity
+        held = book.serials[self.item, self.warehouse]
+        (held.update if self.sign > 0 else held.difference_update)(self.serials)
+
+
+# --- document checks: the order B1 reports them in, line by line ---
+
+
+def check_header(body: Any, entity: str) -> list[Any]:
+    if not isinstance(body, dict):
+        raise rejected("Invalid JSON body: a Document object is expected", -1000)
+    for name, value in body.items():
+        if name not in HEADER_FIELDS and not name.startswith("U_"):
+            raise rejected(BAD_PROPERTY.format(name=name, entity="Document"), -1000)
+        limit = FIELD_LENGTHS.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise rejected(TOO_LONG.format(name=name, entity="Document"), -1000)
+    lines = body.get("DocumentLines")
+    if not isinstance(lines, list) or not lines:
+        raise rejected(f"{entity}: the document must have at least one row", -5002)
+    return lines
+
+
+def check_document(
+    kind: Kind,
+    body: Any,
+    entity: str,
+    items: dict[str, Item],
+    warehouses: dict[str, Warehouse],
+    book: StockBook,
+) -> list[Move]:
+    """Every line of ``body`` checked against master data and stock, or the first SLError."""
+    table, sign = LINE_TABLE[kind], 1 if kind == "entry" else -1
+    moves: list[Move] = []
+    for index, line in enumerate(check_header(body, entity)):
+        row = index + 1
+        if not isinstance(line, dict):
+            raise rejected("Invalid JSON body: a DocumentLine object is expected", -1000)
+        for name in line:
+            if name not in LINE_FIELDS and not name.startswith("U_"):
+                raise rejected(BAD_PROPERTY.format(name=name, entity="DocumentLine"), -1000)
+        item = items.get(str(line.get("ItemCode", "")))
+        warehouse = warehouses.get(str(line.get("WarehouseCode", "")))
+        if item is None or warehouse is None:
+            raise SLError.of(400, NOT_FOUND)
+        quantity = decimal(line.get("Quantity", 0))
+        if quantity <= 0:
+            raise rejected(f"Quantity must be positive  [{table}.Quantity][line: {row}]")
+        if not item.valid or item.frozen:
+            raise rejected(INACTIVE.format(item=item.code))
+        if not item.inventory:
+            raise rejected(NOT_INVENTORY.format(item=item.code, table=table, row=row))
+        batches = _batches(line) if item.batches else {}
+        serials = _serials(line, quantity) if item.serials else []
+        if item.batches and sum(batches.values(), Decimal(0)) != quantity:
+            raise SLError.of(400, NO_BATCH_SERIAL)
+        if sign < 0:
+            _check_exit(item, warehouse.code, batches, serials, row, book, moves)
+        moves.append(Move(item.code, warehouse.code, quantity, sign, batches, serials))
+    if sign < 0:  # stock may not go negative, all lines of the document taken together
+        needed: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for row, move in enumerate(moves, start=1):
+            needed[move.item, move.warehouse] += move.quantity
+            if needed[move.item, move.warehouse] > book.on_hand[move.item, move.warehouse]:
+                raise rejected(NEGATIVE.format(table=table, row=row))
+    return moves
+
+
+def _batches(line: dict[str, Any]) -> dict[str, Decimal]:
+    batches: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for entry in line.get("BatchNumbers") or []:
+        if not isinstance(entry, dict) or not entry.get("BatchNumber"):
+            raise SLError.of(400, NO_BATCH_SERIAL)
+        batches[str(entry["BatchNumber"])] += decimal(entry.get("Quantity", 0))
+    if not batches:
+        raise SLError.of(400, NO_BATCH_SERIAL)
+    return dict(batches)
+
+
+def _serials(line: dict[str, Any], quantity: Decimal) -> list[str]:
+    numbers = [
+        str(entry.get("InternalSerialNumber") or entry.get("ManufacturerSerialNumber") or "")
+        for entry in line.get("SerialNumbers") or []
+        if isinstance(entry, dict)
+    ]
+    if not all(numbers) or len(set(numbers)) != len(numbers) or Decimal(len(numbers)) != quantity:
+        raise SLError.of(400, NO_BATCH_SERIAL)
+    return numbers
+
+
+def _check_exit(
+    item: Item,
+    warehouse: str,
+    batches: dict[str, Decimal],
+    serials: list[str],
+    row: int,
+    book: StockBook,
+    earlier: list[Move],
+) -> None:
+    for batch, quantity in batches.items():
+        key = (item.code, warehouse, batch)
+        if key not in book.batches:
+            raise rejected(NO_BATCH.format(number=batch, row=row))
+        taken = sum(
+            (m.batches.get(batch, Decimal(0)) for m in earlier if (m.item, m.warehouse) == key[:2]),
+            Decimal(0),
+        )
+        if taken + quantity > book.batches[key]:
+            raise rejected(SHORT_BATCH.format(item=item.code, batch=batch))
+    held = book.serials[item.code, warehouse]
+    for number in serials:
+        if number not in held or any(number in m.serials for m in earlier):
+            raise rejected(NO_BATCH.format(number=number, row=row))
+
+
+# --- the OData subset: $filter (eq, and) and $select ---
+
+_CLAUSE = re.compile(r"^\s*(\w+)\s+eq\s+(?:'((?:[^']|'')*)'|(-?\d+(?:\.\d+)?))\s*$")
+
+
+def parse_filter(text: str) -> list[tuple[str, Any]]:
+    """``A eq 'x' and B eq 3`` → ``[("A", "x"), ("B", 3)]``; anything else is a 400."""
+    clauses: list[tuple[str, Any]] = []
+    for part in re.split(r"\s+and\s+", text.strip()) if text.strip() else []:
+        match = _CLAUSE.match(part)
+        if match is None:
+            raise rejected(f"Unsupported $filter expression: {part.strip()!r}", -1000)
+        name, string, number = match.groups()
+        value: Any = string.replace("''", "'") if string is not None else Decimal(number)
+        clauses.append((name, value))
+    return clauses
+
+
+def matches(entity: dict[str, Any], clauses: list[tuple[str, Any]], kind: str) -> bool:
+    for name, value in clauses:
+        if name not in entity:
+            raise rejected(BAD_PROPERTY.format(name=name, entity=kind), -1000)
+        actual = entity[name]
+        if isinstance(actual, (int, Decimal)) and not isinstance(actual, bool):
+            actual = Decimal(actual)
+        if actual != value:
+            return False
+    return True
+
+
+def project(entity: dict[str, Any], select: str | None, kind: str) -> dict[str, Any]:
+    if not select or select.strip() == "*":
+        return entity
+    names = [name.strip() for name in select.split(",") if name.strip()]
+    for name in names:
+        if name not in entity:
+            raise rejected(BAD_PROPERTY.format(name=name, entity=kind), -1000)
+    return {name: entity[name] for name in names}
+
+
+ENCODE = msgspec.json.Encoder(decimal_format="number").encode
+DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=ENCODE(body), status=status, content_type="application/json")
+
+
+# --- records: posted documents as Service Layer returns them, the stock book as rows ---
+
+
+class SimDocument(msgspec.Struct, frozen=True):
+    kind: Kind
+    entity: str
+    doc_entry: int
+    doc_num: int
+    body: dict[str, Any]  # the document as Service Layer returns it
+    at: float = msgspec.field(default_factory=time.time)
+
+
+def document_json(number: int, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    lines = [
+        {
+            "LineNum": index,
+            **{name: line.get(name) for name in ("ItemCode", "Quantity", "WarehouseCode")},
+            "BatchNumbers": line.get("BatchNumbers") or [],
+            "SerialNumbers": line.get("SerialNumbers") or [],
+        }
+        for index, line in enumerate(body["DocumentLines"])
+    ]
+    return {
+        "DocEntry": number,
+        "DocNum": number,
+        "DocDate": str(body.get("DocDate") or date.today().isoformat())[:10],
+        "Reference1": str(number),
+        "Reference2": body.get("Reference2"),
+        "Comments": body.get("Comments"),
+        "JournalMemo": body.get("JournalMemo") or DEFAULT_MEMO[kind],
+        "DocumentStatus": "bost_Close",
+        "DocumentLines": lines,
+        **{name: value for name, value in body.items() if name.startswith("U_")},
+    }
+
+
+def stock_rows(book: StockBook) -> list[dict[str, Any]]:
+    return [
+        {
+            "ItemCode": item,
+            "WarehouseCode": warehouse,
+            "InStock": quantity,
+            "Batches": {b: q for (i, w, b), q in book.batches.items() if (i, w) == key and q},
+            "SerialNumbers": sorted(book.serials.get(key, set())),
+        }
+        for key, quantity in sorted(book.on_hand.items())
+        for item, warehouse in (key,)
+    ]
+
+
+def entity_kind(entity: str) -> str:
+    return {"Items": "Item", "Warehouses": "Warehouse"}.get(entity, "Document")
+
+
+def count(value: str) -> int:
+    if not value.isdigit():
+        raise rejected(f"Invalid query option value '{value}'", -1000)
+    return int(value)
+
+
+def decode_body(raw: bytes) -> Any:
+    try:
+        return DECODE(raw) if raw else None
+    except msgspec.DecodeError:
+        raise rejected("Invalid JSON body", -1000) from None
+
+
+def loggable(operation: str, raw: bytes) -> Any:
+    """The request body for the record: JSON decoded; a login's password replaced by ``***``."""
+    try:
+        body = decode_body(raw)
+    except SLError:
+        return raw.decode(errors="replace")
+    return {**body, "Password": "***"} if operation == "Login" and isinstance(body, dict) else body

@@ -1,0 +1,364 @@
+"""A protocol-faithful SAP Business One Service Layer (``/b1s/v1``, OData v3) on aiohttp.
+
+``POST /Login`` (``CompanyDB``/``UserName``/``Password``) answers ``SessionId``, ``Version``,
+``SessionTimeout`` and sets ``B1SESSION`` (``HttpOnly``, no path, as Service Layer sends it) and
+``ROUTEID`` (``path=/b1s``, the load balancer's); ``POST /Logout`` answers 204. A session idles
+out after ``SessionTimeout`` minutes: then 401, code 301. ``Items`` (with
+``ItemWarehouseInfoCollection``), ``Warehouses``, ``InventoryGenEntries``/``InventoryGenExits``:
+GET by key (404, -2028), GET a collection (``$filter``, ``$select``, ``$top``, ``$skip``, pages
+of 20 with ``odata.nextLink``), POST → 201 with ``DocEntry``/``DocNum``. A posting moves stock
+only if every line passes :mod:`devstack.b1_model`, else B1's error; one touching an item that
+another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039.
+
+Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serials``;
+``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
+balancer; ``lock_storm_rate`` → share of postings refused with -2039; ``conflict_window_ms``;
+``timeout_after_apply_ms``/``_rate`` → applied, answered that much later); ``expire_sessions``;
+records ``requests``, ``documents``, ``stock()`` — over HTTP ``GET /_sim/requests|documents|
+stock|faults``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``. Login passwords are
+recorded as ``***``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from urllib.parse import unquote, urlencode
+
+import msgspec
+from aiohttp import web
+
+from devstack import b1_model as model
+
+PREFIX = "/b1s/v1"
+VERSION = "1000190"  # a 10.0 release, in the form Service Layer reports it
+PAGE_SIZE = 20  # Service Layer's default page size
+OUTAGE_PAGE = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"  # noqa: E501
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # share of calls answered 500
+    outage_until: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # 503 until then
+    lock_storm_rate: float = 0.0  # share of postings refused with ODBC -2039
+    conflict_window_ms: float = 50.0  # postings touching one item closer than this → -2039
+    timeout_after_apply_ms: float = 0.0  # apply a posting, then answer this much later ...
+    timeout_after_apply_rate: float = 1.0  # ... for this share of postings
+
+
+class RecordedRequest(msgspec.Struct, frozen=True):
+    method: str
+    path: str
+    query: str
+    operation: str  # "Login", "Items", "InventoryGenExits", ... or "" for an unknown path
+    body: Any
+    status: int
+    at: float = msgspec.field(default_factory=time.time)
+
+
+class B1Simulator:
+    def __init__(
+        self,
+        company: str = "SBODEMO",
+        user: str = "manager",
+        password: str = "skuflow-dev-b1-password",
+        session_timeout_minutes: float = 30.0,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self._credentials = (company, user, password)
+        self.session_timeout_minutes = session_timeout_minutes
+        self._random = random.Random(seed)
+        self._sessions: dict[str, float] = {}  # B1SESSION -> monotonic time of last use
+        self._items: dict[str, model.Item] = {}
+        self._warehouses: dict[str, model.Warehouse] = {}
+        self._book = model.StockBook()
+        self._faults = Faults()
+        self._touched: dict[str, float] = {}  # item -> monotonic time of its last posting
+        self._holding: Counter[str] = Counter()  # items of postings still being answered
+        self._next: dict[str, int] = dict.fromkeys(model.ENTITIES, 1)
+        self.logins = 0
+        self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
+        self.documents: list[model.SimDocument] = []  # every posted document, in posting order
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        app = web.Application(middlewares=[self._gateway])
+        app.router.add_post(f"{PREFIX}/Login", self._login, name="Login")
+        app.router.add_post(f"{PREFIX}/Logout", self._logout, name="Logout")
+        for entity in ("Items", "Warehouses", *model.ENTITIES):
+            app.router.add_get(f"{PREFIX}/{entity}", self._collection, name=entity)
+            app.router.add_get(f"{PREFIX}/{entity}({{key}})", self._entity, name=f"{entity}.key")
+        for entity in model.ENTITIES:
+            app.router.add_post(f"{PREFIX}/{entity}", self._post, name=f"{entity}.post")
+        app.router.add_get("/_sim/{record:requests|documents|stock|faults}", self._inspect)
+        app.router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
+        app.router.add_post("/_sim/expire-sessions", self._post_expire, name="sim.expire")
+        self._app = app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}{PREFIX}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- master data and stock ---
+
+    def add_warehouse(self, code: str, name: str | None = None) -> None:
+        self._warehouses[code] = model.Warehouse(code, name or f"Warehouse {code}")
+
+    def add_item(
+        self,
+        code: str,
+        *,
+        name: str | None = None,
+        valid: bool = True,
+        frozen: bool = False,
+        inventory: bool = True,
+        batches: bool = False,
+        serials: bool = False,
+        stock: Mapping[str, int | Decimal] | None = None,
+    ) -> None:
+        """Add an item; ``stock`` per warehouse is booked under batch ``<code>-OPEN`` for a
+        batch-managed item and as serials ``<code>-S<n>`` for a serial-managed one."""
+        flags = (valid, frozen, inventory, batches, serials)
+        self._items[code] = model.Item(code, name or f"Item {code}", *flags)
+        for warehouse, quantity in (stock or {}).items():
+            if warehouse not in self._warehouses:
+                self.add_warehouse(warehouse)
+            if batches:
+                self.add_batch(code, warehouse, f"{code}-OPEN", quantity)
+            elif serials:
+                self.add_serials(code, warehouse, *(f"{code}-S{n}" for n in range(int(quantity))))
+            else:
+                self._book.on_hand[code, warehouse] += Decimal(quantity)
+
+    def update_item(self, code: str, **changes: bool) -> None:
+        """Change master data flags (``valid``, ``frozen``, ``inventory``, ...) of an item."""
+        for name, value in changes.items():
+            if not hasattr(self._items[code], name):
+                raise TypeError(f"unknown item field {name!r}")
+            setattr(self._items[code], name, value)
+
+    def add_batch(self, item: str, warehouse: str, batch: str, quantity: int | Decimal) -> None:
+        self._book.batches[item, warehouse, batch] += Decimal(quantity)
+        self._book.on_hand[item, warehouse] += Decimal(quantity)
+
+    def add_serials(self, item: str, warehouse: str, *numbers: str) -> None:
+        self._book.serials[item, warehouse].update(numbers)
+        self._book.on_hand[item, warehouse] += len(numbers)
+
+    def stock(self, item: str, warehouse: str) -> Decimal:
+        return self._book.on_hand.get((item, warehouse), Decimal(0))
+
+    def batch_stock(self, item: str, warehouse: str, batch: str) -> Decimal:
+        return self._book.batches.get((item, warehouse, batch), Decimal(0))
+
+    def serials(self, item: str, warehouse: str) -> set[str]:
+        return set(self._book.serials.get((item, warehouse), set()))
+
+    # --- knobs ---
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change some knobs, keep the others."""
+        merged = {**msgspec.structs.asdict(self._faults), **changes}
+        self._faults = msgspec.convert(merged, Faults, strict=False)
+        return self._faults
+
+    def expire_sessions(self) -> None:
+        """Every session opened so far times out now: its next call gets 401 (code 301)."""
+        self._sessions.clear()
+
+    @property
+    def active_sessions(self) -> int:
+        return sum(1 for sid in list(self._sessions) if self._live(sid))
+
+    # --- the gateway: record, faults, sessions ---
+
+    @web.middleware
+    async def _gateway(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        operation = (request.match_info.route.name or "").split(".")[0]
+        if operation == "sim" or request.path.startswith("/_sim/"):
+            return await handler(request)
+        raw = await request.read()
+        response: web.StreamResponse | None
+        try:
+            response = await self._admit(request, operation)
+            if response is None:
+                response = await handler(request)
+        except model.SLError as error:
+            response = error.response
+        except web.HTTPException as exc:  # unknown path or method
+            segment = request.path.removeprefix(PREFIX).strip("/").split("(")[0]
+            message = f"Resource not found for the segment '{segment}'"
+            response = model.SLError(exc.status, -1000, message).response
+        body = model.loggable(operation, raw)
+        query, status = request.query_string, response.status
+        self.requests.append(
+            RecordedRequest(request.method, request.path, query, operation, body, status)
+        )
+        return response
+
+    async def _admit(self, request: web.Request, operation: str) -> web.Response | None:
+        faults = self._faults
+        if faults.latency_ms > 0:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.outage_until is not None and datetime.now(UTC) < faults.outage_until:
+            return web.Response(status=503, text=OUTAGE_PAGE, content_type="text/html")
+        if self._random.random() < faults.error_rate:
+            raise model.SLError(500, -1, "Internal error (-1) occurred")
+        if operation != "Login" and not self._live(request.cookies.get("B1SESSION", "")):
+            raise model.SLError.of(401, model.INVALID_SESSION)
+        return None
+
+    def _live(self, sid: str) -> bool:
+        now, last_used = time.monotonic(), self._sessions.get(sid)
+        if last_used is None or now - last_used > self.session_timeout_minutes * 60:
+            self._sessions.pop(sid, None)
+            return False
+        self._sessions[sid] = now
+        return True
+
+    # --- Login / Logout ---
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = model.decode_body(await request.read())
+        fields = ("CompanyDB", "UserName", "Password")
+        given = tuple(body.get(k) for k in fields) if isinstance(body, dict) else ()
+        if given != self._credentials:
+            raise model.SLError.of(401, model.LOGIN_FAILED)
+        self.logins += 1
+        sid, route = str(uuid.uuid4()), f".node{self.logins % 2}"
+        self._sessions[sid] = time.monotonic()
+        response = model.json_response(
+            {
+                "odata.metadata": f"{self.url}/$metadata#B1Sessions/@Element",
+                "SessionId": sid,
+                "Version": VERSION,
+                "SessionTimeout": max(1, math.ceil(self.session_timeout_minutes)),
+            }
+        )
+        response.headers.add("Set-Cookie", f"B1SESSION={sid};HttpOnly;")
+        response.headers.add("Set-Cookie", f"ROUTEID={route}; path=/b1s")
+        return response
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        self._sessions.pop(request.cookies.get("B1SESSION", ""), None)
+        return web.Response(status=204)
+
+    # --- entities ---
+
+    def _rows(self, entity: str) -> Iterable[dict[str, Any]]:
+        if entity == "Items":
+            return (item.as_json(self._book) for item in self._items.values())
+        if entity == "Warehouses":
+            return (warehouse.as_json() for warehouse in self._warehouses.values())
+        return (doc.body for doc in self.documents if doc.entity == entity)
+
+    async def _collection(self, request: web.Request) -> web.Response:
+        entity = request.match_info.route.name or ""
+        query = request.query
+        clauses = model.parse_filter(query.get("$filter", ""))
+        kind = model.entity_kind(entity)
+        rows = [row for row in self._rows(entity) if model.matches(row, clauses, kind)]
+        skip = model.count(query.get("$skip", "0"))
+        top = min(model.count(query.get("$top", str(PAGE_SIZE))), PAGE_SIZE)
+        page = rows[skip : skip + top]
+        body: dict[str, Any] = {
+            "odata.metadata": f"{self.url}/$metadata#{entity}",
+            "value": [model.project(row, query.get("$select"), kind) for row in page],
+        }
+        if skip + top < len(rows) and "$top" not in query:
+            rest = {k: v for k, v in query.items() if k != "$skip"}
+            body["odata.nextLink"] = f"{entity}?{urlencode({**rest, '$skip': skip + top})}"
+        return model.json_response(body)
+
+    async def _entity(self, request: web.Request) -> web.Response:
+        entity = (request.match_info.route.name or "").split(".")[0]
+        key = unquote(request.match_info["key"]).split("=", 1)[-1].strip()
+        value: int | str | None
+        if entity in model.ENTITIES:
+            field, value = "DocEntry", int(key) if key.isdigit() else None
+        else:
+            field = "ItemCode" if entity == "Items" else "WarehouseCode"
+            value = key[1:-1].replace("''", "'") if key[:1] == key[-1:] == "'" else None
+        for row in self._rows(entity):
+            if value is not None and row[field] == value:
+                body = {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **row}
+                return model.json_response(
+                    model.project(body, request.query.get("$select"), model.entity_kind(entity))
+                )
+        raise model.SLError.of(404, model.NOT_FOUND)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        entity = (request.match_info.route.name or "").split(".")[0]
+        kind = model.ENTITIES[entity]
+        body = model.decode_body(await request.read())
+        lines = body.get("DocumentLines") if isinstance(body, dict) else None
+        codes = {str(line.get("ItemCode")) for line in lines or [] if isinstance(line, dict)}
+        faults, now = self._faults, time.monotonic()
+        window = faults.conflict_window_ms / 1000
+        if any(self._holding[c] or now - self._touched.get(c, -math.inf) < window for c in codes):
+            raise model.SLError.of(400, model.MODIFIED)
+        if self._random.random() < faults.lock_storm_rate:
+            raise model.SLError.of(400, model.MODIFIED)
+        moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
+        for move in moves:
+            move.apply(self._book)
+        number = self._next[entity]
+        self._next[entity] += 1
+        record = model.SimDocument(
+            kind, entity, number, number, model.document_json(number, kind, body)
+        )
+        self.documents.append(record)
+        stall = faults.timeout_after_apply_ms / 1000
+        if stall > 0 and self._random.random() < faults.timeout_after_apply_rate:
+            self._holding.update(codes)
+            try:
+                await asyncio.sleep(stall)
+            finally:
+                self._holding.subtract(codes)
+        for code in codes:
+            self._touched[code] = time.monotonic()
+        return model.json_response(
+            {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **record.body},
+            status=201,
+        )
+
+    # --- inspection ---
+
+    async def _inspect(self, request: web.Request) -> web.Response:
+        record = request.match_info["record"]
+        if record == "stock":
+            return model.json_response(model.stock_rows(self._book))
+        return model.json_response(self._faults if record == "faults" else getattr(self, record))
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        try:
+            self.set_faults(**msgspec.json.decode(await request.read()))
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            return model.rejected(str(exc), -1000).response
+        return model.json_response(self._faults)
+
+    async def _post_expire(self, request: web.Request) -> web.Response:
+        self.expire_sessions()
+        return web.Response(status=204)
