@@ -308,9 +308,9 @@ def parse_filter(text: str) -> list[tuple[str, Any]]:
 
 def matches(entity: dict[str, Any], clauses: list[tuple[str, Any]], kind: str) -> bool:
     for name, value in clauses:
-        if name not in entity:
+        if name not in entity and not name.startswith("U_"):  # a UDF not set is null
             raise rejected(BAD_PROPERTY.format(name=name, entity=kind), -1000)
-        actual = entity[name]
+        actual = entity.get(name)
         if isinstance(actual, (int, Decimal)) and not isinstance(actual, bool):
             actual = Decimal(actual)
         if actual != value:

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import msgspec
 from aiohttp import web
@@ -289,7 +289,8 @@ class B1Simulator:
         }
         if skip + top < len(rows) and "$top" not in query:
             rest = {k: v for k, v in query.items() if k != "$skip"}
-            body["odata.nextLink"] = f"{entity}?{urlencode({**rest, '$skip': skip + top})}"
+            query_string = urlencode({**rest, "$skip": skip + top}, safe="$',", quote_via=quote)
+            body["odata.nextLink"] = f"{entity}?{query_string}"
         return model.json_response(body)
 
     async def _entity(self, request: web.Request) -> web.Response:
