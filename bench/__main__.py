@@ -58,7 +58,7 @@ class Plan:
         self.rss_slow_seconds = 8.0 if quick else 20.0
         self.max_in_flight = EngineSettings().max_in_flight
         self.urgent_seconds: float = args.urgent_seconds or (10.0 if quick else 60.0)
-        self.urgent_backlog: int = args.urgent_backlog or (500_000 if quick else 2_000_000)
+        self.urgent_backlog: int = args.urgent_backlog or (800_000 if quick else 3_000_000)
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
         return (
@@ -75,7 +75,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--urgent-seconds", type=float, help="seconds of the 20/s dispatch stream (60; quick 10)"
     )
     parser.add_argument(
-        "--urgent-backlog", type=int, help="stock backlog of the urgent case (2M; quick 500k)"
+        "--urgent-backlog", type=int, help="stock backlog of the urgent case (3M; quick 800k)"
     )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
@@ -300,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     _note("starting Apache Kafka and PostgreSQL")
     with embedded_stack() as stack:
-        _note(f"producing {plan.messages:,} + {plan.backlog:,} records, {plan.keys:,} keys")
+        _note(
+            f"producing {plan.messages:,} + {plan.backlog:,} + {plan.urgent_backlog:,} records, "
+            f"{plan.keys:,} keys"
+        )
         produced_in = _prepare(stack, plan)
         _note(f"produced in {produced_in:.1f} s")
         results = _measure(stack, plan)

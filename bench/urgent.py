@@ -13,8 +13,8 @@ own; the two compared ones read the same stock backlog from its beginning:
   FIFO ready queue and no yield, so dispatch events queue behind the backlog in the same lanes
   and runners.
 
-Both share one OpenTelemetry SDK meter as ``skuflow run`` does. The stock handler awaits
-``stock_seconds`` of simulated ERP I/O. Once the engines have joined and the backlog has been
+Each run's engines share one OpenTelemetry SDK meter, as in ``skuflow run``. The stock handler
+awaits ``stock_seconds`` of simulated ERP I/O. Once the engines have joined and the backlog has been
 worked for a warm-up, a separate process (``python -m bench.urgent '<Stream as JSON>'``, so the
 producer is not slowed by the worker's event loop) sends ``dispatch.confirmed`` events at a
 fixed rate, each stamped (``occurred_at``, µs) just before it is handed to the producer. The

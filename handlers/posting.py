@@ -51,8 +51,9 @@ POSTING_BACKOFF = Backoff(initial=1.0, maximum=120.0, multiplier=2.0)
 
 
 def _lock_id(namespace: str, name: str) -> int:
-    """A stable signed 64-bit advisory-lock id for ``namespace:name``."""
-    return zlib.crc32(f"skuflow:{namespace}".encode()) << 32 | zlib.crc32(name.encode())
+    """A stable signed 64-bit advisory-lock id for ``namespace:name`` (PostgreSQL's bigint)."""
+    unsigned = zlib.crc32(f"skuflow:{namespace}".encode()) << 32 | zlib.crc32(name.encode())
+    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
 
 
 def _lines_json(lines: Sequence[DocumentLine]) -> str:

@@ -11,7 +11,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -26,16 +26,14 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from handlers.connectors.spapi import spapi_client_from_settings
-from handlers.dispatch import DispatchHandler
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.domain import build_domain
+from handlers.erp import ErpPort
 from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError
 from worker.health import HealthServer
 from worker.kafka import build_consumer, build_producer
-from worker.messages import Handler, Router
+from worker.messages import Router
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
@@ -74,28 +72,6 @@ def urgent_options(settings: Settings) -> EngineOptions:
     )
 
 
-def spapi_configured(settings: Settings) -> bool:
-    sp = settings.spapi
-    return bool(sp.client_id and sp.client_secret and sp.refresh_token)
-
-
-def default_router(
-    settings: Settings, pool: asyncpg.Pool, session: aiohttp.ClientSession
-) -> Router:
-    """The domain router of this build: a handler per event family whose connector is set up.
-
-    Without SP-API credentials ``dispatch.confirmed`` has no handler: such events become
-    ``no_handler`` exceptions (explicit and retryable), never silently acknowledged.
-    """
-    handlers: dict[str, Handler] = {}
-    if spapi_configured(settings):
-        client = spapi_client_from_settings(settings.spapi, session)
-        handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
-    else:
-        log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
-    return DomainRouter(default_families(handlers))
-
-
 async def connect_database(settings: Settings, *, attempts: int | None = None) -> asyncpg.Pool:
     """Connect (retrying with backoff while PostgreSQL is unreachable) and migrate."""
     backoff = Backoff(0.5, 10.0)
@@ -130,9 +106,11 @@ class Worker:
         router: Router | None = None,
         options: EngineOptions | None = None,
         urgent: EngineOptions | None = None,
+        erp: ErpPort | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
+        self.erp = erp
         self.options = options or engine_options(settings)
         self.urgent_options = urgent or urgent_options(settings)
         self.registry = CollectorRegistry()
@@ -218,7 +196,8 @@ class Worker:
                 return  # asked to stop before PostgreSQL was reachable
             async with AsyncExitStack() as clients:
                 session = await clients.enter_async_context(aiohttp.ClientSession())
-                router = self.router or default_router(settings, self.pool, session)
+                domain = build_domain(settings, self.pool, session, erp=self.erp)
+                router = self.router or domain.router
                 producer = await clients.enter_async_context(
                     _started(build_producer(settings.kafka))
                 )
@@ -255,7 +234,9 @@ class Worker:
                     },
                 )
                 task_status.started()
-                await self._run_engines(self.urgent, self.engine, self.retrier)
+                await self._run_engines(
+                    self.urgent, self.engine, [self.retrier.run, *domain.background]
+                )
         finally:
             with anyio.move_on_after(CLOSE_SECONDS, shield=True) as closing:
                 if self.pool is not None:
@@ -267,10 +248,17 @@ class Worker:
             self.meter_provider.shutdown()
             log.info("worker stopped")
 
-    async def _run_engines(self, urgent: Engine, normal: Engine, retrier: ParkedRetrier) -> None:
-        """Both classes run until stopped; the retrier lives exactly as long as they do."""
+    async def _run_engines(
+        self,
+        urgent: Engine,
+        normal: Engine,
+        background: list[Callable[[], Coroutine[Any, Any, None]]],
+    ) -> None:
+        """Both classes run until stopped; the retrier and the domain's background work (e.g.
+        the stock window flusher) live exactly as long as they do."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(retrier.run)
+            for task in background:
+                tg.start_soon(task)
             async with anyio.create_task_group() as engines:
                 engines.start_soon(urgent.run)
                 engines.start_soon(normal.run)

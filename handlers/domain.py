@@ -1,0 +1,83 @@
+"""The domain of this build, assembled from settings: handlers per family and their helpers.
+
+A family gets a handler when its connector is configured; without one its events become
+``no_handler`` exceptions (explicit and retryable), never silently acknowledged. Connectors
+that need work beside the event stream (the stock window flusher) hand it back as background
+tasks for the worker to run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from config.settings import Settings, load_sku_map
+from handlers.connectors.b1 import b1_client_from_settings
+from handlers.connectors.b1_port import KEY_FIELD, B1Erp
+from handlers.connectors.spapi import spapi_client_from_settings
+from handlers.dispatch import DispatchHandler
+from handlers.erp import ErpPort
+from handlers.families import default_families
+from handlers.masterdata import MasterData
+from handlers.posting import StockPoster
+from handlers.router import DomainRouter
+from handlers.stock import StockHandler, StockMappings
+from worker.messages import Handler
+from worker.windows import WindowScheduler
+
+log = logging.getLogger("skuflow.domain")
+
+Background = Callable[[], Coroutine[Any, Any, None]]
+
+
+def spapi_configured(settings: Settings) -> bool:
+    sp = settings.spapi
+    return bool(sp.client_id and sp.client_secret and sp.refresh_token)
+
+
+def b1_configured(settings: Settings) -> bool:
+    return settings.b1.password is not None and bool(settings.b1.password.reveal())
+
+
+class Domain:
+    def __init__(self, router: DomainRouter, background: list[Background]) -> None:
+        self.router = router
+        self.background = background
+
+
+def build_domain(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    session: aiohttp.ClientSession,
+    *,
+    erp: ErpPort | None = None,
+) -> Domain:
+    handlers: dict[str, Handler] = {}
+    background: list[Background] = []
+    if spapi_configured(settings):
+        client = spapi_client_from_settings(settings.spapi, session)
+        handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
+    else:
+        log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
+    if erp is None and b1_configured(settings):
+        erp = B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD))
+    if erp is not None:
+        skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
+        mappings = StockMappings(skus, settings.mappings.warehouses)
+        handlers["stock.adjusted"] = StockHandler(pool, mappings, MasterData(erp))
+        poster = StockPoster(pool, erp, max_lines=settings.stock.window_max_lines)
+        scheduler = WindowScheduler(
+            groups=poster.warehouses_with_work,
+            size=poster.staged_count,
+            flush=poster.flush,
+            window_seconds=settings.stock.window_seconds,
+            max_items=settings.stock.window_max_lines,
+        )
+        background.append(scheduler.run)
+    else:
+        log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
+    return Domain(DomainRouter(default_families(handlers)), background)
