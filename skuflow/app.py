@@ -30,7 +30,7 @@ from handlers.domain import build_domain
 from handlers.erp import ErpPort
 from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
-from worker.errors import InfrastructureError
+from worker.errors import InfrastructureError, SkuflowError
 from worker.health import HealthServer
 from worker.kafka import build_consumer, build_producer
 from worker.messages import Router
@@ -44,6 +44,9 @@ log = logging.getLogger("skuflow.app")
 T = TypeVar("T")
 
 VERSION = "0.1.0"
+
+#: The event classes a worker process can run.
+CLASSES = frozenset({"urgent", "normal"})
 
 #: Each shutdown step (closing a Kafka client, the pool, the health server) gets this long.
 CLOSE_SECONDS = 10.0
@@ -107,7 +110,14 @@ class Worker:
         options: EngineOptions | None = None,
         urgent: EngineOptions | None = None,
         erp: ErpPort | None = None,
+        classes: frozenset[str] = CLASSES,
     ) -> None:
+        unknown = set(classes) - CLASSES
+        if unknown or not classes:
+            raise SkuflowError(f"classes must be a non-empty subset of {sorted(CLASSES)}")
+        #: Which classes this process runs: both (default), or one — e.g. the urgent class in
+        #: its own deployment, so no stock backlog shares its event loop.
+        self.classes = frozenset(classes)
         self.settings = settings
         self.router = router
         self.erp = erp
@@ -153,7 +163,7 @@ class Worker:
             self._ping_cache = (now, ok)
         if not ok:
             return False, "PostgreSQL unreachable"
-        if len(engines) < 2 or not all(e.joined for e in engines):
+        if len(engines) < len(self.classes) or not all(e.joined for e in engines):
             return False, "joining consumer groups"
         return True, "ready"
 
@@ -202,41 +212,40 @@ class Worker:
                     _started(build_producer(settings.kafka))
                 )
                 sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
-                urgent_consumer = await clients.enter_async_context(
-                    _started(build_consumer(settings.kafka, group=self.urgent_options.group))
-                )
-                consumer = await clients.enter_async_context(
-                    _started(build_consumer(settings.kafka, group=self.options.group))
-                )
-                self.urgent = Engine(
-                    urgent_consumer, router, sinks, self.urgent_options, metrics=self.metrics
-                )
-                self.engine = Engine(
-                    consumer,
-                    router,
-                    sinks,
-                    self.options,
-                    metrics=self.metrics,
-                    yield_to=self.urgent.pressure,
-                )
-                self.retrier = ParkedRetrier(
-                    self.pool, [_parked_target(e) for e in (self.urgent, self.engine)]
-                )
+                if "urgent" in self.classes:
+                    urgent_consumer = await clients.enter_async_context(
+                        _started(build_consumer(settings.kafka, group=self.urgent_options.group))
+                    )
+                    self.urgent = Engine(
+                        urgent_consumer, router, sinks, self.urgent_options, metrics=self.metrics
+                    )
+                if "normal" in self.classes:
+                    consumer = await clients.enter_async_context(
+                        _started(build_consumer(settings.kafka, group=self.options.group))
+                    )
+                    self.engine = Engine(
+                        consumer,
+                        router,
+                        sinks,
+                        self.options,
+                        metrics=self.metrics,
+                        yield_to=self.urgent.pressure if self.urgent is not None else None,
+                    )
+                self.retrier = ParkedRetrier(self.pool, [_parked_target(e) for e in self.engines])
                 if self._stop.is_set():
                     self.request_stop()
                 log.info(
                     "worker started",
                     extra={
-                        "topics": ",".join(self.options.topics),
-                        "urgent_topics": ",".join(self.urgent_options.topics),
-                        "group": self.options.group,
+                        "classes": ",".join(sorted(self.classes)),
+                        "topics": ",".join(t for e in self.engines for t in e.topics),
                         "health_port": self.health.port,
                     },
                 )
                 task_status.started()
-                await self._run_engines(
-                    self.urgent, self.engine, [self.retrier.run, *domain.background]
-                )
+                # The stock window flusher belongs to the normal class's processes.
+                extra = domain.background if self.engine is not None else []
+                await self._run_engines(self.engines, [self.retrier.run, *extra])
         finally:
             with anyio.move_on_after(CLOSE_SECONDS, shield=True) as closing:
                 if self.pool is not None:
@@ -249,19 +258,16 @@ class Worker:
             log.info("worker stopped")
 
     async def _run_engines(
-        self,
-        urgent: Engine,
-        normal: Engine,
-        background: list[Callable[[], Coroutine[Any, Any, None]]],
+        self, engines: list[Engine], background: list[Callable[[], Coroutine[Any, Any, None]]]
     ) -> None:
-        """Both classes run until stopped; the retrier and the domain's background work (e.g.
+        """The classes run until stopped; the retrier and the domain's background work (e.g.
         the stock window flusher) live exactly as long as they do."""
         async with anyio.create_task_group() as tg:
             for task in background:
                 tg.start_soon(task)
-            async with anyio.create_task_group() as engines:
-                engines.start_soon(urgent.run)
-                engines.start_soon(normal.run)
+            async with anyio.create_task_group() as running:
+                for engine in engines:
+                    running.start_soon(engine.run)
             tg.cancel_scope.cancel()
 
 

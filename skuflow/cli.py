@@ -18,7 +18,7 @@ import anyio
 import msgspec
 
 from config.settings import Settings, SettingsError, load_settings, load_sku_map, redacted_dict
-from skuflow.app import Worker, install_uvloop, run_until_signalled, tune_gc
+from skuflow.app import CLASSES, Worker, install_uvloop, run_until_signalled, tune_gc
 from worker.errors import SkuflowError
 from worker.logs import configure_logging
 
@@ -34,7 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skuflow", description=__doc__, parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("run", parents=[common], help="run the worker daemon")
+    run = commands.add_parser("run", parents=[common], help="run the worker daemon")
+    run.add_argument(
+        "--class",
+        dest="classes",
+        choices=("all", "urgent", "normal"),
+        default="all",
+        help="run both event classes (default), or only one: e.g. dispatch confirmations in "
+        "their own deployment, so no stock backlog shares their event loop",
+    )
 
     dev = commands.add_parser(
         "dev", parents=[common], help="embedded stack: broker, PostgreSQL, traffic, worker, view"
@@ -101,12 +109,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         tune_gc()
         uvloop = install_uvloop()
         backend_options = {"use_uvloop": True} if uvloop is not None else {}
+        classes = CLASSES if args.classes == "all" else frozenset({args.classes})
+        worker = Worker(settings, classes=classes)
         return int(
             anyio.run(
-                run_until_signalled,
-                Worker(settings),
-                backend="asyncio",
-                backend_options=backend_options,
+                run_until_signalled, worker, backend="asyncio", backend_options=backend_options
             )
         )
     if args.command == "dev":

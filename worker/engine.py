@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from anyio.abc import TaskStatus
@@ -37,6 +38,9 @@ from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics, Gauges
 
 log = logging.getLogger("skuflow.engine")
+
+#: Records admitted between two yields to the event loop.
+ADMIT_CHUNK = 256
 
 #: The final commit at shutdown gets this long, even when the run was cancelled.
 FINAL_COMMIT_SECONDS = 10.0
@@ -242,8 +246,12 @@ class Engine:
                 if part.revoked:
                     continue
                 self._metrics.consumed.add(len(records), {"messaging.destination.name": tp.topic})
-                for record in records:
+                for index, record in enumerate(records, 1):
                     self._admit(part, record)
+                    if not index % ADMIT_CHUNK:
+                        # A big fetch must not hold the loop: other classes' fetches, runners
+                        # and probes get a turn every chunk.
+                        await anyio.lowlevel.checkpoint()
 
     def _admit(self, part: PartitionState, record: Any) -> None:
         if not part.offsets.track(record.offset):

@@ -16,6 +16,7 @@ import anyio.to_thread
 import asyncpg
 import pytest
 
+from skuflow.app import Worker
 from skuflow.cli import main as cli
 from tests.support.recording import Recorder, TestEvent, encode
 from tests.support.stack import produce, running_worker, settings_for, wait_for
@@ -205,3 +206,32 @@ def test_a_blocked_event_loop_fails_the_liveness_probe_by_not_answering(
 
     anyio.run(main)
     assert outcomes == ["200", "timeout", "200"]
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_can_run_only_the_urgent_class_for_a_deployment_of_its_own(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, f"{topic}.dispatch", partitions=2)
+    settings = settings_for(kafka_bootstrap, database_url, group, topic)
+    recorder = Recorder()
+
+    async def main() -> tuple[list[str], int]:
+        worker = Worker(settings, router=recorder.router(), classes=frozenset({"urgent"}))
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await wait_for(lambda: bool(worker.engines) and worker.engines[0].joined, 30, "join")
+            await produce(kafka_bootstrap, f"{topic}.dispatch", [(b"O1", encode("O1", 0))])
+            await produce(kafka_bootstrap, topic, [(b"S1", encode("S1", 0))])
+            await wait_for(lambda: len(recorder.handled) == 1, 30, "the dispatch topic's event")
+            assert worker.health is not None
+            status = (await _get(worker.health.port, "/readyz"))[0]
+            topics = [t for e in worker.engines for t in e.topics]
+            worker.request_stop()
+        return topics, status
+
+    topics, ready = anyio.run(main)
+    assert topics == [f"{topic}.dispatch"]
+    assert ready == 200
+    assert [h[0] for h in recorder.handled] == ["O1"]
