@@ -1,5 +1,6 @@
 """``python -m bench`` (``make bench``): engine throughput and memory against plain aiokafka,
-and the urgent path's latency under a stock backlog, priority on against FIFO.
+and the urgent path's latency under a stock backlog: priority on (one process, and the two
+classes as two deployments) against FIFO.
 
 One run on the embedded stack; every contender reads the same topic, produced once at the start.
 Prints Markdown tables for the README. ``--quick`` runs the same cases on less data.
@@ -40,7 +41,7 @@ RSS_HANDLER_SECONDS = 0.05
 #: stream), an empty stock topic for the reference run, one dispatch topic per run.
 URGENT_BACKLOG_TOPIC = "bench.urgent-backlog"
 EMPTY_STOCK_TOPIC = "bench.stock-empty"
-URGENT_MODES: tuple[urgent.Mode, ...] = ("idle", "priority", "fifo")
+URGENT_MODES: tuple[urgent.Mode, ...] = ("idle", "priority", "split", "fifo")
 #: Simulated ERP I/O of the stock handler in the urgent case.
 URGENT_STOCK_SECONDS = 0.002
 #: The reference run (no backlog) needs no more than this many seconds of stream.
@@ -185,12 +186,12 @@ class Results(msgspec.Struct, frozen=True):
         ]
 
     def urgent_table(self, plan: Plan) -> list[str]:
-        idle, priority, fifo = self.urgent
-        ratio = fifo.percentile_ms(0.99) / priority.percentile_ms(0.99)
+        idle, priority, split, fifo = self.urgent
         backlog = f"{plan.urgent_backlog:,} backlog"
         return [
             "| urgent path: `dispatch.confirmed` at 20/s, produce→handler | events "
-            "| p50 ms | p95 ms | p99 ms | max ms | stock msg/s meanwhile | ratio / target |",
+            "| p50 ms | p95 ms | p99 ms | max ms | stock msg/s meanwhile | targets: p99 < 250 ms; "
+            "FIFO p99 / this p99 ≥ 100x |",
             "|---|---:|---:|---:|---:|---:|---:|---|",
             _latency_row(
                 "reference: urgent + normal engine, empty stock topic",
@@ -199,20 +200,37 @@ class Results(msgspec.Struct, frozen=True):
                 "the producer + broker + client floor",
             ),
             _latency_row(
-                "priority on: urgent engine (own group, EDF, "
+                "priority on, one process (`skuflow run`): urgent engine (own group, EDF, "
                 f"{Settings().dispatch.max_in_flight} runners) beside the normal engine "
                 f"(`yield_to`), {backlog}",
                 priority,
                 _stock_cell(priority),
-                f"p99 < 250 ms: {_check(priority.percentile_ms(0.99), 250, below=True)}",
+                _targets(priority, fifo),
+            ),
+            _latency_row(
+                "priority on, split deployment (`skuflow run --class urgent` + `--class normal`):"
+                " the urgent engine in a process of its own, the normal engine alone on the "
+                f"same {backlog}",
+                split,
+                _stock_cell(split),
+                _targets(split, fifo),
             ),
             _latency_row(
                 f"FIFO: one engine on both topics, FIFO lanes, no yield, same {backlog}",
                 fifo,
                 _stock_cell(fifo),
-                f"FIFO p99 / priority p99 = {ratio:,.1f}x (target ≥ 100x: {_check(ratio, 100)})",
+                "the baseline of both ratios",
             ),
         ]
+
+
+def _targets(run: UrgentRun, fifo: UrgentRun) -> str:
+    p99 = run.percentile_ms(0.99)
+    ratio = fifo.percentile_ms(0.99) / p99
+    return (
+        f"p99 < 250 ms: {_check(p99, 250, below=True)}; "
+        f"FIFO p99 / this p99 = {ratio:,.1f}x: {_check(ratio, 100)}"
+    )
 
 
 def _ms(value: float) -> str:
@@ -332,9 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         "rank over every event sent (never handled = infinitely late). Engines wired as "
         "`skuflow run` wires them (`urgent_options` / `engine_options`, one OTel SDK meter); "
         f"stock handler awaits {URGENT_STOCK_SECONDS * 1000:g} ms of simulated ERP I/O; the "
-        "priority and FIFO runs read the same backlog from its start with fresh groups; the "
-        f"stream starts {urgent.WARMUP_SECONDS:g} s after the backlog is being worked. Stock "
-        "msg/s: completions between the first and the last dispatch handled."
+        "priority, split and FIFO runs read the same backlog from its start with fresh groups; "
+        f"the stream starts {urgent.WARMUP_SECONDS:g} s after the backlog is being worked. "
+        "Split deployment: the urgent engine runs in a child process (`python -m bench.split`, "
+        "wired as `skuflow run --class urgent`, reporting its latencies as JSON), the normal "
+        "engine in the benchmark process without `yield_to` (as `--class normal`); the same "
+        "host's cores are shared by both, the producer and the broker. Stock msg/s: "
+        "completions between the first and the last dispatch handled."
     )
     print(
         f"Machine: nproc={os.cpu_count()}, {_cpu_model()}, Python {platform.python_version()}, "

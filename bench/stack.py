@@ -17,7 +17,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
-from config.settings import EngineSettings, KafkaSettings
+from config.settings import EngineSettings, KafkaSettings, Settings, TopicsSettings
 from devstack.kafka import KafkaBroker
 from devstack.postgres import EmbeddedPostgres, create_database
 from handlers.families import default_families
@@ -73,6 +73,17 @@ def kafka_settings(stack: Stack) -> KafkaSettings:
 
 def fresh_group(name: str) -> str:
     return f"bench-{name}-{time.time_ns()}"
+
+
+def worker_settings(stack: Stack, group: str, *, stock_topic: str, dispatch_topic: str) -> Settings:
+    """``Settings`` as a worker of the urgent benchmark has them: ``group`` is ``kafka.group``
+    (the normal class's group; the urgent class's is derived from it, as in ``skuflow run``)."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap=stack.bootstrap, group=group, client_id="bench"),
+        topics=TopicsSettings(
+            stock=stock_topic, dispatch=dispatch_topic, dead_letter="bench.dead-letter"
+        ),
+    )
 
 
 def worker_metrics() -> EngineMetrics:

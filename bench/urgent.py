@@ -1,7 +1,7 @@
 """The urgent path under a stock backlog: produce→handler latency of dispatch confirmations.
 
-Three runs, one after the other, each with fresh consumer groups and a dispatch topic of its
-own; the two compared ones read the same stock backlog from its beginning:
+Four runs, one after the other, each with fresh consumer groups and a dispatch topic of its
+own; the three compared ones read the same stock backlog from its beginning:
 
 - **idle** (reference): the priority wiring below on an empty stock topic: the floor set by the
   producer, the broker and the consumer client.
@@ -9,6 +9,10 @@ own; the two compared ones read the same stock backlog from its beginning:
   (``urgent_options`` / ``engine_options``): the urgent engine on the dispatch topic (its own
   group, its own 32 runners, earliest deadline first) and the normal engine on the stock
   backlog with ``yield_to=urgent.pressure``.
+- **split**: the two classes as two deployments (``skuflow run --class normal`` and
+  ``--class urgent``): the normal engine alone in this process on the stock backlog (nothing to
+  yield to, as ``Worker`` wires it without an urgent class), the urgent engine in a process of
+  its own (:mod:`bench.split`), which reports its latencies as JSON when the stream is over.
 - **fifo**: the same engine class without priority: ONE engine consuming both topics with a
   FIFO ready queue and no yield, so dispatch events queue behind the backlog in the same lanes
   and runners.
@@ -25,6 +29,7 @@ and no rate limit.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import sys
@@ -40,8 +45,15 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from bench.cases import Measurement
-from bench.stack import Stack, fresh_group, outcome_sinks, started_consumer, worker_metrics
-from config.settings import KafkaSettings, Settings, TopicsSettings
+from bench.split import Report, Spec, UrgentProcess
+from bench.stack import (
+    Stack,
+    fresh_group,
+    outcome_sinks,
+    started_consumer,
+    worker_metrics,
+    worker_settings,
+)
 from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
 from handlers.families import default_families
 from handlers.router import DomainRouter
@@ -50,7 +62,7 @@ from worker.engine import Engine
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome
 
-Mode = Literal["idle", "priority", "fifo"]
+Mode = Literal["idle", "priority", "split", "fifo"]
 
 _REPO = Path(__file__).resolve().parents[1]
 #: Dispatch confirmations per second (the issue's example: 20/s for 60 s).
@@ -59,6 +71,8 @@ RATE = 20.0
 WARMUP_SECONDS = 3.0
 #: How long the last dispatch events may take to arrive after the stream ended.
 SETTLE_SECONDS = 30.0
+#: How often the split run samples the stock progress of its normal engine.
+SAMPLE_SECONDS = 0.05
 _CARRIERS = (("Royal Mail", "Tracked 24"), ("DPD", "Next Day"), ("Evri", "Standard"))
 _MARKETPLACES = ("A1F83G8C2ARO7P", "A1PA6795UKMFR9", "A13V1IB3VIYZZH")
 
@@ -98,7 +112,8 @@ class UrgentRun(msgspec.Struct, frozen=True):
 
 
 class Marks:
-    """Dispatch latencies, and stock progress at the first and last dispatch handled."""
+    """Dispatch latencies, and stock progress (``time.time()``, stock events completed) at the
+    first and last dispatch handled."""
 
     def __init__(self, expected: int, stock_count: Callable[[], int]) -> None:
         self.expected = expected
@@ -107,14 +122,36 @@ class Marks:
         self._stock_count = stock_count
         self.first: tuple[float, int] = (0.0, 0)
         self.last: tuple[float, int] = (0.0, 0)
+        self.samples: list[tuple[float, int]] = []  # split run: the stock progress over time
 
     def handled(self, produced_at: float) -> None:
-        self.latencies.append(time.time() - produced_at)
-        self.last = (time.perf_counter(), self._stock_count())
+        now = time.time()
+        self.latencies.append(now - produced_at)
+        self.last = (now, self._stock_count())
         if len(self.latencies) == 1:
             self.first = self.last
         if len(self.latencies) >= self.expected:
             self.all_handled.set()
+
+    async def sample(self) -> None:
+        """Record the stock progress every :data:`SAMPLE_SECONDS` (until cancelled)."""
+        while True:
+            self.samples.append((time.time(), self._stock_count()))
+            await anyio.sleep(SAMPLE_SECONDS)
+
+    def adopt(self, report: Report) -> None:
+        """Take the latencies of the urgent process, and the stock progress sampled here when
+        it handled its first and last event (the last sample at or before each)."""
+        self.latencies = report.latencies
+        if not report.latencies:
+            return
+        self.samples.append((time.time(), self._stock_count()))
+        times = [at for at, _ in self.samples]
+
+        def stock_at(at: float) -> tuple[float, int]:
+            return at, self.samples[max(0, bisect.bisect_right(times, at) - 1)][1]
+
+        self.first, self.last = stock_at(report.first_at), stock_at(report.last_at)
 
     def stock(self) -> Measurement:
         (t0, n0), (t1, n1) = self.first, self.last
@@ -151,13 +188,11 @@ async def urgent_run(
         marks.handled(event.occurred_at.timestamp())
         return DONE  # no SP-API call: no simulator latency, no rate limit
 
-    settings = Settings(
-        kafka=KafkaSettings(
-            bootstrap=stack.bootstrap, group=fresh_group(f"urgent-{mode}"), client_id="bench"
-        ),
-        topics=TopicsSettings(
-            stock=stock_topic, dispatch=dispatch_topic, dead_letter="bench.dead-letter"
-        ),
+    settings = worker_settings(
+        stack,
+        fresh_group(f"urgent-{mode}"),
+        stock_topic=stock_topic,
+        dispatch_topic=dispatch_topic,
     )
     router = DomainRouter(
         default_families({"stock.adjusted": stock, "dispatch.confirmed": dispatch})
@@ -166,7 +201,18 @@ async def urgent_run(
     normal = engine_options(settings)
     stock_working = stock_started if backlog else None
     async with outcome_sinks(stack, settings.topics.dead_letter) as sinks:
-        if mode != "fifo":
+        if mode == "split":
+            # The normal deployment here; the urgent one, in its own process, joins first.
+            spec = Spec(stack, settings.kafka.group, stock_topic, dispatch_topic, marks.expected)
+            async with (
+                UrgentProcess(spec) as urgent_process,
+                started_consumer(stack, normal.group) as consumer,
+            ):
+                with anyio.fail_after(60):
+                    await urgent_process.ready()
+                engines = [Engine(consumer, router, sinks, normal, metrics=metrics)]
+                await _measure(stack, engines, stock_working, marks, dispatch_topic, urgent_process)
+        elif mode != "fifo":
             urgent = urgent_options(settings)
             async with (
                 started_consumer(stack, urgent.group) as urgent_consumer,
@@ -198,10 +244,21 @@ async def _measure(
     stock_started: anyio.Event | None,
     marks: Marks,
     dispatch_topic: str,
+    urgent_process: UrgentProcess | None = None,
 ) -> None:
+    """Run ``engines``, send the stream, wait for it to be handled (here, or by
+    ``urgent_process``: then its report is adopted into ``marks``)."""
     async with anyio.create_task_group() as tg:
         for engine in engines:
             tg.start_soon(engine.run)
+        sampling = anyio.CancelScope()
+        if urgent_process is not None:
+
+            async def sample() -> None:
+                with sampling:
+                    await marks.sample()
+
+            tg.start_soon(sample)
         with anyio.fail_after(60):
             while not all(e.joined for e in engines):  # noqa: ASYNC110  # join, not timed
                 await anyio.sleep(0.05)
@@ -219,8 +276,12 @@ async def _measure(
         sent = int(done.stdout.decode().split()[-1])
         if sent != marks.expected:
             raise RuntimeError(f"the producer sent {sent} of {marks.expected} events")
-        with anyio.move_on_after(SETTLE_SECONDS):
-            await marks.all_handled.wait()
+        if urgent_process is not None:
+            marks.adopt(await urgent_process.report(SETTLE_SECONDS))
+        else:
+            with anyio.move_on_after(SETTLE_SECONDS):
+                await marks.all_handled.wait()
+        sampling.cancel()
         for engine in engines:
             engine.request_stop()
 
