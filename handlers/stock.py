@@ -5,8 +5,9 @@ stock is prevented: an unmapped SKU or location, an unknown, inactive, frozen or
 item, a missing batch or serial for a managed item, an unknown warehouse. Each becomes an
 exception record with a precise kind and reason (``skuflow exceptions retry`` re-validates
 once the master data is fixed). A valid movement is staged in ``skuflow_stock_lines`` (unique
-on ``event_id``, so a redelivery changes nothing) and only then is the handler ``Done``: the
-offset may commit, and the window flusher posts it in a summarised ERP document.
+on ``event_id``, so a redelivery changes nothing — unless the ERP had rejected it, in which
+case the retried movement is staged again) and only then is the handler ``Done``: the offset
+may commit, and the window flusher posts it in a summarised ERP document.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ class StockHandler:
                   serial_numbers, reason, source, source_ref, occurred_at, topic, partition,
                   "offset", key, payload)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-               ON CONFLICT (event_id) DO NOTHING""",
+               ON CONFLICT (event_id) DO UPDATE SET
+                 -- a movement the ERP rejected comes back (``exceptions retry``): stage it again
+                 item_code = EXCLUDED.item_code, warehouse_code = EXCLUDED.warehouse_code,
+                 quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
+                 serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
+                 posting_id = NULL, line_no = NULL, staged_at = now()
+               WHERE skuflow_stock_lines.state = 'rejected'""",
             event.event_id,
             event.sku,
             event.warehouse,

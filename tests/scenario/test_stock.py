@@ -19,12 +19,14 @@ import anyio
 import asyncpg
 import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
 from devstack.b1_sim import B1Simulator
 from handlers.events import StockAdjusted
 from skuflow.app import Worker
 from tests.support.stack import produce, settings_for, wait_for
+from worker.exceptions import ExceptionStore, republish
 
 pytestmark = [pytest.mark.scenario]
 
@@ -222,4 +224,49 @@ def test_one_bad_line_does_not_hold_back_the_rest_of_its_document(
     for warehouse in WAREHOUSES.values():
         expected.pop((frozen, warehouse), None)  # nothing of the frozen item was posted
     stack.assert_stock(expected)
+    stack.assert_no_duplicate_documents()
+
+
+@pytest.mark.timeout(180)
+def test_a_rejected_movement_is_posted_after_the_item_is_fixed_and_the_exception_retried(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+) -> None:
+    settings = _settings(kafka_bootstrap, database_url, unique)
+    create_topics(settings.topics.stock, settings.topics.dispatch, settings.topics.dead_letter)
+    item = ITEMS[7]
+    records = [adjustment(1, item, "LOC-01", -4)]
+
+    async def main() -> tuple[Stack, list[str]]:
+        async with stock_stack(settings, window_seconds=4.0) as stack:
+            await produce(kafka_bootstrap, settings.topics.stock, records)
+            with anyio.fail_after(30):
+                while not await stack.pool.fetchval("SELECT count(*) FROM skuflow_stock_lines"):
+                    await anyio.sleep(0.05)
+            stack.sim.update_item(item, frozen=True)
+            await _until_settled(stack, 1)
+            exception_id = await stack.pool.fetchval("SELECT id FROM skuflow_exceptions")
+            stack.sim.update_item(item, frozen=False)  # the ERP's master data is fixed
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            await producer.start()
+            try:
+                await republish(ExceptionStore(stack.pool), producer, [int(exception_id)])
+            finally:
+                await producer.stop()
+            with anyio.fail_after(60):
+                while stack.sim.stock(item, "01") != OPENING - 4:
+                    await anyio.sleep(0.1)
+            with anyio.fail_after(10):
+                while (
+                    status := await stack.pool.fetchval(
+                        "SELECT status FROM skuflow_exceptions WHERE id = $1", exception_id
+                    )
+                ) != "resolved":
+                    await anyio.sleep(0.1)
+            return stack, [status]
+
+    stack, statuses = anyio.run(main)
+    assert statuses == ["resolved"]
     stack.assert_no_duplicate_documents()
