@@ -228,10 +228,13 @@ class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class StockSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     window_seconds: float = 60.0
     window_max_lines: int = 500
+    #: A posting refused as locked / unavailable waits 1 s, then doubling (jittered) up to this.
+    retry_max_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         _positive("stock.window_seconds", self.window_seconds)
         _at_least("stock.window_max_lines", self.window_max_lines, 1)
+        _at_least("stock.retry_max_seconds", self.retry_max_seconds, 1)
 
 
 class DispatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -37,6 +37,7 @@ import msgspec
 from aiohttp import web
 
 from devstack import b1_model as model
+from devstack.httpsim import LocalServer
 
 PREFIX = "/b1s/v1"
 VERSION = "1000190"  # a 10.0 release, in the form Service Layer reports it
@@ -89,7 +90,6 @@ class B1Simulator:
         self.logins = 0
         self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
         self.documents: list[model.SimDocument] = []  # every posted document, in posting order
-        self._runner: web.AppRunner | None = None
         self.url = ""
         app = web.Application(middlewares=[self._gateway])
         app.router.add_post(f"{PREFIX}/Login", self._login, name="Login")
@@ -102,20 +102,13 @@ class B1Simulator:
         app.router.add_get("/_sim/{record:requests|documents|stock|faults}", self._inspect)
         app.router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
         app.router.add_post("/_sim/expire-sessions", self._post_expire, name="sim.expire")
-        self._app = app
+        self._server = LocalServer(app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self.url = f"http://{bound_host}:{bound_port}{PREFIX}"
+        self.url = await self._server.start(host, port) + PREFIX
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     # --- master data and stock ---
 

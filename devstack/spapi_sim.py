@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
+from devstack.httpsim import LocalServer
 from devstack.spapi_model import BAD_CARRIER as BAD_CARRIER
 from devstack.spapi_model import BAD_ITEM as BAD_ITEM
 from devstack.spapi_model import BAD_REFERENCE as BAD_REFERENCE
@@ -120,7 +121,6 @@ class SpApiSimulator:
         self._buckets = self._new_buckets()
         self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
         self.confirmations: list[Confirmation] = []  # every accepted confirmShipment
-        self._runner: web.AppRunner | None = None
         self.endpoint = ""
         app = web.Application(middlewares=[self._gateway])
         order = "/orders/v0/orders/{orderId}"
@@ -132,20 +132,13 @@ class SpApiSimulator:
             "/_sim/{record:requests|confirmations|faults}", self._inspect, name="sim"
         )
         app.router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
-        self._app = app
+        self._server = LocalServer(app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self.endpoint = f"http://{bound_host}:{bound_port}"
+        self.endpoint = await self._server.start(host, port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     @property
     def lwa_endpoint(self) -> str:

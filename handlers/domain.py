@@ -26,6 +26,7 @@ from handlers.masterdata import MasterData
 from handlers.posting import StockPoster
 from handlers.router import DomainRouter
 from handlers.stock import StockHandler, StockMappings
+from worker.backoff import Backoff
 from worker.messages import Handler
 from worker.windows import WindowScheduler
 
@@ -69,7 +70,12 @@ def build_domain(
         skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
         mappings = StockMappings(skus, settings.mappings.warehouses)
         handlers["stock.adjusted"] = StockHandler(pool, mappings, MasterData(erp))
-        poster = StockPoster(pool, erp, max_lines=settings.stock.window_max_lines)
+        poster = StockPoster(
+            pool,
+            erp,
+            max_lines=settings.stock.window_max_lines,
+            backoff=Backoff(1.0, settings.stock.retry_max_seconds, 2.0),
+        )
         scheduler = WindowScheduler(
             groups=poster.warehouses_with_work,
             size=poster.staged_count,

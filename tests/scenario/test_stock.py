@@ -108,7 +108,9 @@ async def stock_stack(
         settings,
         b1=B1Settings(url=sim.url, password=Secret("b1-secret"), timeout_seconds=timeout),
         mappings=MappingsSettings(warehouses=WAREHOUSES),
-        stock=StockSettings(window_seconds=window_seconds, window_max_lines=200),
+        stock=StockSettings(
+            window_seconds=window_seconds, window_max_lines=200, retry_max_seconds=4.0
+        ),
     )
     worker = Worker(settings)
     try:
