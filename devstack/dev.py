@@ -2,8 +2,10 @@
 
 Startup is synchronous and printed step by step: the broker (Apache Kafka on the JDK, Tansu
 without one) and an embedded PostgreSQL under ``<cache>/dev/<pid>/``. In the event loop the
-Amazon SP-API simulator starts first (``[spapi]`` points at it: the real dispatch handler runs),
-then one anyio task group runs the sample producer (it registers each order with the simulator
+Amazon SP-API simulator and the SAP B1 Service Layer simulator start first (``[spapi]`` and
+``[b1]`` point at them: the real dispatch and stock handlers run; every SKU of the sample
+catalogue is an item in the warehouses ``01``..``03`` that ``LOC-01``..``LOC-03`` map to), then
+one anyio task group runs the sample producer (it registers each order with the simulator
 before sending its dispatch), the :class:`~skuflow.app.Worker` and the view (a status line every
 5 s with ``--no-view``; both in :mod:`devstack.view`). The first Ctrl-C/SIGTERM (or
 ``--duration``) stops the traffic and drains the worker; a second one exits at once. Broker and
@@ -31,19 +33,21 @@ from aiokafka.errors import KafkaError
 from msgspec.structs import replace
 from rich.console import Console
 
-from config.settings import Secret, Settings
+from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
+from devstack.b1_sim import B1Simulator
 from devstack.kafka import KAFKA_VERSION, TANSU_LIMITS, KafkaBroker, TansuBroker, start_broker
 from devstack.postgres import EmbeddedPostgres, create_database
 from devstack.spapi_sim import USAGE_PLANS, SpApiSimulator
 from devstack.traffic import (
+    BATCH_LOTS,
     DISPATCH_SHARE,
     WAREHOUSES,
+    SampleEvents,
     SampleOrder,
     TrafficStats,
     produce_sample_traffic,
 )
 from devstack.view import (
-    NOTE,
     DevStats,
     Snapshot,
     configure_logging,
@@ -53,13 +57,17 @@ from devstack.view import (
 from skuflow.app import Worker, install_uvloop
 from worker.errors import SkuflowError
 
-__all__ = ["NOTE", "run_dev"]
+__all__ = ["run_dev"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 Say = Callable[[str], None]
 Broker = KafkaBroker | TansuBroker
 #: The dev app's LWA credentials: only the in-process simulator knows them.
 _LWA = ("amzn1.application-oa2-client.skuflow-dev", "skuflow-dev-secret", "Atzr|skuflow-dev")
+_B1 = ("SBODEMO", "manager", "skuflow-dev-b1-password")  # the B1 simulator's company, login
+#: ERP warehouse per location; opening stock per warehouse (serials: per serial-managed item).
+_ERP_WAREHOUSES = {location: f"{n:02d}" for n, location in enumerate(WAREHOUSES, 1)}
+_OPENING, _OPENING_SERIALS, _DEV_WINDOW_SECONDS = 10_000, 2_000, 5.0
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -104,15 +112,22 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         async def main() -> int:
             step, (client_id, secret, token) = time.monotonic(), _LWA
             sim = SpApiSimulator(client_id=client_id, client_secret=secret, refresh_token=token)
-            await sim.start()  # before the worker: its dispatch handler calls the simulator
+            company, user, password = _B1
+            b1 = B1Simulator(company, user, password)
+            await sim.start()  # before the worker: its handlers call the simulators
             try:
                 say(f"  sp-api      {_took(step)}: Amazon SP-API simulator at {sim.endpoint}")
-                app = _DevApp(dev, sim, say, rate=rate, skus=skus, duration=duration)
+                step = time.monotonic()
+                await b1.start()
+                app = _DevApp(dev, sim, b1, say, rate=rate, skus=skus, duration=duration)
+                say(f"  sap b1      {_took(step)}: Service Layer simulator at {b1.url}")
                 app.stats.throttle = throttle  # counts what the stderr log handler held back
                 app.facts = {**facts, "logs": logs, "amazon": f"simulator at {sim.endpoint}"}
+                app.facts["erp"] = f"SAP B1 simulator at {b1.url}"
                 return await app.run(console if view else None, began)
             finally:
                 with anyio.CancelScope(shield=True):
+                    await b1.stop()
                     await sim.stop()
 
         options = {"use_uvloop": True} if install_uvloop() is not None else {}
@@ -141,20 +156,25 @@ class _DevApp:
         self,
         settings: Settings,
         sim: SpApiSimulator,
+        b1: B1Simulator,
         say: Say,
         *,
         rate: float,
         skus: int,
         duration: float | None,
     ) -> None:
-        self.settings, self.sim, self.say = _with_simulator(settings, sim), sim, say
+        self.settings, self.sim, self.say = _with_simulators(settings, sim, b1.url), sim, say
         self.rate, self.skus, self.duration = rate, skus, duration
         # Like a real seller's, the dispatches stay within the confirmShipment rate, with room
         self.plan = min(USAGE_PLANS["confirmShipment"][0], settings.spapi.rate_per_second)
         self.share = min(DISPATCH_SHARE, 0.75 * self.plan / rate)
+        self.events = SampleEvents(
+            skus, run=os.urandom(3).hex(), dispatch_share=self.share, on_order=self._register
+        )
+        _seed_erp(b1, self.events)
         self.worker = Worker(self.settings)
         self.traffic = TrafficStats()
-        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim)
+        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim, b1)
         self.facts: dict[str, str] = {}
         self.state = "starting"
         self.view = False
@@ -168,7 +188,11 @@ class _DevApp:
             f"  dispatches  {self.share * rate:.3g}/s of them: within 3/4 of the "
             f"{self.plan:g}/s confirmShipment rate (Amazon's usage plan)"
         )
-        self.say(f"  note        {NOTE}")
+        self.say(
+            f"  stock       windows of {self.settings.stock.window_seconds:g}s; "
+            f"{', '.join(f'{k}→{v}' for k, v in _ERP_WAREHOUSES.items())}; "
+            f"{len(self.events.skus)} items, ~1% ghost stock (unknown SKU, LOC-99)"
+        )
         topics, step = self.settings.topics, time.monotonic()
         wanted = {topics.stock: 6, topics.dispatch: 6, topics.dead_letter: 1}
         await _create_topics(self.settings.kafka.bootstrap, wanted, self.settings.kafka.group)
@@ -235,8 +259,7 @@ class _DevApp:
                 rate=self.rate,
                 skus=self.skus,
                 stats=self.traffic,
-                dispatch_share=self.share,
-                on_order=self._register,
+                events=self.events,
             )
 
     def _register(self, order: SampleOrder) -> None:
@@ -319,8 +342,35 @@ def _dev_settings(
     )
 
 
-def _with_simulator(settings: Settings, sim: SpApiSimulator) -> Settings:
-    """``settings`` with ``[spapi]`` pointed at the simulator: the real dispatch handler runs."""
+def _seed_erp(b1: B1Simulator, events: SampleEvents) -> None:
+    """Every catalogue SKU an item with plenty of stock (exits never go negative) in every
+    warehouse; batch-managed ones in every lot, serial-managed ones with opening serials; no
+    lock windows (the worker serialises postings per item anyway)."""
+    b1.set_faults(conflict_window_ms=0)
+    codes = list(_ERP_WAREHOUSES.values())
+    for code in codes:
+        b1.add_warehouse(code)
+    for sku in events.skus:
+        if sku in events.batch_skus:
+            b1.add_item(sku, batches=True)
+            for code in codes:
+                for lot in BATCH_LOTS:
+                    b1.add_batch(sku, code, lot, _OPENING // len(BATCH_LOTS))
+        elif sku in events.serial_skus:
+            b1.add_item(sku, serials=True, stock=dict.fromkeys(codes, _OPENING_SERIALS))
+        else:
+            b1.add_item(sku, stock=dict.fromkeys(codes, _OPENING))
+
+
+def _with_simulators(settings: Settings, sim: SpApiSimulator, b1_url: str) -> Settings:
+    """``settings`` with ``[spapi]`` and ``[b1]`` pointed at the simulators (the real handlers
+    run), the dev warehouse mapping, and 5 s stock windows unless ``stock.window_seconds`` is set.
+    """
+    company, user, password = _B1
+    b1 = B1Settings(url=b1_url, company=company, user=user, password=Secret(password))
+    window = settings.stock.window_seconds
+    if window == StockSettings().window_seconds:
+        window = _DEV_WINDOW_SECONDS
     client_id, secret, token = _LWA
     spapi = replace(
         settings.spapi,
@@ -330,7 +380,13 @@ def _with_simulator(settings: Settings, sim: SpApiSimulator) -> Settings:
         client_secret=Secret(secret),
         refresh_token=Secret(token),
     )
-    return replace(settings, spapi=spapi)
+    return replace(
+        settings,
+        spapi=spapi,
+        b1=b1,
+        mappings=MappingsSettings(warehouses=_ERP_WAREHOUSES),
+        stock=replace(settings.stock, window_seconds=window),
+    )
 
 
 async def _create_topics(bootstrap: str, topics: dict[str, int], group: str) -> None:

@@ -2,7 +2,8 @@
 
 :class:`SampleEvents` makes the payloads (pure, seeded): mostly ``stock.adjusted`` keyed by SKU,
 some ``dispatch.confirmed`` keyed by Amazon order id, and about 1% bad input (broken JSON, a
-missing field, an unknown type) so the exception path shows. Each dispatch's order goes to an
+missing field, an unknown type) so the exception path shows; ~1% of stock events are ghost stock
+(an SKU the ERP lacks, or the unmapped location ``LOC-99``). Each dispatch's order goes to an
 ``on_order`` hook before the event exists; ~2% are due within 2 h, ~0.5% are late, ~1% name an
 order item their order lacks. :func:`produce_sample_traffic` sends them with a token bucket and
 a bounded number of unacknowledged sends until cancelled.
@@ -30,7 +31,10 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 __all__ = [
+    "BATCH_LOTS",
     "DISPATCH_SHARE",
+    "GHOST_SHARE",
+    "UNMAPPED_LOCATION",
     "WAREHOUSES",
     "OnOrder",
     "Sample",
@@ -41,6 +45,9 @@ __all__ = [
 ]
 
 WAREHOUSES = ("LOC-01", "LOC-02", "LOC-03")
+UNMAPPED_LOCATION = "LOC-99"  # a location no ERP warehouse is mapped to
+BATCH_LOTS = tuple(f"LOT-{n:03d}" for n in range(1, 41))  # the lots of batch-managed SKUs
+GHOST_SHARE = 0.01  # of stock events: half name an SKU not in the ERP, half LOC-99
 _REASONS = ("count", "damaged", "found", "receipt", "issue")
 _REASON_WEIGHTS = (25, 12, 8, 25, 30)
 _MARKETPLACES = ("A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1PA6795UKMFR9")
@@ -111,8 +118,10 @@ def _digits(rng: random.Random, count: int) -> str:
 class SampleEvents:
     """Deterministic (per ``seed``) payloads over a catalogue of ``skus`` SKUs.
 
-    Popularity is Zipf-like, so a few SKUs are hot; ~5% of SKUs are batch-managed, ~3% are
-    serial-managed and ~5% are sold by weight (decimal quantities as decimal strings).
+    Popularity is Zipf-like, so a few SKUs are hot; ~5% of SKUs are batch-managed (``batch_skus``,
+    lots from :data:`BATCH_LOTS`), ~3% are serial-managed (``serial_skus``: receipts bring new
+    serials, exits take ``<sku>-S0``, ``<sku>-S1``, ... per location, the opening serials
+    ``skuflow dev`` books) and ~5% are sold by weight (decimal quantities as decimal strings).
     ``dispatch_share`` of the events are dispatches; ``on_order`` sees the order of each one
     before :meth:`next` returns it.
     """
@@ -125,12 +134,15 @@ class SampleEvents:
         run: str = "r0",
         dispatch_share: float = DISPATCH_SHARE,
         on_order: OnOrder | None = None,
+        ghost_share: float = GHOST_SHARE,
     ) -> None:
         if skus < 1:
             raise ValueError("skus must be >= 1")
         if not 0 <= dispatch_share <= 0.99:
             raise ValueError("dispatch_share must be within [0, 0.99]")
         self._dispatch_share, self._on_order = dispatch_share, on_order
+        self._ghost_share = ghost_share
+        self._issued: Counter[tuple[str, str]] = Counter()  # opening serials taken per place
         self._rng = random.Random(seed)
         self._run = run
         self._seq = itertools.count(1)
@@ -141,8 +153,8 @@ class SampleEvents:
         self.skus = sorted(catalogue)
         self._rng.shuffle(self.skus)
         self._cumulative = list(itertools.accumulate((rank + 1) ** -0.8 for rank in range(skus)))
-        self._batch = set(self.skus[::20])
-        self._serial = set(self.skus[7::33])
+        self.serial_skus = frozenset(self.skus[7::33])
+        self.batch_skus = frozenset(self.skus[::20]) - self.serial_skus
         self._by_weight = set(self.skus[3::20])
 
     def _sku(self) -> str:
@@ -163,7 +175,12 @@ class SampleEvents:
 
     def _stock(self, now: datetime) -> tuple[str, dict[str, Any]]:
         rng, n = self._rng, next(self._seq)
-        sku = self._sku()
+        sku, location = self._sku(), rng.choice(WAREHOUSES)
+        ghost = rng.random() < self._ghost_share
+        if ghost and rng.random() < 0.5:
+            sku = f"GHOST-{rng.randrange(1, 10):04d}"
+        elif ghost:
+            location = UNMAPPED_LOCATION
         reason = rng.choices(_REASONS, _REASON_WEIGHTS)[0]
         units = {
             "count": rng.choice((-1, 1)) * rng.randint(1, 5),
@@ -174,14 +191,14 @@ class SampleEvents:
         }[reason]
         quantity: int | Decimal = units
         serials: list[str] = []
-        if sku in self._serial:
+        if sku in self.serial_skus:
             quantity = max(-2, min(2, units))
-            serials = [f"SN{_digits(rng, 10)}" for _ in range(abs(quantity))]
+            serials = [self._serial(rng, sku, location, quantity) for _ in range(abs(quantity))]
         elif sku in self._by_weight:
             quantity = Decimal(units) * Decimal(rng.choice(("0.25", "0.5", "1.125", "2.75")))
         batch = None
-        if sku in self._batch:
-            batch = f"B{now:%y%m}-{rng.randint(1, 40):03d}"
+        if sku in self.batch_skus:
+            batch = rng.choice(BATCH_LOTS)
         occurred = now - timedelta(seconds=rng.uniform(0, 3))
         return sku, {
             "type": "stock.adjusted",
@@ -190,12 +207,19 @@ class SampleEvents:
             "source": "ims",
             "source_ref": f"IMS-ADJ-{100_000 + n}",
             "sku": sku,
-            "warehouse": rng.choice(WAREHOUSES),
+            "warehouse": location,
             "quantity": quantity,
             "reason": reason,
             "batch_number": batch,
             "serial_numbers": serials,
         }
+
+    def _serial(self, rng: random.Random, sku: str, location: str, quantity: int) -> str:
+        """A new serial for a receipt; for an exit the location's next opening serial."""
+        if quantity > 0:
+            return f"SN{_digits(rng, 10)}"
+        self._issued[sku, location] += 1
+        return f"{sku}-S{self._issued[sku, location] - 1}"
 
     def _dispatch(self, now: datetime) -> tuple[SampleOrder, dict[str, Any]]:
         rng, n = self._rng, next(self._seq)
@@ -292,17 +316,20 @@ async def produce_sample_traffic(
     max_pending: int = 1000,
     dispatch_share: float = DISPATCH_SHARE,
     on_order: OnOrder | None = None,
+    events: SampleEvents | None = None,
 ) -> None:
     """Produce sample events at ``rate`` a second until cancelled (or ``limit`` were sent).
 
-    ``on_order`` is called with the order of every dispatch before that dispatch is sent.
+    ``on_order`` is called with the order of every dispatch before that dispatch is sent;
+    ``events`` (made by the caller, e.g. to seed the ERP with its catalogue) replaces ``skus``,
+    ``seed``, ``dispatch_share`` and ``on_order``.
     At most ``max_pending`` sends are unacknowledged at a time; when the broker falls behind
     the rate drops instead of memory growing. On cancellation pending sends get a few seconds.
     """
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError("rate must be a finite number > 0")
     stats = stats if stats is not None else TrafficStats()
-    events = SampleEvents(
+    events = events or SampleEvents(
         skus, seed=seed, run=secrets.token_hex(3), dispatch_share=dispatch_share, on_order=on_order
     )
     topics = {"stock": stock_topic, "dispatch": dispatch_topic}

@@ -2,7 +2,8 @@
 
 :class:`DevStats` gathers the numbers (engine counters, rates over the last ~5 s, consumer lag,
 exception records by kind, the dispatch flow: Amazon's answers as the SP-API simulator recorded
-them, the shipment ledger, parked events, deadline slack) and freezes them into a
+them, the shipment ledger, parked events, deadline slack; the stock flow: staged lines by
+state, postings by status, documents at the SAP B1 simulator) and freezes them into a
 :class:`Snapshot`. :func:`render` turns one
 into the rich panel (redrawn every 0.5 s by :func:`live_view`), :func:`status_line` into the
 ``--no-view`` line (printed every 5 s by :func:`status_lines`). With the panel on screen the
@@ -30,13 +31,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.settings import Settings
+from devstack.b1_sim import B1Simulator
 from devstack.spapi_sim import SpApiSimulator
 from devstack.traffic import TrafficStats
 from skuflow.app import Worker
 from worker.logs import ConsoleFormatter
 
 __all__ = [
-    "NOTE",
     "DevStats",
     "Snapshot",
     "Throttle",
@@ -56,10 +57,13 @@ _NUMBERS_SQL = """
                     ORDER BY confirmed_at DESC LIMIT 50)
     SELECT (SELECT count(*) FROM skuflow_parked) AS parked, min(h) AS low,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY h) AS median FROM recent"""
+_LINES_SQL = "SELECT state AS kind, count(*) AS n FROM skuflow_stock_lines GROUP BY state"
+_POSTINGS_SQL = "SELECT status AS kind, count(*) AS n FROM skuflow_postings GROUP BY status"
 _LAG_METRIC = "messaging_kafka_consumer_lag"  # the engine's messaging.kafka.consumer.lag gauge
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _STATUSES = ("confirmed", "sending", "retrying", "rejected")
-NOTE = "stock.adjusted has no handler yet (SAP B1 is next): stock events become exceptions"
+_LINE_STATES = ("staged", "batched", "posted", "settled", "rejected")
+_POSTING_STATUSES = ("pending", "posted", "settled", "failed")
 
 
 @dataclass(slots=True)
@@ -73,6 +77,16 @@ class Dispatch:
     ledger: dict[str, int] = field(default_factory=dict)  # skuflow_shipments rows by status
     parked: int = 0  # skuflow_parked rows, both classes
     slack: tuple[float, float] | None = None  # hours: min and median of the last 50 confirmed
+
+
+@dataclass(slots=True)
+class Stock:
+    """The stock flow: ``skuflow_stock_lines`` by state, ``skuflow_postings`` by status and the
+    documents the SAP B1 simulator holds."""
+
+    lines: dict[str, int] = field(default_factory=dict)
+    postings: dict[str, int] = field(default_factory=dict)
+    documents: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,7 @@ class Snapshot:
     health: str  # the health server's base URL, "" until it listens
     exceptions: dict[str, int]
     dispatch: Dispatch  # a copy
+    stock: Stock  # a copy
     suppressed: int  # log lines the stderr throttle held back
 
 
@@ -106,11 +121,12 @@ class DevStats:
         traffic: TrafficStats,
         throttle: Throttle | None,
         sim: SpApiSimulator | None = None,
+        b1: B1Simulator | None = None,
     ) -> None:
         self.settings, self.worker, self.traffic = settings, worker, traffic
-        self.throttle, self.sim = throttle, sim
+        self.throttle, self.sim, self.b1 = throttle, sim, b1
         self.exceptions: dict[str, int] = {}
-        self.dispatch = Dispatch()
+        self.dispatch, self.stock = Dispatch(), Stock()
         self.began = time.monotonic()
         self._rates = (0.0, 0.0)
         self._samples: deque[tuple[float, int, int]] = deque()
@@ -139,6 +155,7 @@ class DevStats:
             health=self._health(),
             exceptions=dict(self.exceptions),
             dispatch=replace(self.dispatch),
+            stock=replace(self.stock),
             suppressed=self.throttle.suppressed if self.throttle is not None else 0,
         )
 
@@ -156,6 +173,8 @@ class DevStats:
             + f"\n  exceptions: {kinds or 'none'}"
             + f"\n  dispatch: Amazon accepted {d.accepted}, rejected {d.rejected}; "
             + f"ledger {_pairs(d.ledger, ' ') or 'empty'}; parked {d.parked}"
+            + f"\n  stock: lines {_pairs(self.stock.lines, ' ') or 'none'}; postings "
+            + f"{_pairs(self.stock.postings, ' ') or 'none'}; ERP documents {self.stock.documents}"
         )
 
     async def count_final(self) -> bool:
@@ -170,7 +189,7 @@ class DevStats:
         return False
 
     async def poll(self) -> None:
-        """Exception records and the dispatch numbers from the database, every 2 s."""
+        """Exception records, the dispatch and the stock numbers from the database, every 2 s."""
         while True:
             if self.worker.pool is not None:
                 with contextlib.suppress(*_DB_ERRORS):
@@ -182,6 +201,10 @@ class DevStats:
         exceptions = await conn.fetch(_EXCEPTIONS_SQL, timeout=2)
         ledger = await conn.fetch(_LEDGER_SQL, timeout=2)
         numbers = await conn.fetchrow(_NUMBERS_SQL, timeout=2)
+        lines = await conn.fetch(_LINES_SQL, timeout=2)
+        postings = await conn.fetch(_POSTINGS_SQL, timeout=2)
+        self.stock.lines = {row["kind"]: int(row["n"]) for row in lines}
+        self.stock.postings = {row["kind"]: int(row["n"]) for row in postings}
         self.exceptions = {row["kind"]: int(row["n"]) for row in exceptions}
         self.dispatch.ledger = {row["kind"]: int(row["n"]) for row in ledger}
         self.dispatch.parked = int(numbers["parked"])
@@ -189,7 +212,11 @@ class DevStats:
         self.dispatch.slack = None if low is None else (float(low), float(median))
 
     def _count_answers(self) -> None:
-        """Count the simulator's new records, then drop them (they would grow without end)."""
+        """Count the simulators' new records, then drop them (they would grow without end;
+        the B1 simulator's documents stay: it searches them for posting keys)."""
+        if self.b1 is not None:
+            self.stock.documents = len(self.b1.documents)
+            self.b1.requests.clear()
         if self.sim is None:
             return
         d, confirmations, requests = self.dispatch, self.sim.confirmations, self.sim.requests
@@ -270,7 +297,7 @@ async def status_lines(say: Callable[[str], None], snapshot: Callable[[], Snapsh
 
 def status_line(snap: Snapshot) -> str:
     """The ``--no-view`` status line: ``name value`` pairs."""
-    t, lag, d = snap.traffic, snap.lag, snap.dispatch
+    t, lag, d, s = snap.traffic, snap.lag, snap.dispatch, snap.stock
     kinds = _pairs(snap.exceptions, " ") or "none"
     slack = "-" if d.slack is None else f"min={d.slack[0]:.1f},median={d.slack[1]:.1f}"
     line = (
@@ -279,7 +306,9 @@ def status_line(snap: Snapshot) -> str:
         f"buffered {snap.buffered} in_flight {snap.in_flight} partitions {snap.assigned} "
         f"paused {snap.paused} exceptions {kinds} | amazon confirmed {d.accepted} "
         f"rejected {d.rejected} throttled {d.throttled} ledger {_pairs(d.ledger) or '-'} "
-        f"parked {d.parked} slack_h {slack}"
+        f"parked {d.parked} slack_h {slack} | stock lines "
+        + ",".join(f"{k}={s.lines.get(k, 0)}" for k in _LINE_STATES)
+        + f" postings {_pairs(s.postings) or '-'} erp_documents {s.documents}"
     )
     if t.failed:
         line += f" send_failures {t.failed} ({t.last_error})"
@@ -311,8 +340,8 @@ def render(snap: Snapshot, facts: Mapping[str, str]) -> Panel:
     )
     kinds = sorted(snap.exceptions.items(), key=lambda item: -item[1])
     grid.add_row("exceptions", " · ".join(f"{k} {n:,}" for k, n in kinds) or "none yet")
-    grid.add_row("", f"[yellow]{NOTE}[/]")
     _dispatch_rows(grid, snap, facts.get("amazon", ""))
+    _stock_rows(grid, snap.stock, facts.get("erp", ""))
     grid.add_row("stack", escape(facts.get("stack", "")))
     grid.add_row("health", f"{health}/livez · /readyz · /metrics" if health else "starting")
     grid.add_row("logs", escape(facts.get("logs", "")))
@@ -346,6 +375,15 @@ def _dispatch_rows(grid: Table, snap: Snapshot, amazon: str) -> None:
         "",
         f"[dim]traffic   sent {sent['at_risk']} due in < 2 h · {sent['missed']} late · "
         f"{sent['unknown_item']} with an unknown order item[/]",
+    )
+
+
+def _stock_rows(grid: Table, s: Stock, erp: str) -> None:
+    lines = " · ".join(f"{k} {s.lines.get(k, 0):,}" for k in _LINE_STATES)
+    grid.add_row("stock", f"lines     {lines}")
+    postings = " · ".join(f"{k} {s.postings.get(k, 0):,}" for k in _POSTING_STATUSES)
+    grid.add_row(
+        "", f"postings  {postings}   ERP documents [green]{s.documents:,}[/]  [dim]{escape(erp)}[/]"
     )
 
 

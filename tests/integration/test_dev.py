@@ -16,6 +16,7 @@ STATUS = re.compile(r"^\[\s*\d+s\] (\w+): produced (\d+) .*processed (\d+) ", re
 SUMMARY = re.compile(r"^stopped after [\d.]+s: produced (\d+), processed (\d+)", re.MULTILINE)
 CONFIRMED = re.compile(r"^\[\s*\d+s\] .* \| amazon confirmed (\d+) ", re.MULTILINE)
 LEDGER = re.compile(r"ledger (\S+) ")
+POSTED = re.compile(r"^\[\s*\d+s\] .* \| stock lines \S*\bposted=(\d+)\b", re.MULTILINE)
 
 
 def _running(pid: int) -> bool:
@@ -35,7 +36,7 @@ def _pid(output: str, name: str) -> int:
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_dev_runs_the_stack_confirms_dispatches_and_leaves_no_process_behind() -> None:
+def test_dev_runs_the_stack_confirms_dispatches_posts_stock_and_leaves_no_process_behind() -> None:
     env = {
         **os.environ,
         "SKUFLOW_CACHE_DIR": str(REPO / ".cache"),  # reuse the resolved Kafka jars
@@ -76,6 +77,14 @@ def test_dev_runs_the_stack_confirms_dispatches_and_leaves_no_process_behind() -
     ledger = LEDGER.search(last_line)
     assert ledger is not None, context
     assert "confirmed=" in ledger.group(1), context
+
+    # stock adjustments were staged and posted to the SAP B1 simulator in 5 s windows
+    assert re.search(r"^  sap b1 .* at http://127\.0\.0\.1:\d+/b1s/v1", output, re.M), context
+    posted = [int(n) for n in POSTED.findall(output)]
+    assert len(posted) == len(statuses), context
+    assert posted[-1] > 0, context
+    assert re.search(r" erp_documents [1-9]", output), context
+    assert "unknown_sku=" in output or "unmapped_warehouse=" in output, context  # ghost stock
 
     leftovers = {name: _pid(output, name) for name in ("kafka", "postgresql")}
     deadline = time.monotonic() + 5

@@ -9,7 +9,13 @@ from decimal import Decimal
 
 import pytest
 
-from devstack.traffic import WAREHOUSES, SampleEvents, SampleOrder
+from devstack.traffic import (
+    BATCH_LOTS,
+    UNMAPPED_LOCATION,
+    WAREHOUSES,
+    SampleEvents,
+    SampleOrder,
+)
 from handlers.events import DispatchConfirmed, StockAdjusted
 from handlers.families import default_families
 from handlers.router import DomainRouter
@@ -45,8 +51,12 @@ def test_sample_traffic_follows_the_contract() -> None:
             assert sample.key == decoded.sku.encode()
             assert isinstance(decoded.quantity, Decimal)
             assert decoded.quantity != 0
-            assert decoded.warehouse in WAREHOUSES
-            assert decoded.sku in events.skus
+            if decoded.sku not in events.skus:
+                assert decoded.sku.startswith("GHOST-")
+                outcomes["ghost"] += 1
+            if decoded.warehouse not in WAREHOUSES:
+                assert decoded.warehouse == UNMAPPED_LOCATION
+                outcomes["ghost"] += 1
         else:
             assert isinstance(decoded, DispatchConfirmed)
             assert sample.kind == "dispatch"
@@ -60,6 +70,42 @@ def test_sample_traffic_follows_the_contract() -> None:
     assert {"undecodable", "schema_violation", "unknown_type"} <= set(outcomes)
     bad = sum(outcomes[kind] for kind in ("undecodable", "schema_violation", "unknown_type"))
     assert 20 <= bad <= 100  # about 1%
+    assert 10 <= outcomes["ghost"] <= 80  # about 1% of the stock events
+
+
+def test_batches_come_from_the_lots_and_serial_exits_take_the_opening_serials() -> None:
+    """What ``skuflow dev`` seeds the SAP B1 simulator with is what the traffic moves."""
+    events = SampleEvents(200, seed=7)
+    assert events.batch_skus
+    assert events.serial_skus
+    assert not events.batch_skus & events.serial_skus
+    router, now = DomainRouter(default_families()), datetime(2026, 11, 23, tzinfo=UTC)
+    issued: Counter[tuple[str, str]] = Counter()
+    exits = 0
+    for _ in range(20_000):
+        sample = events.next(now)
+        if sample.kind != "stock":
+            continue
+        message = Message(
+            topic="t", partition=0, offset=0, key=b"", value=sample.value, headers=(),
+            timestamp_ms=0,
+        )  # fmt: skip
+        event = router.decode(message)
+        assert isinstance(event, StockAdjusted)
+        assert (event.batch_number is not None) == (event.sku in events.batch_skus)
+        assert event.batch_number is None or event.batch_number in BATCH_LOTS
+        assert bool(event.serial_numbers) == (event.sku in events.serial_skus)
+        if event.serial_numbers and event.quantity < 0:
+            place = (event.sku, event.warehouse)  # the next ones (a bad sample may skip some)
+            first = int(event.serial_numbers[0].rsplit("-S", 1)[1])
+            wanted = [f"{event.sku}-S{first + n}" for n in range(-int(event.quantity))]
+            assert event.serial_numbers == wanted
+            assert first >= issued[place]
+            issued[place] = first + len(wanted)
+            exits += 1
+        elif event.serial_numbers:
+            assert all(re.fullmatch(r"SN\d{10}", n) for n in event.serial_numbers)
+    assert exits > 10
 
 
 def _dispatch(sample_value: bytes) -> DispatchConfirmed:
