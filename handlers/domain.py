@@ -9,10 +9,11 @@ tasks for the worker to run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 import asyncpg
 
 from config.settings import Settings, load_sku_map
@@ -20,7 +21,7 @@ from handlers.connectors.b1 import b1_client_from_settings
 from handlers.connectors.b1_port import KEY_FIELD, B1Erp
 from handlers.connectors.spapi import spapi_client_from_settings
 from handlers.dispatch import DispatchHandler
-from handlers.erp import ErpPort
+from handlers.erp import ErpError, ErpPort
 from handlers.families import default_families
 from handlers.masterdata import MasterData
 from handlers.posting import StockPoster
@@ -42,6 +43,30 @@ def spapi_configured(settings: Settings) -> bool:
 
 def b1_configured(settings: Settings) -> bool:
     return settings.b1.password is not None and bool(settings.b1.password.reveal())
+
+
+async def check_warehouses(master: MasterData, warehouses: Mapping[str, str]) -> None:
+    """At start-up: every mapped ERP warehouse must exist (retrying while the ERP is down).
+
+    An unknown one is reported loudly once; its movements become ``unknown_warehouse``
+    exceptions, so nothing is lost while the mapping or the ERP is fixed.
+    """
+    backoff = Backoff(1.0, 60.0)
+    for location, code in sorted(warehouses.items()):
+        attempt = 0
+        while True:
+            try:
+                found = await master.warehouse(code)
+                break
+            except ErpError as exc:
+                attempt += 1
+                log.warning("ERP not reachable for the warehouse check", extra={"error": str(exc)})
+                await anyio.sleep(backoff.delay(attempt))
+        if found is None:
+            log.error(
+                "mapped warehouse does not exist in the ERP",
+                extra={"location": location, "warehouse": code},
+            )
 
 
 class Domain:
@@ -69,7 +94,8 @@ def build_domain(
     if erp is not None:
         skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
         mappings = StockMappings(skus, settings.mappings.warehouses)
-        handlers["stock.adjusted"] = StockHandler(pool, mappings, MasterData(erp))
+        master = MasterData(erp)
+        handlers["stock.adjusted"] = StockHandler(pool, mappings, master)
         poster = StockPoster(
             pool,
             erp,
@@ -84,6 +110,7 @@ def build_domain(
             max_items=settings.stock.window_max_lines,
         )
         background.append(scheduler.run)
+        background.append(lambda: check_warehouses(master, settings.mappings.warehouses))
     else:
         log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
     return Domain(DomainRouter(default_families(handlers)), background)

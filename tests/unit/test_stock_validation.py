@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from handlers.domain import check_warehouses
 from handlers.erp import DocumentKind, ItemMaster, PostedDocument, StockDocument, WarehouseMaster
 from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
@@ -143,3 +144,13 @@ def test_concurrent_lookups_of_one_code_share_one_erp_call() -> None:
 
     anyio.run(run)
     assert erp.item_reads == 1
+
+
+def test_start_up_reports_every_mapped_warehouse_the_erp_does_not_have(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    erp = MasterDataOnly({}, {"01"})
+    with caplog.at_level("ERROR", logger="skuflow.domain"):
+        anyio.run(check_warehouses, MasterData(erp), {"LOC-01": "01", "LOC-07": "07"})
+    errors = [(r.getMessage(), getattr(r, "warehouse", None)) for r in caplog.records]
+    assert errors == [("mapped warehouse does not exist in the ERP", "07")]
