@@ -22,11 +22,12 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases, urgent
+from bench import cases, stock, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce
 from bench.rss import Probe, RssReport, run_probe
 from bench.stack import Stack, embedded_stack
+from bench.stock import StockReport
 from bench.urgent import UrgentRun
 from config.settings import EngineSettings, Settings
 from devstack.kafka import KAFKA_VERSION
@@ -41,6 +42,8 @@ RSS_HANDLER_SECONDS = 0.05
 #: stream), an empty stock topic for the reference run, one dispatch topic per run.
 URGENT_BACKLOG_TOPIC = "bench.urgent-backlog"
 EMPTY_STOCK_TOPIC = "bench.stock-empty"
+#: Stock adjustments → the B1 simulator, end to end (issue 5): its own topic, produced in the case.
+B1_TOPIC = "bench.stock-b1"
 URGENT_MODES: tuple[urgent.Mode, ...] = ("idle", "priority", "split", "fifo")
 #: Simulated ERP I/O of the stock handler in the urgent case.
 URGENT_STOCK_SECONDS = 0.002
@@ -60,6 +63,8 @@ class Plan:
         self.max_in_flight = EngineSettings().max_in_flight
         self.urgent_seconds: float = args.urgent_seconds or (10.0 if quick else 60.0)
         self.urgent_backlog: int = args.urgent_backlog or (800_000 if quick else 3_000_000)
+        self.adjustments: int = args.adjustments or (50_000 if quick else 250_000)
+        self.only: str | None = args.only
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
         return (
@@ -77,6 +82,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--urgent-backlog", type=int, help="stock backlog of the urgent case (3M; quick 800k)"
+    )
+    parser.add_argument(
+        "--adjustments",
+        type=int,
+        help="stock adjustments posted to the B1 simulator (250k; quick 50k)",
+    )
+    parser.add_argument(
+        "--only", choices=("stock",), help="run only this case (stock: adjustments → B1 simulator)"
     )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
@@ -133,6 +146,7 @@ class Results(msgspec.Struct, frozen=True):
     plain: Measurement
     rss: RssReport
     urgent: list[UrgentRun]  # one per URGENT_MODES entry, in that order
+    stock: StockReport
 
     def table(self, plan: Plan) -> list[str]:
         ceiling, noop = _median(self.ceilings), _median(self.noops)
@@ -309,7 +323,54 @@ def _measure(stack: Stack, plan: Plan) -> Results:
     spec = Probe(stack, BACKLOG_TOPIC, plan.backlog, RSS_HANDLER_SECONDS, plan.rss_slow_seconds)
     rss = run_probe(spec, timeout=900)
     _note(f"peak {rss.final_peak_mb:.0f} MB")
-    return Results(ceilings, noops, telemetry, slow, plain, rss, _urgent(stack, plan))
+    urgent_runs = _urgent(stack, plan)
+    return Results(ceilings, noops, telemetry, slow, plain, rss, urgent_runs, _stock(stack, plan))
+
+
+def _stock(stack: Stack, plan: Plan) -> StockReport:
+    _note(f"stock adjustments → B1 simulator: {plan.adjustments:,} over {plan.keys:,} SKUs")
+    report = _on_uvloop(
+        functools.partial(stock.stock_run, stack, B1_TOPIC, plan.adjustments, plan.keys)
+    )
+    _note(
+        f"{report.rate:,.0f} adjustments/s, {report.erp_writes:,} ERP writes, "
+        f"{report.lost} lost, peak {report.peak_mb:.0f} MB"
+    )
+    return report
+
+
+def _stock_table(report: StockReport) -> list[str]:
+    ratio = report.ratio
+    writes = f"{report.erp_writes:,}"
+    if report.failed_writes:
+        writes += f" ({report.documents:,} documents + {report.failed_writes:,} refused)"
+    lost = f"{report.lost:,} of {report.places:,} (target 0: {_check(-report.lost, 0)})"
+    return [
+        "| stock adjustments → SAP B1 (simulator), end to end | adjustments | seconds "
+        "| adjustments/s | ERP write calls | adjustments per write call (target ≥ 100x) "
+        "| lost (item, warehouse) | worker peak RSS |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
+        f"| real worker (normal class), {report.skus:,} SKUs x {report.warehouses} warehouses, "
+        f"windows {stock.WINDOW_SECONDS:g} s / {stock.WINDOW_MAX_LINES} lines "
+        f"| {report.adjustments:,} | {report.seconds:.1f} | {report.rate:,.0f} | {writes} "
+        f"| {ratio:,.0f}x: {_check(ratio, 100)} | {lost} | {report.peak_mb:.0f} MB |",
+    ]
+
+
+def _stock_note(report: StockReport) -> str:
+    exceptions = f", {report.exceptions:,} became exceptions" if report.exceptions else ""
+    return (
+        f"{report.adjustments:,} `stock.adjusted` events (quantities {stock.QUANTITIES}, never "
+        f"below zero from {stock.OPENING:,} opening stock per item and warehouse) over "
+        f"{report.skus:,} SKUs and {report.warehouses} locations mapped to B1 warehouses, "
+        f"produced first ({report.produce_seconds:.0f} s, not in the time); seconds: worker "
+        "process spawned → every staged line posted/settled/rejected in PostgreSQL "
+        f"({report.lines_done:,} lines{exceptions}). ERP write calls: POSTs to "
+        "InventoryGenEntries/InventoryGenExits at the simulator (documents created + refused). "
+        "Lost: places whose simulator stock differs from opening + every adjustment. Peak RSS: "
+        "VmHWM of the worker process (`Worker(settings, classes={normal})`, as `skuflow run "
+        "--class normal`); the simulator runs in the benchmark process."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     _note("starting Apache Kafka and PostgreSQL")
     with embedded_stack() as stack:
+        if plan.only == "stock":
+            report = _stock(stack, plan)
+            print()
+            print("\n".join(_stock_table(report)))
+            print()
+            print(_stock_note(report))
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
         _note(
             f"producing {plan.messages:,} + {plan.backlog:,} + {plan.urgent_backlog:,} records, "
             f"{plan.keys:,} keys"
@@ -364,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         f"msgspec {version('msgspec')}, Apache Kafka {KAFKA_VERSION} on the same host. "
         f"Run time {elapsed:.0f} s (producing {produced_in:.0f} s)."
     )
+    print()
+    print("\n".join(_stock_table(results.stock)))
+    print()
+    print(_stock_note(results.stock))
     return 0
 
 

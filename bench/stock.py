@@ -1,0 +1,352 @@
+"""Stock adjustments summarised into SAP Business One documents, end to end (issue 5).
+
+The benchmark process produces ``adjustments`` ``stock.adjusted`` events over ``skus`` SKUs and
+five locations (``LOC-01`` .. ``LOC-05`` → warehouses ``01`` .. ``05``), then starts the B1
+Service Layer simulator with every SKU as an item with opening stock in every warehouse, then
+runs the real worker (``skuflow.app.Worker``, normal class: stock handler, window flusher, B1
+connector) in a process of its own (``python -m bench.stock '<WorkerSpec as JSON>'``) so its
+peak RSS is its own ``VmHWM``. The benchmark process polls PostgreSQL until every staged line
+is posted, settled or rejected, stops the worker (SIGTERM: it drains, then prints its peak),
+and checks the simulator's stock of every (item, warehouse) against opening + every adjustment.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+import anyio.abc
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from bench.data import create_topics, produce, sku
+from bench.stack import Stack, fresh_group
+from config.settings import (
+    B1Settings,
+    DatabaseSettings,
+    EngineSettings,
+    HealthSettings,
+    KafkaSettings,
+    LogSettings,
+    MappingsSettings,
+    Secret,
+    Settings,
+    StockSettings,
+    TopicsSettings,
+)
+from devstack.b1_model import StockBook
+from devstack.b1_sim import B1Simulator
+from handlers.events import StockAdjusted
+from skuflow.app import Worker, run_until_signalled, tune_gc
+from worker.logs import configure_logging
+
+_REPO = Path(__file__).resolve().parents[1]
+LOCATIONS = {f"LOC-{n:02d}": f"{n:02d}" for n in range(1, 6)}
+OPENING = 1_000
+#: Small signed quantities, a little more in than out.
+QUANTITIES = (-3, -2, -1, 1, 2, 4)
+WINDOW_SECONDS = 2.0
+WINDOW_MAX_LINES = 500
+_PASSWORD = "b1-bench"
+_EPOCH = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+_DONE_STATES = "('posted', 'settled', 'rejected')"
+_ERP_WRITES = frozenset({"InventoryGenEntries", "InventoryGenExits"})
+
+
+class WorkerSpec(msgspec.Struct, frozen=True):
+    stack: Stack
+    topic: str
+    group: str
+    b1_url: str
+
+
+class WorkerReport(msgspec.Struct, frozen=True):
+    peak_mb: float  # VmHWM of the worker process after it drained and stopped
+    exit_code: int
+
+
+class StockReport(msgspec.Struct, frozen=True):
+    adjustments: int
+    skus: int
+    warehouses: int
+    produce_seconds: float
+    seconds: float  # worker spawned (all events produced) → every line posted/settled/rejected
+    lines_done: int
+    exceptions: int
+    documents: int
+    failed_writes: int  # POSTs to InventoryGenEntries/Exits that did not create a document
+    places: int
+    lost: int  # (item, warehouse) whose simulator stock != opening + every adjustment
+    peak_mb: float
+
+    @property
+    def erp_writes(self) -> int:
+        return self.documents + self.failed_writes
+
+    @property
+    def rate(self) -> float:
+        return self.adjustments / self.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.adjustments / max(1, self.erp_writes)
+
+
+class Traffic:
+    """``count`` adjustments over ``skus`` SKUs and :data:`LOCATIONS`; ``expected`` fills in as
+    the records are drawn: the net quantity per (item, warehouse). A draw that would take a
+    place below zero flips its sign, so no posting can ever be refused for negative stock."""
+
+    def __init__(self, count: int, skus: int, seed: int) -> None:
+        self.count = count
+        self.skus = skus
+        self.seed = seed
+        self.expected: dict[tuple[str, str], int] = {}
+
+    def records(self) -> Iterator[tuple[bytes, bytes]]:
+        rng = random.Random(self.seed)
+        encoder = msgspec.json.Encoder()
+        locations = list(LOCATIONS.items())
+        expected = self.expected
+        for n in range(self.count):
+            item = sku(rng.randrange(self.skus))
+            location, warehouse = rng.choice(locations)
+            quantity = rng.choice(QUANTITIES)
+            net = expected.get((item, warehouse), 0)
+            if OPENING + net + quantity < 0:
+                quantity = -quantity
+            expected[item, warehouse] = net + quantity
+            event = StockAdjusted(
+                event_id=f"b1-{self.seed}-{n}",
+                occurred_at=_EPOCH + timedelta(milliseconds=n),
+                source="ims",
+                source_ref=f"IMS-ADJ-{n}",
+                sku=item,
+                warehouse=location,
+                quantity=Decimal(quantity),
+                reason="cycle count correction",
+            )
+            yield item.encode(), encoder.encode(event)
+
+
+class _Book(StockBook):
+    """The simulator's stock book, per item in O(warehouses) instead of a scan of every place."""
+
+    def total(self, item: str) -> Decimal:
+        return sum((q for _, q in self.by_warehouse(item)), Decimal(0))
+
+    def by_warehouse(self, item: str) -> list[tuple[str, Decimal]]:
+        on_hand = self.on_hand
+        return [(w, on_hand[item, w]) for w in LOCATIONS.values() if (item, w) in on_hand]
+
+
+_ITEM_KEY: ContextVar[str | None] = ContextVar("_ITEM_KEY", default=None)
+
+
+class IndexedSimulator(B1Simulator):
+    """:class:`B1Simulator`, answering ``GET Items('X')`` by key instead of rendering every item
+    (with every item's stock) until ``X``: with 10,000 items x 5 warehouses the unindexed
+    lookup costs seconds per call and would make the simulator the bottleneck. Same protocol,
+    same answers; documents, stock checks and faults untouched."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__(password=password)
+        self._book = _Book()
+
+    async def _entity(self, request: web.Request) -> web.Response:
+        key = unquote(request.match_info.get("key", "")).split("=", 1)[-1].strip()
+        items = (request.match_info.route.name or "").startswith("Items.")
+        quoted = key[:1] == key[-1:] == "'" and len(key) >= 2
+        token = _ITEM_KEY.set(key[1:-1].replace("''", "'") if items and quoted else None)
+        try:
+            return await super()._entity(request)
+        finally:
+            _ITEM_KEY.reset(token)
+
+    def _rows(self, entity: str) -> Iterable[dict[str, Any]]:
+        code = _ITEM_KEY.get()
+        if entity == "Items" and code is not None:
+            item = self._items.get(code)
+            return [] if item is None else [item.as_json(self._book)]
+        return super()._rows(entity)
+
+
+def worker_settings(spec: WorkerSpec) -> Settings:
+    """The worker's settings: the bench stack, B1 at the simulator, 5 mapped locations."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap=spec.stack.bootstrap, group=spec.group, client_id="bench"),
+        database=DatabaseSettings(url=Secret(spec.stack.database_url)),
+        topics=TopicsSettings(
+            stock=spec.topic, dispatch=f"{spec.topic}.dispatch", dead_letter=f"{spec.topic}.dlq"
+        ),
+        health=HealthSettings(port=0, host="127.0.0.1"),
+        log=LogSettings(format="console", level="WARNING"),
+        engine=EngineSettings(),
+        b1=B1Settings(url=spec.b1_url, password=Secret(_PASSWORD)),
+        mappings=MappingsSettings(warehouses=LOCATIONS),
+        stock=StockSettings(window_seconds=WINDOW_SECONDS, window_max_lines=WINDOW_MAX_LINES),
+    )
+
+
+async def _scalar(conn: asyncpg.Connection, query: str) -> int:
+    try:
+        return int(await conn.fetchval(query) or 0)
+    except asyncpg.UndefinedTableError:  # the worker has not migrated yet
+        return 0
+
+
+async def _progress(conn: asyncpg.Connection) -> tuple[int, int]:
+    done = await _scalar(
+        conn, f"SELECT count(*) FROM skuflow_stock_lines WHERE state IN {_DONE_STATES}"
+    )
+    return done, await _scalar(conn, "SELECT count(*) FROM skuflow_exceptions")
+
+
+def _note(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+async def _until_done(
+    conn: asyncpg.Connection,
+    process: anyio.abc.Process,
+    sim: B1Simulator,
+    adjustments: int,
+    baseline: tuple[int, int],
+) -> tuple[int, int]:
+    """Poll until every adjustment is a done line or an exception; (lines, exceptions)."""
+    last_note = time.perf_counter()
+    while True:
+        done, exceptions = await _progress(conn)
+        done, exceptions = done - baseline[0], exceptions - baseline[1]
+        if done + exceptions >= adjustments:
+            return done, exceptions
+        if process.returncode is not None:
+            raise RuntimeError(f"worker exited early ({process.returncode})")
+        if time.perf_counter() - last_note >= 15:
+            last_note = time.perf_counter()
+            _note(f"stock → B1: {done:,} lines done, {len(sim.documents):,} documents")
+        await anyio.sleep(0.1)
+
+
+async def _stop(process: anyio.abc.Process) -> WorkerReport:
+    """SIGTERM: the worker drains, stops and prints its :class:`WorkerReport`."""
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout is not None
+    output = b""
+    with anyio.fail_after(120):
+        async for chunk in process.stdout:
+            output += chunk
+        await process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"worker failed ({process.returncode})")
+    return msgspec.json.decode(output.strip().splitlines()[-1], type=WorkerReport)
+
+
+async def stock_run(
+    stack: Stack, topic: str, adjustments: int, skus: int, *, limit_seconds: float = 1_800
+) -> StockReport:
+    """Produce, seed the simulator, run the worker subprocess until everything is posted."""
+    await create_topics(stack.bootstrap, topic, f"{topic}.dispatch", f"{topic}.dlq")
+    traffic = Traffic(adjustments, skus, seed=5)
+    started = time.perf_counter()
+    await produce(stack.bootstrap, topic, traffic.records())
+    produce_seconds = time.perf_counter() - started
+    _note(f"stock → B1: {adjustments:,} produced in {produce_seconds:.1f} s; seeding simulator")
+
+    sim = IndexedSimulator(password=_PASSWORD)
+    await sim.start()
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        sim.set_faults(conflict_window_ms=0)
+        opening = dict.fromkeys(LOCATIONS.values(), OPENING)
+        for n in range(skus):
+            sim.add_item(sku(n), stock=opening)
+        baseline = await _progress(conn)
+        spec = WorkerSpec(stack, topic, fresh_group("stock-b1"), sim.url)
+        with tempfile.TemporaryFile() as log:
+            started = time.perf_counter()
+            process = await anyio.open_process(
+                [sys.executable, "-m", "bench.stock", msgspec.json.encode(spec).decode()],
+                cwd=_REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+            try:
+                with anyio.fail_after(limit_seconds):
+                    done, exceptions = await _until_done(conn, process, sim, adjustments, baseline)
+                seconds = time.perf_counter() - started
+                report = await _stop(process)
+            except BaseException:
+                if process.returncode is None:
+                    process.kill()
+                log.seek(0)
+                _note("worker stderr (tail):\n" + log.read()[-4000:].decode(errors="replace"))
+                raise
+        lost = sum(
+            1
+            for item in (sku(n) for n in range(skus))
+            for warehouse in LOCATIONS.values()
+            if sim.stock(item, warehouse) != OPENING + traffic.expected.get((item, warehouse), 0)
+        )
+        failed = sum(
+            1
+            for r in sim.requests
+            if r.method == "POST" and r.operation in _ERP_WRITES and r.status != 201
+        )
+        return StockReport(
+            adjustments=adjustments,
+            skus=skus,
+            warehouses=len(LOCATIONS),
+            produce_seconds=produce_seconds,
+            seconds=seconds,
+            lines_done=done,
+            exceptions=exceptions,
+            documents=len(sim.documents),
+            failed_writes=failed,
+            places=skus * len(LOCATIONS),
+            lost=lost,
+            peak_mb=report.peak_mb,
+        )
+    finally:
+        await conn.close()
+        await sim.stop()
+
+
+def _hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """The worker process: ``skuflow run --class normal`` on :func:`worker_settings`."""
+    spec = msgspec.json.decode(sys.argv[1], type=WorkerSpec)
+    settings = worker_settings(spec)
+    configure_logging(settings.log.format, settings.log.level)
+    tune_gc()  # as `skuflow run` does
+    worker = Worker(settings, classes=frozenset({"normal"}))
+    code = anyio.run(
+        run_until_signalled, worker, backend="asyncio", backend_options={"use_uvloop": True}
+    )
+    print(msgspec.json.encode(WorkerReport(peak_mb=_hwm_mb(), exit_code=code)).decode())
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
