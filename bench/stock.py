@@ -19,19 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
 
 import anyio
 import anyio.abc
 import asyncpg
 import msgspec
-from aiohttp import web
 
 from bench.data import create_topics, produce, sku
 from bench.stack import Stack, fresh_group
@@ -48,7 +44,6 @@ from config.settings import (
     StockSettings,
     TopicsSettings,
 )
-from devstack.b1_model import StockBook
 from devstack.b1_sim import B1Simulator
 from handlers.events import StockAdjusted
 from skuflow.app import Worker, run_until_signalled, tune_gc
@@ -143,48 +138,6 @@ class Traffic:
             yield item.encode(), encoder.encode(event)
 
 
-class _Book(StockBook):
-    """The simulator's stock book, per item in O(warehouses) instead of a scan of every place."""
-
-    def total(self, item: str) -> Decimal:
-        return sum((q for _, q in self.by_warehouse(item)), Decimal(0))
-
-    def by_warehouse(self, item: str) -> list[tuple[str, Decimal]]:
-        on_hand = self.on_hand
-        return [(w, on_hand[item, w]) for w in LOCATIONS.values() if (item, w) in on_hand]
-
-
-_ITEM_KEY: ContextVar[str | None] = ContextVar("_ITEM_KEY", default=None)
-
-
-class IndexedSimulator(B1Simulator):
-    """:class:`B1Simulator`, answering ``GET Items('X')`` by key instead of rendering every item
-    (with every item's stock) until ``X``: with 10,000 items x 5 warehouses the unindexed
-    lookup costs seconds per call and would make the simulator the bottleneck. Same protocol,
-    same answers; documents, stock checks and faults untouched."""
-
-    def __init__(self, password: str) -> None:
-        super().__init__(password=password)
-        self._book = _Book()
-
-    async def _entity(self, request: web.Request) -> web.Response:
-        key = unquote(request.match_info.get("key", "")).split("=", 1)[-1].strip()
-        items = (request.match_info.route.name or "").startswith("Items.")
-        quoted = key[:1] == key[-1:] == "'" and len(key) >= 2
-        token = _ITEM_KEY.set(key[1:-1].replace("''", "'") if items and quoted else None)
-        try:
-            return await super()._entity(request)
-        finally:
-            _ITEM_KEY.reset(token)
-
-    def _rows(self, entity: str) -> Iterable[dict[str, Any]]:
-        code = _ITEM_KEY.get()
-        if entity == "Items" and code is not None:
-            item = self._items.get(code)
-            return [] if item is None else [item.as_json(self._book)]
-        return super()._rows(entity)
-
-
 def worker_settings(spec: WorkerSpec) -> Settings:
     """The worker's settings: the bench stack, B1 at the simulator, 5 mapped locations."""
     return Settings(
@@ -267,7 +220,7 @@ async def stock_run(
     produce_seconds = time.perf_counter() - started
     _note(f"stock → B1: {adjustments:,} produced in {produce_seconds:.1f} s; seeding simulator")
 
-    sim = IndexedSimulator(password=_PASSWORD)
+    sim = B1Simulator(password=_PASSWORD)
     await sim.start()
     conn = await asyncpg.connect(stack.database_url)
     try:

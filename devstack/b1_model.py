@@ -146,17 +146,30 @@ class Warehouse:
         }
 
 
+class OnHand(defaultdict[Pair, Decimal]):
+    """Stock per (item, warehouse), indexed by item so one item's stock costs O(warehouses)."""
+
+    def __init__(self) -> None:
+        super().__init__(Decimal)
+        self.places: defaultdict[str, set[str]] = defaultdict(set)
+
+    def __setitem__(self, key: Pair, value: Decimal) -> None:
+        super().__setitem__(key, value)
+        self.places[key[0]].add(key[1])
+
+
 @dataclass
 class StockBook:
-    on_hand: defaultdict[Pair, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    on_hand: OnHand = field(default_factory=OnHand)
     batches: defaultdict[Triple, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     serials: defaultdict[Pair, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def total(self, item: str) -> Decimal:
-        return sum((q for (i, _), q in self.on_hand.items() if i == item), Decimal(0))
+        return sum((q for _, q in self.by_warehouse(item)), Decimal(0))
 
     def by_warehouse(self, item: str) -> list[tuple[str, Decimal]]:
-        return sorted((w, q) for (i, w), q in self.on_hand.items() if i == item)
+        on_hand = self.on_hand
+        return sorted((w, on_hand[item, w]) for w in on_hand.places.get(item, ()))
 
 
 @dataclass

@@ -260,6 +260,16 @@ class B1Simulator:
 
     # --- entities ---
 
+    def _keyed(self, entity: str, key: int | str | None) -> Iterable[dict[str, Any]]:
+        """The rows that can match a key: master data by dictionary lookup, documents by scan."""
+        if entity == "Items" and isinstance(key, str):
+            item = self._items.get(key)
+            return [] if item is None else [item.as_json(self._book)]
+        if entity == "Warehouses" and isinstance(key, str):
+            warehouse = self._warehouses.get(key)
+            return [] if warehouse is None else [warehouse.as_json()]
+        return self._rows(entity)
+
     def _rows(self, entity: str) -> Iterable[dict[str, Any]]:
         if entity == "Items":
             return (item.as_json(self._book) for item in self._items.values())
@@ -295,7 +305,7 @@ class B1Simulator:
         else:
             field = "ItemCode" if entity == "Items" else "WarehouseCode"
             value = key[1:-1].replace("''", "'") if key[:1] == key[-1:] == "'" else None
-        for row in self._rows(entity):
+        for row in self._keyed(entity, value):
             if value is not None and row[field] == value:
                 body = {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **row}
                 return model.json_response(
