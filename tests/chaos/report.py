@@ -1,0 +1,59 @@
+"""The chaos table: one row per fault scenario, printed at the end of the run.
+
+Every scenario ends with an independent check against a ledger of what was produced and
+reports what it found as a :class:`ChaosRow`. ``make chaos`` (and the short versions inside
+``make test``) print the collected rows as a Markdown table at the end of the session and write
+it to ``.cache/chaos.md`` so the README can carry the latest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosRow:
+    scenario: str
+    events: int
+    faults: str  #: what was injected, e.g. "12 SIGKILLs" or "B1 down 40 s"
+    lost: int
+    duplicated: int
+    exceptions: int
+    recovery_s: float | None = None  #: time from the last fault to everything settled
+
+    def cells(self) -> list[str]:
+        recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.1f}"
+        return [
+            self.scenario,
+            f"{self.events:,}",
+            self.faults,
+            str(self.lost),
+            str(self.duplicated),
+            f"{self.exceptions:,}",
+            recovery,
+        ]
+
+
+HEADER = ["scenario", "events", "faults injected", "lost", "duplicated", "exceptions", "recovery s"]
+
+
+@dataclass
+class ChaosReport:
+    rows: list[ChaosRow] = field(default_factory=list)
+
+    def add(self, row: ChaosRow) -> None:
+        self.rows.append(row)
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.markdown() + "\n")
+
+
+#: The session's report (one pytest process); the chaos conftest prints and writes it.
+REPORT = ChaosReport()
