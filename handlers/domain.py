@@ -27,6 +27,7 @@ from handlers.masterdata import MasterData
 from handlers.posting import StockPoster
 from handlers.router import DomainRouter
 from handlers.stock import StockHandler, StockMappings
+from handlers.telemetry import DomainTelemetry
 from worker.backoff import Backoff
 from worker.messages import Handler
 from worker.windows import WindowScheduler
@@ -81,11 +82,13 @@ def build_domain(
     session: aiohttp.ClientSession,
     *,
     erp: ErpPort | None = None,
+    telemetry: DomainTelemetry | None = None,
 ) -> Domain:
+    telemetry = telemetry or DomainTelemetry()
     handlers: dict[str, Handler] = {}
     background: list[Background] = []
     if spapi_configured(settings):
-        client = spapi_client_from_settings(settings.spapi, session)
+        client = spapi_client_from_settings(settings.spapi, session, telemetry)
         handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
     else:
         log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
@@ -101,6 +104,7 @@ def build_domain(
             erp,
             max_lines=settings.stock.window_max_lines,
             backoff=Backoff(1.0, settings.stock.retry_max_seconds, 2.0),
+            telemetry=telemetry,
         )
         scheduler = WindowScheduler(
             groups=poster.warehouses_with_work,

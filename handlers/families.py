@@ -36,6 +36,7 @@ def default_families(handlers: Mapping[str, Handler] | None = None) -> list[Fami
             ordering_key=dispatch_key,
             handler=handlers.get("dispatch.confirmed"),
             priority="urgent",
+            order_id=lambda event: event.order_id,
             deadline=lambda event: event.ship_by,
         ),
     ]

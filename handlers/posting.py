@@ -30,6 +30,9 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from handlers.erp import (
     DocumentKind,
@@ -41,9 +44,11 @@ from handlers.erp import (
     StockDocument,
 )
 from handlers.netting import DocumentLine, StagedLine, net
+from handlers.telemetry import DomainTelemetry
 from worker.backoff import Backoff
 from worker.exceptions import ExceptionStore
 from worker.messages import Message
+from worker.tracing import MAX_LINKS, link
 
 log = logging.getLogger("skuflow.posting")
 
@@ -116,7 +121,9 @@ class StockPoster:
         *,
         max_lines: int = 500,
         backoff: Backoff = POSTING_BACKOFF,
+        telemetry: DomainTelemetry | None = None,
     ) -> None:
+        self._telemetry = telemetry or DomainTelemetry()
         self._pool = pool
         self._erp = erp
         self._max_lines = max_lines
@@ -185,6 +192,9 @@ class StockPoster:
                     await self._create_posting(conn, warehouse, kind, lines)
             if netted.settled:
                 posting_id = await self._create_posting(conn, warehouse, "settled", ())
+                self._telemetry.postings.add(
+                    1, {"skuflow.posting.kind": "settled", "result": "settled"}
+                )
                 await conn.execute(
                     "UPDATE skuflow_stock_lines SET state = 'settled', posting_id = $1 "
                     "WHERE event_id = ANY($2::text[])",
@@ -223,7 +233,8 @@ class StockPoster:
     async def _post_pending(self, conn: asyncpg.Connection, warehouse: str) -> bool:
         """Post the warehouse's pending postings in order; False when one has to wait."""
         postings = await conn.fetch(
-            """SELECT id, key, kind, lines::text AS lines, ambiguous, attempts, next_attempt_at,
+            """SELECT id, key, kind, warehouse_code, lines::text AS lines, ambiguous, attempts,
+                      next_attempt_at,
                       slices::text AS slices, documents::text AS documents,
                       rejected_lines::text AS rejected_lines
                FROM skuflow_postings WHERE status = 'pending' AND warehouse_code = $1
@@ -238,6 +249,36 @@ class StockPoster:
         return True
 
     async def _post(self, conn: asyncpg.Connection, posting: asyncpg.Record) -> bool:
+        """:meth:`_post_plan` inside a posting span linked to the events it summarises."""
+        tracer = self._telemetry.tracer
+        if tracer is None:
+            return await self._post_plan(conn, posting)
+        count, parents = await conn.fetchrow(
+            """SELECT count(*), (array_agg(traceparent ORDER BY seq)
+                                 FILTER (WHERE traceparent IS NOT NULL))[1:$2]
+               FROM skuflow_stock_lines WHERE posting_id = $1""",
+            posting["id"],
+            MAX_LINKS,
+        )
+        links = [x for x in (link(p) for p in parents or ()) if x is not None]
+        with tracer.start_as_current_span(
+            f"post stock {posting['kind']}",
+            context=Context(),  # a posting serves many traces: its own, linked to theirs
+            kind=SpanKind.INTERNAL,
+            links=links,
+            attributes={
+                "skuflow.posting.id": posting["id"],
+                "skuflow.posting.key": posting["key"],
+                "skuflow.posting.kind": posting["kind"],
+                "skuflow.warehouse": posting["warehouse_code"],
+                "skuflow.posting.events": int(count),
+                "skuflow.posting.links": len(links),
+                "skuflow.posting.attempt": posting["attempts"] + 1,
+            },
+        ):
+            return await self._post_plan(conn, posting)
+
+    async def _post_plan(self, conn: asyncpg.Connection, posting: asyncpg.Record) -> bool:
         """Post one posting as one ERP document — or, after a rejection naming no line, as
         bisected slices, each its own document under its own key ``<key>.<first line>``. The
         plan (slices to do, documents done, lines rejected) is saved before every call, so a
@@ -280,14 +321,25 @@ class StockPoster:
                 log.info("posting document created", extra={
                     "posting": posting["key"], "document_key": key, "doc_num": document.doc_num,
                     "lines": len(indexes)})  # fmt: skip
-            await self._finish(conn, posting["id"], plan)
+            await self._finish(conn, posting, lines, plan)
             return True
         finally:
             for item in reversed(items):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("item", item))
 
-    async def _finish(self, conn: asyncpg.Connection, posting_id: int, plan: _Plan) -> None:
+    async def _finish(
+        self, conn: asyncpg.Connection, posting: asyncpg.Record, lines: list[DocumentLine],
+        plan: _Plan,
+    ) -> None:  # fmt: skip
+        posting_id = posting["id"]
         first = plan.documents[0] if plan.documents else None
+        result = "posted" if first is not None else "failed"
+        self._telemetry.postings.add(1, {"skuflow.posting.kind": posting["kind"], "result": result})
+        self._telemetry.batch_events.record(sum(len(line.sources) for line in lines))
+        if first is None:
+            trace.get_current_span().set_status(
+                Status(StatusCode.ERROR, "every line was rejected by the ERP")
+            )
         await conn.execute(
             """UPDATE skuflow_postings SET status = $2, doc_entry = $3, doc_num = $4,
                  posted_at = now(), attempts = attempts + 1, last_error = NULL
@@ -322,6 +374,9 @@ class StockPoster:
             middle = indexes[len(indexes) // 2]
             plan.slices[0:0] = [[start, middle], [middle, end]]
             log.info("bisecting a rejected document", extra={"error": str(exc)})
+            trace.get_current_span().add_event(
+                "erp.bisect", {"skuflow.reason": str(exc), "skuflow.lines": len(indexes)}
+            )
             return
         plan.rejected.add(bad)
         await self._reject_sources(conn, posting_id, lines[bad], exc)
@@ -336,13 +391,32 @@ class StockPoster:
         document = StockDocument(
             kind=kind, key=key, lines=tuple(lines), remarks=f"skuflow posting {key}"
         )
-        return await self._erp.post_document(document)
+        result = "ok"
+        try:
+            posted = await self._erp.post_document(document)
+        except (ErpLocked, ErpUnavailable, ErpRejected) as exc:
+            result = type(exc).__name__
+            trace.get_current_span().add_event(
+                "erp.write_failed",
+                {"skuflow.document_key": key, "error.type": result, "skuflow.reason": str(exc)},
+            )
+            raise
+        finally:
+            self._telemetry.erp_writes.add(1, {"skuflow.posting.kind": kind, "result": result})
+        self._telemetry.batch_lines.record(len(lines), {"skuflow.posting.kind": kind})
+        return posted
 
     async def _wait(
         self, conn: asyncpg.Connection, posting: asyncpg.Record, exc: ErpLocked | ErpUnavailable
     ) -> None:
         attempts = posting["attempts"] + 1
         delay = self._backoff.delay(attempts)
+        self._telemetry.lock_retries.add(1, {"error.type": type(exc).__name__})
+        trace.get_current_span().add_event(
+            "erp.retry_scheduled",
+            {"error.type": type(exc).__name__, "skuflow.reason": str(exc),
+             "skuflow.retry_in_s": round(delay, 2), "skuflow.attempt": attempts},
+        )  # fmt: skip
         await conn.execute(
             """UPDATE skuflow_postings SET attempts = $2, last_error = $3, next_attempt_at = $4
                WHERE id = $1""",
@@ -360,7 +434,7 @@ class StockPoster:
         rows = await conn.fetch(
             """UPDATE skuflow_stock_lines SET state = 'rejected'
                WHERE posting_id = $1 AND event_id = ANY($2::text[])
-               RETURNING topic, partition, "offset", key, payload, event_id, sku""",
+               RETURNING topic, partition, "offset", key, payload, event_id, sku, traceparent""",
             posting_id,
             list(line.sources),
         )
@@ -381,6 +455,7 @@ class StockPoster:
                 f"warehouse {line.warehouse_code})",
                 event_id=row["event_id"],
                 sku=row["sku"],
+                trace_id=row["traceparent"].split("-")[1] if row["traceparent"] else None,
             )
         log.warning(
             "posting line rejected",

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import msgspec
 
-from handlers.events import event_type_name
+from handlers.events import event_type_name, nul_paths
 from worker.messages import DecodeFailure, EventInfo, Handler, Message
 
 #: Payloads above this size are refused before decoding (a data error, not an event).
@@ -32,6 +32,7 @@ class Family(msgspec.Struct, frozen=True, kw_only=True):
     handler: Handler | None = None
     priority: str = "normal"
     sku: Callable[[Any], str | None] = lambda _event: None
+    order_id: Callable[[Any], str | None] = lambda _event: None
     deadline: Callable[[Any], datetime | None] = lambda _event: None
 
 
@@ -66,9 +67,15 @@ class DomainRouter:
             return DecodeFailure("schema_violation", text)
         except msgspec.DecodeError as exc:
             return DecodeFailure("undecodable", f"not a UTF-8 JSON object: {exc}")
+        except UnicodeDecodeError as exc:  # raw invalid UTF-8 inside a string: not a DecodeError
+            return DecodeFailure("undecodable", f"not UTF-8: {exc}")
+        except RecursionError:  # e.g. 100k nested arrays in an ignored extra field
+            return DecodeFailure("undecodable", "JSON nested too deeply")
         if isinstance(event, _Unroutable):
             return DecodeFailure("unknown_type", "reserved type skuflow.unroutable")
         problems = event.problems()
+        if b"\\u0000" in value:  # rare: only then walk the strings (U+0000 can't be stored)
+            problems += [(path, "must not contain U+0000") for path in nul_paths(event)]
         if problems:
             reason = "; ".join(f"{message_} - at `{path}`" for path, message_ in problems)
             return DecodeFailure("schema_violation", reason)
@@ -81,6 +88,7 @@ class DomainRouter:
             event_type=event_type_name(family.event),
             event_id=event.event_id,
             sku=family.sku(event),
+            order_id=family.order_id(event),
             ordering_key=family.ordering_key(event),
             priority=family.priority,
             deadline=due.timestamp() if due is not None else None,

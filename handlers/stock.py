@@ -21,6 +21,7 @@ from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Reject, Retry
+from worker.tracing import traceparent
 
 
 class StockMappings:
@@ -57,14 +58,16 @@ class StockHandler:
             """INSERT INTO skuflow_stock_lines
                  (event_id, sku, location, item_code, warehouse_code, quantity, batch_number,
                   serial_numbers, reason, source, source_ref, occurred_at, topic, partition,
-                  "offset", key, payload)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                  "offset", key, payload, traceparent)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                       $18)
                ON CONFLICT (event_id) DO UPDATE SET
                  -- a movement the ERP rejected comes back (``exceptions retry``): stage it again
                  item_code = EXCLUDED.item_code, warehouse_code = EXCLUDED.warehouse_code,
                  quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
                  serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
-                 posting_id = NULL, line_no = NULL, staged_at = now()
+                 posting_id = NULL, line_no = NULL, staged_at = now(),
+                 traceparent = EXCLUDED.traceparent
                WHERE skuflow_stock_lines.state = 'rejected'""",
             event.event_id,
             event.sku,
@@ -83,6 +86,7 @@ class StockHandler:
             message.offset,
             message.key,
             message.value,
+            traceparent(),  # the posting span links back to this event's process span
         )
         return DONE
 

@@ -22,12 +22,13 @@ import msgspec
 from anyio.abc import TaskStatus
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from handlers.domain import build_domain
 from handlers.erp import ErpPort
+from handlers.telemetry import DomainTelemetry
 from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError, SkuflowError
@@ -37,7 +38,8 @@ from worker.messages import Router
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
-from worker.telemetry import EngineMetrics
+from worker.telemetry import EngineMetrics, metric_readers_from_env
+from worker.tracing import http_trace_configs, resource
 
 log = logging.getLogger("skuflow.app")
 
@@ -111,6 +113,7 @@ class Worker:
         urgent: EngineOptions | None = None,
         erp: ErpPort | None = None,
         classes: frozenset[str] = CLASSES,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         unknown = set(classes) - CLASSES
         if unknown or not classes:
@@ -124,13 +127,22 @@ class Worker:
         self.options = options or engine_options(settings)
         self.urgent_options = urgent or urgent_options(settings)
         self.registry = CollectorRegistry()
-        resource = Resource.create({"service.name": "skuflow", "service.version": VERSION})
         self.meter_provider = MeterProvider(
-            resource=resource,
-            metric_readers=[PrometheusMetricReader(registry=self.registry)],
+            resource=tracer_provider.resource if tracer_provider else resource(VERSION),
+            metric_readers=[
+                PrometheusMetricReader(registry=self.registry),
+                *metric_readers_from_env(),
+            ],
             exemplar_filter=AlwaysOffExemplarFilter(),  # exemplars cost µs per message
         )
         self.metrics = EngineMetrics(self.meter_provider.get_meter("skuflow.worker", VERSION))
+        #: None: tracing off (no exporter configured) and no tracing code runs per message.
+        self.tracer_provider = tracer_provider
+        tracer = tracer_provider.get_tracer("skuflow", VERSION) if tracer_provider else None
+        self.tracer = tracer
+        self.telemetry = DomainTelemetry(
+            self.meter_provider.get_meter("skuflow.handlers", VERSION), tracer
+        )
         #: The normal class (stock movements) and the urgent class (dispatch confirmations).
         self.engine: Engine | None = None
         self.urgent: Engine | None = None
@@ -205,8 +217,12 @@ class Worker:
             if self.pool is None:
                 return  # asked to stop before PostgreSQL was reachable
             async with AsyncExitStack() as clients:
-                session = await clients.enter_async_context(aiohttp.ClientSession())
-                domain = build_domain(settings, self.pool, session, erp=self.erp)
+                session = await clients.enter_async_context(
+                    aiohttp.ClientSession(trace_configs=http_trace_configs(self.tracer_provider))
+                )
+                domain = build_domain(
+                    settings, self.pool, session, erp=self.erp, telemetry=self.telemetry
+                )
                 router = self.router or domain.router
                 producer = await clients.enter_async_context(
                     _started(build_producer(settings.kafka))
@@ -217,7 +233,12 @@ class Worker:
                         _started(build_consumer(settings.kafka, group=self.urgent_options.group))
                     )
                     self.urgent = Engine(
-                        urgent_consumer, router, sinks, self.urgent_options, metrics=self.metrics
+                        urgent_consumer,
+                        router,
+                        sinks,
+                        self.urgent_options,
+                        metrics=self.metrics,
+                        tracer=self.tracer,
                     )
                 if "normal" in self.classes:
                     consumer = await clients.enter_async_context(
@@ -230,6 +251,7 @@ class Worker:
                         self.options,
                         metrics=self.metrics,
                         yield_to=self.urgent.pressure if self.urgent is not None else None,
+                        tracer=self.tracer,
                     )
                 self.retrier = ParkedRetrier(self.pool, [_parked_target(e) for e in self.engines])
                 if self._stop.is_set():

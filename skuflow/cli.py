@@ -18,9 +18,17 @@ import anyio
 import msgspec
 
 from config.settings import Settings, SettingsError, load_settings, load_sku_map, redacted_dict
-from skuflow.app import CLASSES, Worker, install_uvloop, run_until_signalled, tune_gc
+from skuflow.app import (
+    CLASSES,
+    VERSION,
+    Worker,
+    install_uvloop,
+    run_until_signalled,
+    tune_gc,
+)
 from worker.errors import SkuflowError
 from worker.logs import configure_logging
+from worker.tracing import configure_tracing
 
 
 class CliError(SkuflowError):
@@ -110,12 +118,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         uvloop = install_uvloop()
         backend_options = {"use_uvloop": True} if uvloop is not None else {}
         classes = CLASSES if args.classes == "all" else frozenset({args.classes})
-        worker = Worker(settings, classes=classes)
-        return int(
-            anyio.run(
-                run_until_signalled, worker, backend="asyncio", backend_options=backend_options
+        tracer_provider = configure_tracing(VERSION)
+        worker = Worker(settings, classes=classes, tracer_provider=tracer_provider)
+        try:
+            return int(
+                anyio.run(
+                    run_until_signalled, worker, backend="asyncio", backend_options=backend_options
+                )
             )
-        )
+        finally:
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans still queued for export
     if args.command == "dev":
         from devstack.dev import run_dev
 

@@ -17,6 +17,9 @@ import anyio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from worker.offsets import OffsetMap, OffsetMapError, PartitionOffsets
 from worker.telemetry import EngineMetrics
@@ -40,11 +43,19 @@ class PartitionState:
 
 class Checkpoint:
     def __init__(
-        self, consumer: AIOKafkaConsumer, metrics: EngineMetrics, *, map_budget: int
+        self,
+        consumer: AIOKafkaConsumer,
+        metrics: EngineMetrics,
+        *,
+        map_budget: int,
+        group: str = "",
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._consumer = consumer
         self._metrics = metrics
         self._map_budget = map_budget
+        self._group = group
+        self._tracer = tracer
         self._lock = anyio.Lock()
 
     async def commit(self, parts: Iterable[PartitionState]) -> None:
@@ -70,16 +81,50 @@ class Checkpoint:
                 changed.append(part)
             if not offsets:
                 return
+            span = self._span(offsets)
             try:
                 await self._consumer.commit(offsets)
             except KafkaError as exc:
                 self._metrics.commits.add(1, {"result": "failed"})
                 log.warning("commit failed", extra={"error": repr(exc)})
+                if span is not None:
+                    span.set_attribute("error.type", type(exc).__name__)
+                    span.set_status(Status(StatusCode.ERROR, repr(exc)))
+                    span.end()
                 return
+            if span is not None:
+                span.end()
             self._metrics.commits.add(1, {"result": "ok"})
             for part in changed:
                 committed = offsets[part.tp]
                 part.last_commit = (committed.offset, committed.metadata)
+
+    def _span(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> trace.Span | None:
+        """A ``commit <topic>`` span (CLIENT) for one offset commit, or None: tracing off."""
+        if self._tracer is None:
+            return None
+        topics = sorted({tp.topic for tp in offsets})
+        span = self._tracer.start_span(
+            f"commit {topics[0]}" if len(topics) == 1 else "commit",
+            context=Context(),  # a commit covers many messages: its own trace
+            kind=SpanKind.CLIENT,
+        )
+        if span.is_recording():
+            attributes: dict[str, Any] = {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "settle",
+                "messaging.operation.name": "commit",
+                "messaging.consumer.group.name": self._group,
+                "skuflow.partitions": len(offsets),
+            }
+            if len(topics) == 1:
+                attributes["messaging.destination.name"] = topics[0]
+            if len(offsets) == 1:
+                (tp,) = offsets
+                attributes["messaging.destination.partition.id"] = str(tp.partition)
+                attributes["messaging.kafka.offset"] = offsets[tp].offset
+            span.set_attributes(attributes)
+        return span
 
     async def restore(
         self, partitions: list[TopicPartition]

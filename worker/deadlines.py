@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from worker.messages import EventInfo, Message
 from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics
@@ -69,6 +71,9 @@ class DeadlineWatch:
             return
         message.alert = level
         self._metrics.deadline_alerts.add(1, {"skuflow.alert": level})
+        trace.get_current_span().add_event(
+            level, {"skuflow.deadline_slack_s": round(slack, 1), "skuflow.reason": reason}
+        )
         fields: dict[str, Any] = {**message.where(), "event_id": info.event_id}
         log.warning(
             level.replace("_", " "), extra={**fields, "slack_s": round(slack, 1), "reason": reason}

@@ -24,6 +24,9 @@ import anyio.lowlevel
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from anyio.abc import TaskStatus
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from config.settings import EngineSettings
 from worker.backoff import Backoff
@@ -36,6 +39,7 @@ from worker.outcomes import Done, Outcome, Park, Reject, Retry
 from worker.ready import DeadlineReady, FifoReady
 from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics, Gauges
+from worker.tracing import extract
 
 log = logging.getLogger("skuflow.engine")
 
@@ -98,8 +102,11 @@ class Engine:
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         yield_to: Callable[[], bool] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._consumer = consumer
+        #: None: tracing off, and the hot path runs no tracing code at all.
+        self._tracer = tracer
         self._router = router
         self._sinks = sinks
         self._opt = options
@@ -117,7 +124,11 @@ class Engine:
             deadline=_deadline_of,
         )
         self._checkpoint = Checkpoint(
-            consumer, self._metrics, map_budget=options.tuning.offset_map_max_bytes
+            consumer,
+            self._metrics,
+            map_budget=options.tuning.offset_map_max_bytes,
+            group=options.group,
+            tracer=tracer,
         )
         self._deadlines = DeadlineWatch(
             sinks, self._metrics, self._durably, at_risk_seconds=options.at_risk_seconds
@@ -346,7 +357,10 @@ class Engine:
         if parked:
             self._parked_queued -= 1
         try:
-            outcome = await self._execute(work)
+            if self._tracer is None:
+                outcome = await self._execute(work)
+            else:
+                outcome = await self._traced(work, self._tracer)
             if not parked:
                 part.offsets.complete(work.message.offset)
             self.processed += 1
@@ -355,9 +369,67 @@ class Engine:
             self._release(work)
             self._metrics.outcome(part.tp.topic, outcome, self._clock() - started)
 
+    async def _traced(self, work: _Work, tracer: trace.Tracer) -> str:
+        """:meth:`_execute` inside a ``process <topic>`` span, child of the producer's."""
+        message = work.message
+        span = tracer.start_span(
+            f"process {message.topic}",
+            context=extract(message.headers) if message.headers else None,
+            kind=SpanKind.CONSUMER,
+        )
+        if span.is_recording():
+            span.set_attributes(self._span_attributes(work))
+        token = otel_context.attach(trace.set_span_in_context(span))
+        outcome = "cancelled"
+        try:
+            outcome = await self._execute(work)
+            return outcome
+        finally:
+            otel_context.detach(token)
+            if span.is_recording():
+                span.set_attribute("skuflow.outcome", outcome)
+                if outcome == "cancelled":
+                    span.set_attribute("error.type", "cancelled")
+                    span.set_status(Status(StatusCode.ERROR, "cancelled (revocation or shutdown)"))
+            span.end()
+
+    def _span_attributes(self, work: _Work) -> dict[str, Any]:
+        message = work.message
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": message.topic,
+            "messaging.destination.partition.id": str(message.partition),
+            "messaging.consumer.group.name": self._opt.group,
+            "messaging.kafka.offset": message.offset,
+            "messaging.message.body.size": len(message.value),
+        }
+        if message.key is not None:
+            attributes["messaging.kafka.message.key"] = message.key.decode("utf-8", "replace")
+        if message.parked_id is not None:
+            attributes["skuflow.parked_id"] = message.parked_id
+        info = work.info
+        if info is not None:
+            if info.event_id is not None:
+                attributes["messaging.message.id"] = info.event_id
+            attributes["skuflow.event_type"] = info.event_type
+            attributes["skuflow.priority"] = info.priority
+            if info.sku is not None:
+                attributes["skuflow.sku"] = info.sku
+            if info.order_id is not None:
+                attributes["skuflow.order_id"] = info.order_id
+            if info.deadline is not None:
+                attributes["skuflow.deadline_slack_s"] = round(info.deadline - time.time(), 3)
+        return attributes
+
     async def _reject(
         self, message: Message, failure: DecodeFailure, info: EventInfo | None
     ) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("error.type", failure.kind)
+            span.set_status(Status(StatusCode.ERROR, f"{failure.kind}: {failure.reason}"))
         await self._durably("exception", self._sinks.reject, message, failure, info)
         self._metrics.exceptions.add(
             1, {"messaging.destination.name": message.topic, "skuflow.exception.kind": failure.kind}
@@ -389,6 +461,7 @@ class Engine:
                 outcome: Outcome = await handler(work.event, message)
             except Exception as exc:
                 log.exception("handler raised", extra=message.where())
+                trace.get_current_span().record_exception(exc)
                 outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
             if isinstance(outcome, Done):
                 if message.headers or message.parked_id is not None:
@@ -415,9 +488,21 @@ class Engine:
                             "reason": outcome.reason,
                         },
                     )
+                    trace.get_current_span().add_event(
+                        "retry",
+                        {
+                            "skuflow.attempt": message.attempts,
+                            "skuflow.reason": outcome.reason,
+                            "skuflow.retry_in_s": round(delay, 3),
+                        },
+                    )
                     await anyio.sleep(delay)
                     continue
             if isinstance(outcome, Park):
+                trace.get_current_span().add_event(
+                    "parked",
+                    {"skuflow.reason": outcome.reason, "skuflow.attempt": message.attempts},
+                )
                 await self._durably("park", self._sinks.park, message, outcome, info)
                 return "park"
             rejected = DecodeFailure(outcome.kind, outcome.reason)

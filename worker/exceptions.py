@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from worker.messages import Message
+from worker.tracing import inject, trace_id_hex
 
 RETRY_OF_HEADER = "skuflow.retry-of"
 
@@ -70,9 +71,21 @@ def _record(row: asyncpg.Record) -> ExceptionRecord:
     )
 
 
+def storable(text: str) -> str:
+    """``text`` for a PostgreSQL text/jsonb column, which cannot hold U+0000 (shown as ``\\u0000``).
+
+    Reasons echo input (msgspec quotes a bad ``type`` value, a marketplace echoes an id): a NUL
+    in one would make the exception record unwritable and its message retried forever.
+    """
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
 def encode_headers(headers: Any) -> str:
-    """Headers as JSON ``[[name, base64(value)], ...]``: exact bytes, any encoding."""
-    return json.dumps([[k, base64.b64encode(v or b"").decode("ascii")] for k, v in headers])
+    """Headers as JSON ``[[name, base64(value)], ...]``: exact bytes, any encoding (names with
+    U+0000, which jsonb refuses, are stored with ``\\u0000``)."""
+    return json.dumps(
+        [[storable(k), base64.b64encode(v or b"").decode("ascii")] for k, v in headers]
+    )
 
 
 def decode_headers(text: str) -> list[tuple[str, bytes]]:
@@ -105,7 +118,11 @@ class ExceptionStore:
         sku: str | None = None,
         trace_id: str | None = None,
     ) -> int:
-        """Record (or bump) the exception for ``message``; return its id."""
+        """Record (or bump) the exception for ``message``; return its id.
+
+        The record names the trace it happened in (the current span's, unless given).
+        """
+        trace_id = trace_id or trace_id_hex()
         original = retry_of(message)
         if original is not None:
             row_id = await self._pool.fetchval(
@@ -234,7 +251,8 @@ async def republish(store: ExceptionStore, producer: Any, ids: list[int]) -> int
         topic, key, payload, headers = await store.raw(exception_id)
         headers = [(k, v) for k, v in headers if k != RETRY_OF_HEADER]
         headers.append((RETRY_OF_HEADER, str(exception_id).encode()))
-        await producer.send_and_wait(topic, value=payload, key=key, headers=headers)
+        # The record keeps its original trace context, unless a span is current here.
+        await producer.send_and_wait(topic, value=payload, key=key, headers=inject(headers))
         await store.mark_retrying(exception_id)
         count += 1
     return count

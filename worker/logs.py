@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace.span import format_span_id, format_trace_id
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder()
@@ -21,6 +23,18 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+def _trace_fields() -> dict[str, str]:
+    """The current span's ids (lowercase hex, the trace-context-in-logs convention)."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {
+        "trace_id": format_trace_id(context.trace_id),
+        "span_id": format_span_id(context.span_id),
+        "trace_flags": f"{context.trace_flags:02x}",
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -28,6 +42,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **_trace_fields(),
         }
         for key, value in _extras(record).items():
             entry[key] = (
@@ -41,7 +56,11 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = _extras(record)
+        trace_id = _trace_fields().get("trace_id")
+        if trace_id is not None:
+            extras["trace_id"] = trace_id
+        fields = " ".join(f"{k}={v}" for k, v in extras.items())
         line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()} {fields}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -38,11 +38,14 @@ class Message(msgspec.Struct, kw_only=True, gc=False):
 
     def where(self) -> dict[str, Any]:
         """Log fields naming the message (OpenTelemetry messaging attribute names)."""
-        return {
+        fields: dict[str, Any] = {
             "messaging.destination.name": self.topic,
             "messaging.destination.partition.id": self.partition,
             "messaging.kafka.offset": self.offset,
         }
+        if self.key is not None:
+            fields["messaging.kafka.message.key"] = self.key.decode("utf-8", "replace")
+        return fields
 
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:
@@ -64,6 +67,7 @@ class EventInfo(msgspec.Struct, frozen=True, gc=False):
     event_type: str
     event_id: str | None = None
     sku: str | None = None
+    order_id: str | None = None
     ordering_key: str | None = None
     priority: str = "normal"
     #: When the event's effect is due (epoch seconds), e.g. a ship-by date; None: no deadline.

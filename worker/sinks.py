@@ -13,6 +13,7 @@ import asyncpg
 from worker.exceptions import ExceptionStore, encode_headers, retry_of
 from worker.messages import DecodeFailure, EventInfo, Message
 from worker.outcomes import Park
+from worker.tracing import inject
 
 log = logging.getLogger("skuflow.outcomes")
 
@@ -54,8 +55,9 @@ class OutcomeSinks:
             ("skuflow.original.partition", str(message.partition).encode()),
             ("skuflow.original.offset", str(message.offset).encode()),
         ]
+        # The dead letter carries the context of the span that rejected it onward.
         await self._producer.send_and_wait(
-            self._dead_letter_topic, value=message.value, key=message.key, headers=headers
+            self._dead_letter_topic, value=message.value, key=message.key, headers=inject(headers)
         )
         exception_id = await self._exceptions.record(
             message,

@@ -7,10 +7,12 @@ conventions where one exists (``messaging.client.consumed.messages``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 
 #: The messaging conventions' advisory buckets for messaging.process.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -119,3 +121,26 @@ class EngineMetrics:
             return [Observation(v, attrs) for source in sources for v, attrs in source()]
 
         self.meter.create_observable_gauge(name, [callback], unit=unit, description=description)
+
+
+def metric_readers_from_env(env: Mapping[str, str] | None = None) -> list[MetricReader]:
+    """An OTLP push reader when ``OTEL_METRICS_EXPORTER`` names ``otlp`` (``/metrics`` always
+    serves Prometheus; the interval is ``OTEL_METRIC_EXPORT_INTERVAL``)."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return []
+    names = {n.strip().lower() for n in env.get("OTEL_METRICS_EXPORTER", "").split(",")}
+    if "otlp" not in names:
+        return []
+    protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcExporter,
+        )
+
+        return [PeriodicExportingMetricReader(GrpcExporter())]
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return [PeriodicExportingMetricReader(OTLPMetricExporter())]

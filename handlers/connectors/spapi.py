@@ -43,6 +43,7 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
+from opentelemetry import trace
 
 from config.settings import Secret, SpApiSettings
 from handlers.connectors.lwa import LwaTokenProvider as LwaTokenProvider
@@ -52,6 +53,7 @@ from handlers.connectors.lwa import SpApiRejected as SpApiRejected
 from handlers.connectors.lwa import SpApiThrottled as SpApiThrottled
 from handlers.connectors.lwa import SpApiUnavailable as SpApiUnavailable
 from handlers.connectors.ratelimit import TokenBucket
+from handlers.telemetry import DomainTelemetry
 
 log = logging.getLogger("skuflow.spapi")
 
@@ -171,8 +173,10 @@ class SpApiClient:
         order_bucket: TokenBucket | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        telemetry: DomainTelemetry | None = None,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
+        self._telemetry = telemetry or DomainTelemetry()
         self._tokens, self._session, self._timeout = tokens, session, timeout
         self._buckets = {
             CONFIRM_SHIPMENT: bucket,
@@ -217,6 +221,22 @@ class SpApiClient:
             raise SpApiUnavailable(reason, ambiguous=False, operation=GET_ORDER) from None
 
     async def _call(self, operation: str, method: str, path: str, body: bytes | None) -> _Answer:
+        result = "ok"
+        try:
+            return await self._attempts(operation, method, path, body)
+        except SpApiError as failure:
+            result = type(failure).__name__
+            span = trace.get_current_span()
+            span.add_event(
+                "spapi.failed", {"skuflow.operation": operation, "skuflow.reason": str(failure)}
+            )
+            raise
+        finally:
+            self._telemetry.spapi_calls.add(1, {"skuflow.operation": operation, "result": result})
+
+    async def _attempts(
+        self, operation: str, method: str, path: str, body: bytes | None
+    ) -> _Answer:
         started, attempts, ambiguous, renewed = time.monotonic(), 0, False, False
         while True:
             attempts += 1
@@ -241,6 +261,18 @@ class SpApiClient:
                             status=failure.status,
                         )
                 delay = self._delay(failure, attempts)
+                throttled = isinstance(failure, SpApiThrottled)
+                if throttled:
+                    self._telemetry.spapi_throttles.add(1, {"skuflow.operation": operation})
+                trace.get_current_span().add_event(
+                    "spapi.throttled" if throttled else "spapi.retry",
+                    {
+                        "skuflow.operation": operation,
+                        "skuflow.attempt": attempts,
+                        "skuflow.reason": str(failure),
+                        "skuflow.retry_in_s": round(delay, 3),
+                    },
+                )
                 elapsed = time.monotonic() - started
                 if attempts >= self._retry.attempts or elapsed + delay > self._retry.max_elapsed:
                     raise failure from None
@@ -330,7 +362,9 @@ def _positive_float(value: str | None) -> float | None:
 
 
 def spapi_client_from_settings(
-    settings: SpApiSettings, session: aiohttp.ClientSession
+    settings: SpApiSettings,
+    session: aiohttp.ClientSession,
+    telemetry: DomainTelemetry | None = None,
 ) -> SpApiClient:
     """The process's client: one token provider, one confirmShipment bucket from settings."""
     if not (settings.client_id and settings.client_secret and settings.refresh_token):
@@ -346,4 +380,4 @@ def spapi_client_from_settings(
         session,
     )
     bucket = TokenBucket(settings.rate_per_second, settings.burst)
-    return SpApiClient(settings.endpoint, tokens, session, bucket)
+    return SpApiClient(settings.endpoint, tokens, session, bucket, telemetry=telemetry)

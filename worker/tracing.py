@@ -1,0 +1,267 @@
+"""Tracing: W3C trace context through Kafka headers, messaging spans, set-up from ``OTEL_*``.
+
+The worker emits its own spans after the OpenTelemetry messaging semantic conventions (v1.27+
+names): ``process <topic>`` (CONSUMER, a child of the producer's context carried in the
+``traceparent``/``tracestate`` headers) and ``commit <topic>`` (CLIENT). Outgoing HTTP and
+PostgreSQL calls are spans of the instrumentation packages, children of whatever span is
+current. Tracing is configured by the standard variables (``OTEL_TRACES_EXPORTER``,
+``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER``/``_ARG``, ``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``); with no exporter configured it is off and the engine takes a path
+with no tracing code at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import format_span_id, format_trace_id
+from opentelemetry.util.types import Attributes
+
+log = logging.getLogger("skuflow.tracing")
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
+#: Span links a batched ERP posting carries at most (the count of all is an attribute).
+MAX_LINKS = 128
+
+#: Kubernetes downward-API variables (set by the Helm chart) → resource attributes.
+K8S_ENV = {
+    "K8S_POD_NAME": "k8s.pod.name",
+    "K8S_POD_UID": "k8s.pod.uid",
+    "K8S_NAMESPACE_NAME": "k8s.namespace.name",
+    "K8S_NODE_NAME": "k8s.node.name",
+    "K8S_DEPLOYMENT_NAME": "k8s.deployment.name",
+    "K8S_CONTAINER_NAME": "k8s.container.name",
+}
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class _HeaderGetter(Getter[Headers]):
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        values = [v.decode("latin-1") for k, v in carrier if k == key and v is not None]
+        return values or None
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+_GETTER = _HeaderGetter()
+
+
+def extract(headers: Headers) -> Context | None:
+    """The producer's context from Kafka headers; None (a new trace) when there is none."""
+    for key, _value in headers:
+        if key == TRACEPARENT:
+            return propagate.extract(headers, getter=_GETTER)
+    return None
+
+
+def inject(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Headers with the current span's context in place of any earlier one.
+
+    Without a current span the headers pass unchanged, so a record keeps the context it came
+    with (a retried exception stays in its original trace).
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    if TRACEPARENT not in carrier:
+        return list(headers)
+    kept = [(k, v) for k, v in headers if k not in (TRACEPARENT, TRACESTATE)]
+    return kept + [(k, v.encode("latin-1")) for k, v in carrier.items()]
+
+
+def traceparent(span: trace.Span | None = None) -> str | None:
+    """The W3C ``traceparent`` of a sampled span (current one by default), else None."""
+    context = (span or trace.get_current_span()).get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return f"00-{format_trace_id(context.trace_id)}-{format_span_id(context.span_id)}-01"
+
+
+def link(value: str | None, attributes: Attributes = None) -> Link | None:
+    """A span link to the context a ``traceparent`` names (None when it is malformed)."""
+    if not value:
+        return None
+    parts = value.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    return Link(context, attributes) if context.is_valid else None
+
+
+def trace_id_hex() -> str | None:
+    """The current trace id (lowercase hex) for records that name their trace."""
+    context = trace.get_current_span().get_span_context()
+    return format_trace_id(context.trace_id) if context.is_valid else None
+
+
+class UntracedDatabaseRoots(Sampler):
+    """Drops database spans that have no parent; everything else follows the delegate.
+
+    Polling loops (park retrier, window flusher) query PostgreSQL every second; as root spans
+    they would be thousands of one-span traces. Inside a unit of work (a ``process`` or a
+    posting span) database calls are traced as children.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if (
+            kind is SpanKind.CLIENT
+            and attributes
+            and ("db.system" in attributes or "db.system.name" in attributes)
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"UntracedDatabaseRoots{{{self._delegate.get_description()}}}"
+
+
+def resource(version: str, env: Mapping[str, str] | None = None) -> Resource:
+    """service.name/version/instance.id, Kubernetes attributes, then ``OTEL_RESOURCE_*``."""
+    env = os.environ if env is None else env
+    attributes: dict[str, str] = {
+        "service.name": "skuflow",
+        "service.version": version,
+        "service.instance.id": env.get("K8S_POD_UID") or str(uuid.uuid4()),
+        "host.name": socket.gethostname(),
+    }
+    for variable, name in K8S_ENV.items():
+        if env.get(variable):
+            attributes[name] = env[variable]
+    # Resource.create lets OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME override these.
+    return Resource.create(attributes)
+
+
+def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r}")
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}")
+
+
+def tracing_wanted(env: Mapping[str, str] | None = None) -> bool:
+    """Tracing is on when an exporter is named or an OTLP endpoint is configured."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    exporters = env.get("OTEL_TRACES_EXPORTER")
+    if exporters is not None:
+        return exporters.strip().lower() not in ("", "none")
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def configure_tracing(version: str, env: Mapping[str, str] | None = None) -> TracerProvider | None:
+    """The process's tracer provider from ``OTEL_*`` (installed globally), or None: off."""
+    env = os.environ if env is None else env
+    if not tracing_wanted(env):
+        return None
+    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); the SDK's default is parent-based.
+    provider = TracerProvider(resource=resource(version, env))
+    provider.sampler = UntracedDatabaseRoots(provider.sampler)
+    for name in names:
+        exporter = _span_exporter(name, env)
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    instrument_database(provider)
+    log.info(
+        "tracing on",
+        extra={"exporters": ",".join(names), "sampler": provider.sampler.get_description()},
+    )
+    return provider
+
+
+def instrument_database(provider: trace.TracerProvider) -> None:
+    """asyncpg calls become client spans (statements without their parameters)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call]
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=provider)
+
+
+def uninstrument_database() -> None:
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+def http_trace_configs(provider: trace.TracerProvider | None) -> list[Any]:
+    """aiohttp client trace configs: one span per request (stable HTTP conventions)."""
+    if provider is None:
+        return []
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(tracer_provider=provider, sem_conv_opt_in_mode=_StabilityMode.HTTP)]
+
+
+__all__ = [
+    "MAX_LINKS",
+    "UntracedDatabaseRoots",
+    "configure_tracing",
+    "extract",
+    "http_trace_configs",
+    "inject",
+    "link",
+    "resource",
+    "trace_id_hex",
+    "traceparent",
+    "tracing_wanted",
+]
