@@ -90,7 +90,8 @@ def traceparent(span: trace.Span | None = None) -> str | None:
     context = (span or trace.get_current_span()).get_span_context()
     if not context.is_valid or not context.trace_flags.sampled:
         return None
-    return f"00-{format_trace_id(context.trace_id)}-{format_span_id(context.span_id)}-01"
+    ids = f"{format_trace_id(context.trace_id)}-{format_span_id(context.span_id)}"
+    return f"00-{ids}-{context.trace_flags:02x}"
 
 
 def link(value: str | None, attributes: Attributes = None) -> Link | None:

@@ -1,0 +1,131 @@
+"""Trace context through Kafka headers, links, the sampler, set-up from OTEL_*, log fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from worker.logs import ConsoleFormatter, JsonFormatter
+from worker.tracing import (
+    UntracedDatabaseRoots,
+    extract,
+    inject,
+    link,
+    resource,
+    trace_id_hex,
+    traceparent,
+    tracing_wanted,
+)
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+SPAN_ID = 0x00F067AA0BA902B7
+
+
+def _tracer() -> trace.Tracer:
+    return TracerProvider(sampler=ALWAYS_ON).get_tracer("test")
+
+
+def test_a_message_without_traceparent_starts_a_new_trace() -> None:
+    assert extract([("other", b"x")]) is None
+    assert extract([]) is None
+
+
+def test_the_producers_context_is_extracted_from_kafka_headers() -> None:
+    context = extract([("traceparent", PARENT.encode()), ("tracestate", b"vendor=1")])
+    assert context is not None
+    parent = trace.get_current_span(context).get_span_context()
+    assert (parent.trace_id, parent.span_id, parent.is_remote) == (TRACE_ID, SPAN_ID, True)
+    assert parent.trace_state.get("vendor") == "1"
+    child = _tracer().start_span("process t", context=context, kind=SpanKind.CONSUMER)
+    assert child.get_span_context().trace_id == TRACE_ID
+
+
+def test_a_published_record_carries_the_current_context_onward() -> None:
+    headers = [("traceparent", PARENT.encode()), ("skuflow.error.kind", b"undecodable")]
+    assert inject(headers) == headers  # no current span: the original context stays
+    with _tracer().start_as_current_span("process t") as span:
+        out = dict(inject(headers))
+        ids = span.get_span_context()
+    assert out["skuflow.error.kind"] == b"undecodable"
+    assert out["traceparent"].decode().split("-")[2] == f"{ids.span_id:016x}"
+    assert len([k for k, _ in inject(headers) if k == "traceparent"]) == 1
+
+
+def test_links_are_parsed_from_stored_traceparents_and_bad_ones_are_ignored() -> None:
+    parsed = link(PARENT)
+    assert parsed is not None
+    assert (parsed.context.trace_id, parsed.context.span_id) == (TRACE_ID, SPAN_ID)
+    for bad in (None, "", "garbage", "00-zz-00f067aa0ba902b7-01", f"00-{'0' * 32}-{'0' * 16}-01"):
+        assert link(bad) is None
+
+
+def test_only_sampled_spans_are_stored_for_links() -> None:
+    assert traceparent() is None  # nothing current
+    unsampled = NonRecordingSpan(SpanContext(TRACE_ID, SPAN_ID, False, TraceFlags(0)))
+    assert traceparent(unsampled) is None
+    sampled = NonRecordingSpan(SpanContext(TRACE_ID, SPAN_ID, False, TraceFlags(1)))
+    assert traceparent(sampled) == PARENT
+    with trace.use_span(sampled):
+        assert trace_id_hex() == f"{TRACE_ID:032x}"
+
+
+def test_database_calls_without_a_parent_are_not_traced() -> None:
+    sampler = UntracedDatabaseRoots(ALWAYS_ON)
+    db = {"db.system": "postgresql"}
+    assert sampler.should_sample(None, 1, "SELECT", SpanKind.CLIENT, db).decision is Decision.DROP
+    parent = extract([("traceparent", PARENT.encode())])
+    sampled = sampler.should_sample(parent, 1, "SELECT", SpanKind.CLIENT, db).decision
+    assert sampled is Decision.RECORD_AND_SAMPLE
+    root = sampler.should_sample(None, 1, "process t", SpanKind.CONSUMER, {}).decision
+    assert root is Decision.RECORD_AND_SAMPLE
+    commit = sampler.should_sample(None, 1, "commit t", SpanKind.CLIENT, {}).decision
+    assert commit is Decision.RECORD_AND_SAMPLE
+    off = UntracedDatabaseRoots(ALWAYS_OFF).should_sample(None, 1, "process t", SpanKind.CONSUMER)
+    assert off.decision is Decision.DROP
+    assert "AlwaysOff" in UntracedDatabaseRoots(ALWAYS_OFF).get_description()
+
+
+def test_tracing_is_on_only_when_an_exporter_or_endpoint_is_configured() -> None:
+    assert not tracing_wanted({})
+    assert not tracing_wanted({"OTEL_TRACES_EXPORTER": "none"})
+    assert tracing_wanted({"OTEL_TRACES_EXPORTER": "otlp"})
+    assert tracing_wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert tracing_wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318"})
+    disabled = {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}
+    assert not tracing_wanted(disabled)
+
+
+def test_the_resource_names_the_service_and_its_kubernetes_pod() -> None:
+    attributes = resource(
+        "1.2.3", {"K8S_POD_NAME": "skuflow-0", "K8S_NAMESPACE_NAME": "erp", "K8S_POD_UID": "u-1"}
+    ).attributes
+    assert attributes["service.name"] == "skuflow"
+    assert attributes["service.version"] == "1.2.3"
+    assert attributes["service.instance.id"] == "u-1"
+    assert attributes["k8s.pod.name"] == "skuflow-0"
+    assert attributes["k8s.namespace.name"] == "erp"
+    assert "k8s.node.name" not in attributes
+    assert resource("1", {}).attributes["service.instance.id"]  # a fresh UUID off Kubernetes
+
+
+def _record() -> logging.LogRecord:
+    return logging.LogRecord("skuflow.test", logging.INFO, __file__, 1, "hello", None, None)
+
+
+def test_json_logs_carry_the_current_trace_and_span_ids() -> None:
+    assert "trace_id" not in json.loads(JsonFormatter().format(_record()))
+    with _tracer().start_as_current_span("process t") as span:
+        entry = json.loads(JsonFormatter().format(_record()))
+        console = ConsoleFormatter().format(_record())
+        ids = span.get_span_context()
+    assert entry["trace_id"] == f"{ids.trace_id:032x}"
+    assert entry["span_id"] == f"{ids.span_id:016x}"
+    assert entry["trace_flags"] == f"{ids.trace_flags:02x}"  # sampled (and random-id) bits
+    assert int(entry["trace_flags"], 16) & 1
+    assert f"trace_id={ids.trace_id:032x}" in console
