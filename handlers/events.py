@@ -7,7 +7,7 @@ the engine does not change. Quantities are decimals, never floats.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -35,25 +35,54 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=Fals
 
     def problems(self) -> list[tuple[str, str]]:
         """Semantic violations the schema cannot express, as (path, message)."""
-        return []
+        return timestamp_problems(("$.occurred_at", self.occurred_at))
 
 
-def _exponent(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    return exponent if isinstance(exponent, int) else 0
+def timestamp_problems(*stamps: tuple[str, datetime]) -> list[tuple[str, str]]:
+    """Timestamps that cannot be converted to UTC (e.g. ``0001-01-01T00:00:00+05:00``): every
+    consumer of an event (deadlines, SP-API, the ERP) does that conversion, and it would raise.
+    """
+    found = []
+    for path, moment in stamps:
+        if 1 < moment.year < 9999:  # hot path: no conversion needed
+            continue
+        try:
+            moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            found.append((path, "out of range once converted to UTC"))
+    return found
+
+
+def nul_paths(value: Any, path: str = "$") -> list[str]:
+    """Paths of the strings in an event that contain U+0000 (PostgreSQL text cannot store it)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in nul_paths(item, f"{path}[{index}]")]
+    if isinstance(value, msgspec.Struct):
+        return [
+            p
+            for field in value.__struct_fields__
+            for p in nul_paths(getattr(value, field), f"{path}.{field}")
+        ]
+    return []
 
 
 def quantity_problem(value: Decimal, *, allow_negative: bool) -> str | None:
     """Why ``value`` is not a plausible quantity, or None (hot path: one tuple, few compares)."""
-    sign, _digits, exponent = value.as_tuple()
+    sign, digits, exponent = value.as_tuple()
     if not isinstance(exponent, int):  # 'n', 'N' or 'F': NaN or infinity
         return "must be a finite number"
     if not value:
         return "must be non-zero"
     if sign and not allow_negative:
         return "must be positive"
-    if -exponent > MAX_QUANTITY_PLACES and -_exponent(value.normalize()) > MAX_QUANTITY_PLACES:
-        return f"at most {MAX_QUANTITY_PLACES} decimal places"  # (trailing zeros are fine)
+    if -exponent > MAX_QUANTITY_PLACES:
+        # Trailing zeros are fine. Counted on the digits: normalize() would round to the
+        # context's 28 digits and underflow tiny exponents to 0, passing e.g. 1E-999999999999.
+        zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if -(exponent + zeros) > MAX_QUANTITY_PLACES:
+            return f"at most {MAX_QUANTITY_PLACES} decimal places"
     if value >= MAX_QUANTITY or value <= -MAX_QUANTITY:
         return f"magnitude must be below {MAX_QUANTITY}"
     return None
@@ -70,7 +99,7 @@ class StockAdjusted(Event, frozen=True, kw_only=True, tag="stock.adjusted"):
     serial_numbers: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] = []
 
     def problems(self) -> list[tuple[str, str]]:
-        found = []
+        found = timestamp_problems(("$.occurred_at", self.occurred_at))
         problem = quantity_problem(self.quantity, allow_negative=True)
         if problem:
             found.append(("$.quantity", problem))
@@ -102,7 +131,11 @@ class DispatchConfirmed(Event, frozen=True, kw_only=True, tag="dispatch.confirme
     lines: Annotated[list[DispatchLine], msgspec.Meta(min_length=1, max_length=1000)]
 
     def problems(self) -> list[tuple[str, str]]:
-        found = []
+        found = timestamp_problems(
+            ("$.occurred_at", self.occurred_at),
+            ("$.ship_by", self.ship_by),
+            ("$.ship_date", self.ship_date),
+        )
         for index, line in enumerate(self.lines):
             problem = quantity_problem(line.quantity, allow_negative=False)
             if problem is None and line.quantity != line.quantity.to_integral_value():
