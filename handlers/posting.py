@@ -296,16 +296,22 @@ class StockPoster:
                     plan.slices.pop(0)
                     continue
                 key = plan.key_for(posting["key"], start, end)
+                # Saved as ambiguous before the call: a crash between the ERP's answer and the
+                # next save leaves a document the plan does not know, so a restart must search
+                # for the key before posting again (the chaos suite's SIGKILL after a post).
+                searched, plan.ambiguous = plan.ambiguous, True
+                await plan.save(conn, posting["id"])
                 try:
                     document = await self._send(
-                        posting["kind"], key, [lines[i] for i in indexes], plan.ambiguous
+                        posting["kind"], key, [lines[i] for i in indexes], searched
                     )
                 except ErpRejected as exc:
+                    plan.ambiguous = searched
                     await self._split_or_reject(conn, posting["id"], lines, indexes, plan, exc)
                     await plan.save(conn, posting["id"])
                     continue
                 except (ErpLocked, ErpUnavailable) as exc:
-                    plan.ambiguous = plan.ambiguous or (
+                    plan.ambiguous = searched or (
                         isinstance(exc, ErpUnavailable) and exc.ambiguous
                     )
                     await plan.save(conn, posting["id"])
