@@ -29,13 +29,14 @@ RUN python -m pip wheel --wheel-dir /wheels .
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+ARG PYTHON_IMAGE
 ARG SKUFLOW_VERSION=0.1.0
 LABEL org.opencontainers.image.title="skuflow" \
       org.opencontainers.image.description="Key-ordered, deadline-aware Kafka stream worker (warehouse, marketplace and ERP events)" \
       org.opencontainers.image.version="${SKUFLOW_VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="skuflow" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm"
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # A fixed, non-root UID/GID (the Helm chart's securityContext uses the same numbers). HOME is
 # /tmp: the only writable path when the root filesystem is mounted read-only.
