@@ -22,9 +22,9 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases, stock, urgent
+from bench import cases, stock, tracing, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
-from bench.data import PARTITIONS, create_topics, events, produce
+from bench.data import PARTITIONS, create_topics, events, produce, traced
 from bench.rss import Probe, RssReport, run_probe
 from bench.stack import Stack, embedded_stack
 from bench.stock import StockReport
@@ -41,6 +41,7 @@ RSS_HANDLER_SECONDS = 0.05
 #: The urgent case: its own stock backlog (CPU-bound consumption must not exhaust it within the
 #: stream), an empty stock topic for the reference run, one dispatch topic per run.
 URGENT_BACKLOG_TOPIC = "bench.urgent-backlog"
+TRACED_TOPIC = "bench.traced"
 EMPTY_STOCK_TOPIC = "bench.stock-empty"
 #: Stock adjustments → the B1 simulator, end to end (issue 5): its own topic, produced in the case.
 B1_TOPIC = "bench.stock-b1"
@@ -65,6 +66,7 @@ class Plan:
         self.urgent_backlog: int = args.urgent_backlog or (800_000 if quick else 3_000_000)
         self.adjustments: int = args.adjustments or (50_000 if quick else 250_000)
         self.only: str | None = args.only
+        self.traced: int = args.traced or (100_000 if quick else 300_000)
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
         return (
@@ -89,7 +91,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="stock adjustments posted to the B1 simulator (250k; quick 50k)",
     )
     parser.add_argument(
-        "--only", choices=("stock",), help="run only this case (stock: adjustments → B1 simulator)"
+        "--traced", type=int, help="records of the tracing-overhead topic (300k; quick 100k)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("stock", "tracing"),
+        help="run only this case (stock: adjustments → B1 simulator; tracing: overhead)",
     )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
@@ -117,12 +124,64 @@ def _prepare(stack: Stack, plan: Plan) -> float:
         )
         await produce(stack.bootstrap, TOPIC, events(plan.messages, plan.keys, seed=1))
         await produce(stack.bootstrap, BACKLOG_TOPIC, events(plan.backlog, plan.keys, seed=2))
+        await _produce_traced(stack, plan)
         urgent_backlog = events(plan.urgent_backlog, plan.keys, seed=3)
         await produce(stack.bootstrap, URGENT_BACKLOG_TOPIC, urgent_backlog)
 
     started = time.perf_counter()
     _on_uvloop(run)
     return time.perf_counter() - started
+
+
+async def _produce_traced(stack: Stack, plan: Plan) -> None:
+    for n, share in enumerate(tracing.PRODUCER_SAMPLED):
+        await create_topics(stack.bootstrap, tracing.topic(share))
+        records = traced(events(plan.traced, plan.keys, seed=4), share, seed=5 + n)
+        await produce(stack.bootstrap, tracing.topic(share), records)
+
+
+def _tracing(stack: Stack, plan: Plan) -> list[list[Measurement]]:
+    """Alternating rounds of the engine with tracing off, default sampling and 100 %."""
+    runs: list[list[Measurement]] = [[] for _ in tracing.CASES]
+    with tracing.otlp_sink() as endpoint:
+        for round_ in range(1, plan.rounds + 1):
+            for case, measured in zip(tracing.CASES, runs, strict=True):
+                provider = (
+                    None if case.sampler is None else tracing.provider(endpoint, case.sampler)
+                )
+                run = functools.partial(
+                    cases.engine, stack, tracing.topic(case.sampled), plan.traced,
+                    handler_seconds=0, telemetry=True,
+                    tracer=None if provider is None else provider.get_tracer("skuflow"),
+                )  # fmt: skip
+                measured.append(_on_uvloop(run))
+                if provider is not None:
+                    provider.shutdown()  # exports what is queued before the next contender
+                _note(f"tracing round {round_}, {case.name}: {measured[-1].rate:,.0f} msg/s")
+    return runs
+
+
+def _tracing_table(runs: list[list[Measurement]]) -> list[str]:
+    off_runs = runs[0]
+    off = _median(off_runs)
+    rows = [
+        "| tracing overhead: engine, no-op handler, OTel metrics on | messages | seconds | msg/s "
+        "| vs tracing off |",
+        "|---|---:|---:|---:|---|",
+        _row("tracing off (no `OTEL_*` exporter: no tracing code runs)", off, "1.00 (reference)"),
+    ]
+    for case, measured in zip(tracing.CASES[1:], runs[1:], strict=True):
+        m = _median(measured)
+        ratio = m.rate / off.rate
+        rounds = "/".join(f"{x.rate / o.rate:.2f}" for o, x in zip(off_runs, measured, strict=True))
+        if case.name.startswith("default"):
+            verdict = f"{ratio:.2f} (rounds {rounds}; target ≥ 0.8: {_check(ratio, 0.8)})"
+            label = f"{case.name} (parent-based), OTLP/HTTP export"
+        else:
+            verdict = f"{ratio:.2f} (rounds {rounds})"
+            label = "100 % sampling (`always_on`), OTLP/HTTP export (queue bounded: may drop)"
+        rows.append(_row(label, m, verdict))
+    return rows
 
 
 def _median(runs: list[Measurement]) -> Measurement:
@@ -147,6 +206,7 @@ class Results(msgspec.Struct, frozen=True):
     rss: RssReport
     urgent: list[UrgentRun]  # one per URGENT_MODES entry, in that order
     stock: StockReport
+    tracing: list[list[Measurement]]
 
     def table(self, plan: Plan) -> list[str]:
         ceiling, noop = _median(self.ceilings), _median(self.noops)
@@ -323,8 +383,11 @@ def _measure(stack: Stack, plan: Plan) -> Results:
     spec = Probe(stack, BACKLOG_TOPIC, plan.backlog, RSS_HANDLER_SECONDS, plan.rss_slow_seconds)
     rss = run_probe(spec, timeout=900)
     _note(f"peak {rss.final_peak_mb:.0f} MB")
+    traced_runs = _tracing(stack, plan)
     urgent_runs = _urgent(stack, plan)
-    return Results(ceilings, noops, telemetry, slow, plain, rss, urgent_runs, _stock(stack, plan))
+    return Results(
+        ceilings, noops, telemetry, slow, plain, rss, urgent_runs, _stock(stack, plan), traced_runs
+    )
 
 
 def _stock(stack: Stack, plan: Plan) -> StockReport:
@@ -379,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     _note("starting Apache Kafka and PostgreSQL")
     with embedded_stack() as stack:
+        if plan.only == "tracing":
+            _on_uvloop(functools.partial(_produce_traced, stack, plan))
+            print()
+            print("\n".join(_tracing_table(_tracing(stack, plan))))
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
         if plan.only == "stock":
             report = _stock(stack, plan)
             print()
@@ -407,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         + f". *(window)* rows: completions in up to {window.seconds:g} s after a "
         f"{window.warmup:g} s warm-up. Engine: `EngineOptions` defaults "
         f"(max_in_flight={plan.max_in_flight}). Peak RSS: VmHWM of a separate process."
+    )
+    print()
+    print("\n".join(_tracing_table(results.tracing)))
+    print()
+    print(
+        f"Tracing rows: {plan.traced:,} records with a producer `traceparent` each "
+        "(1 % or 10 % of them sampled by the producer), alternating rounds; spans exported by a "
+        "`BatchSpanProcessor` + OTLP/HTTP exporter to a sink process, as `skuflow run` exports."
     )
     print()
     print("\n".join(results.urgent_table(plan)))

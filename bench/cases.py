@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry.trace import Tracer
 
 from bench.data import PARTITIONS
 from bench.stack import Stack, engine_for, fresh_group, kafka_settings, worker_metrics
@@ -117,6 +118,7 @@ async def engine(
     handler_seconds: float,
     window: Window | None = None,
     telemetry: bool = False,
+    tracer: Tracer | None = None,
 ) -> Measurement:
     """The engine with a handler that sleeps ``handler_seconds`` (0: returns DONE at once).
 
@@ -135,7 +137,9 @@ async def engine(
 
     metrics = worker_metrics() if telemetry else None
     async with (
-        engine_for(stack, topic, handle, group=fresh_group("engine"), metrics=metrics) as eng,
+        engine_for(
+            stack, topic, handle, group=fresh_group("engine"), metrics=metrics, tracer=tracer
+        ) as eng,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(eng.run)

@@ -70,8 +70,23 @@ async def create_topics(bootstrap: str, *names: str, partitions: int = PARTITION
         await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
-    """Write ``records`` to ``topic`` (acks=all); return how many were written."""
+def traced(
+    records: Iterator[tuple[bytes, bytes]], sampled: float, seed: int
+) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """``records`` with a producer's W3C ``traceparent`` each, ``sampled`` of them sampled."""
+    rng = random.Random(seed)
+    for key, value in records:
+        flags = "01" if rng.random() < sampled else "00"
+        parent = f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-{flags}"
+        yield key, value, [("traceparent", parent.encode())]
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterator[tuple[bytes, bytes]] | Iterator[tuple[bytes, bytes, list[Any]]],
+) -> int:
+    """Write ``records`` (key, value[, headers]) to ``topic`` (acks=all); return the count."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_batch_size=_BATCH_BYTES, linger_ms=5
     )
@@ -81,13 +96,15 @@ async def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, byt
         await producer.partitions_for(topic)  # metadata first: send_batch needs it
         batches = {p: producer.create_batch() for p in range(PARTITIONS)}
         sent: list[Any] = []  # asyncio futures of RecordMetadata
-        for key, value in records:
+        for record in records:
+            key, value = record[0], record[1]
+            headers = record[2] if len(record) > 2 else []
             partition = partition_of(key)
             batch = batches[partition]
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[partition] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
             count += 1
             if len(sent) >= 64:
                 for future in sent:

@@ -15,6 +15,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from config.settings import EngineSettings, KafkaSettings, Settings, TopicsSettings
@@ -125,6 +126,7 @@ async def engine_for(
     group: str,
     max_in_flight: int = 256,
     metrics: EngineMetrics | None = None,
+    tracer: Tracer | None = None,
 ) -> AsyncIterator[Engine]:
     """An :class:`Engine` on ``topic`` with the production clients, router and sinks.
 
@@ -139,4 +141,4 @@ async def engine_for(
         options = EngineOptions(
             topics=(topic,), group=group, tuning=EngineSettings(max_in_flight=max_in_flight)
         )
-        yield Engine(consumer, router, sinks, options, metrics=metrics)
+        yield Engine(consumer, router, sinks, options, metrics=metrics, tracer=tracer)

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from anyio.abc import TaskStatus
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from config.settings import EngineSettings
 from worker.backoff import Backoff
@@ -39,7 +39,7 @@ from worker.outcomes import Done, Outcome, Park, Reject, Retry
 from worker.ready import DeadlineReady, FifoReady
 from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics, Gauges
-from worker.tracing import extract
+from worker.tracing import MessageSpans
 
 log = logging.getLogger("skuflow.engine")
 
@@ -106,7 +106,7 @@ class Engine:
     ) -> None:
         self._consumer = consumer
         #: None: tracing off, and the hot path runs no tracing code at all.
-        self._tracer = tracer
+        self._spans = MessageSpans(tracer) if tracer is not None else None
         self._router = router
         self._sinks = sinks
         self._opt = options
@@ -357,10 +357,10 @@ class Engine:
         if parked:
             self._parked_queued -= 1
         try:
-            if self._tracer is None:
+            if self._spans is None:
                 outcome = await self._execute(work)
             else:
-                outcome = await self._traced(work, self._tracer)
+                outcome = await self._traced(work, self._spans)
             if not parked:
                 part.offsets.complete(work.message.offset)
             self.processed += 1
@@ -369,29 +369,21 @@ class Engine:
             self._release(work)
             self._metrics.outcome(part.tp.topic, outcome, self._clock() - started)
 
-    async def _traced(self, work: _Work, tracer: trace.Tracer) -> str:
+    async def _traced(self, work: _Work, spans: MessageSpans) -> str:
         """:meth:`_execute` inside a ``process <topic>`` span, child of the producer's."""
         message = work.message
-        span = tracer.start_span(
-            f"process {message.topic}",
-            context=extract(message.headers) if message.headers else None,
-            kind=SpanKind.CONSUMER,
-        )
-        if span.is_recording():
+        span, context = spans.start(f"process {message.topic}", message.headers)
+        if span is not None and span.is_recording():
             span.set_attributes(self._span_attributes(work))
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(context)
         outcome = "cancelled"
         try:
             outcome = await self._execute(work)
             return outcome
         finally:
             otel_context.detach(token)
-            if span.is_recording():
-                span.set_attribute("skuflow.outcome", outcome)
-                if outcome == "cancelled":
-                    span.set_attribute("error.type", "cancelled")
-                    span.set_status(Status(StatusCode.ERROR, "cancelled (revocation or shutdown)"))
-            span.end()
+            if span is not None:  # (None: not recorded, nothing to end)
+                _end(span, outcome)
 
     def _span_attributes(self, work: _Work) -> dict[str, Any]:
         message = work.message
@@ -403,7 +395,6 @@ class Engine:
             "messaging.destination.partition.id": str(message.partition),
             "messaging.consumer.group.name": self._opt.group,
             "messaging.kafka.offset": message.offset,
-            "messaging.message.body.size": len(message.value),
         }
         if message.key is not None:
             attributes["messaging.kafka.message.key"] = message.key.decode("utf-8", "replace")
@@ -628,6 +619,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped bas
 
 def _labelled(read: Callable[[], float], attributes: dict[str, str | int]) -> Gauges:
     return lambda: [(read(), attributes)]
+
+
+def _end(span: trace.Span, outcome: str) -> None:
+    if span.is_recording():
+        span.set_attribute("skuflow.outcome", outcome)
+        if outcome == "cancelled":
+            span.set_attribute("error.type", "cancelled")
+            span.set_status(Status(StatusCode.ERROR, "cancelled (revocation or shutdown)"))
+    span.end()
 
 
 def _deadline_of(work: _Work) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,8 +26,21 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.trace.span import format_span_id, format_trace_id
 from opentelemetry.util.types import Attributes
 
@@ -62,13 +76,105 @@ class _HeaderGetter(Getter[Headers]):
 
 _GETTER = _HeaderGetter()
 
+#: W3C trace-context ``traceparent``, version 00 (the SDK propagator takes other versions).
+_TRACEPARENT = re.compile(rb"[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})[ \t]*")
 
-def extract(headers: Headers) -> Context | None:
-    """The producer's context from Kafka headers; None (a new trace) when there is none."""
-    for key, _value in headers:
+
+def _w3c_only() -> bool:
+    """The configured propagators read nothing but W3C trace context (and baggage)."""
+    names = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")
+    return {n.strip() for n in names.split(",")} <= {"tracecontext", "baggage"}
+
+
+def _remote_parent(headers: Headers) -> SpanContext | None:
+    """The W3C parent of a record, parsed as the SDK's propagator parses it (but cheaper).
+
+    Raises LookupError when the propagators must read the headers (``baggage``, or a
+    ``traceparent`` of a version other than 00).
+    """
+    parent = state = None
+    for key, value in headers:
         if key == TRACEPARENT:
+            parent = value
+        elif key == TRACESTATE:
+            state = value
+        elif key == "baggage":
+            raise LookupError(key)
+    if parent is None:
+        return None
+    match = _TRACEPARENT.fullmatch(parent)
+    if match is None:
+        if parent.lstrip()[:2] not in (b"00", b"ff"):
+            raise LookupError(TRACEPARENT)  # a future version: the propagator's rules apply
+        return None
+    trace_id, span_id, flags = match.groups()
+    context = SpanContext(
+        int(trace_id, 16),
+        int(span_id, 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(flags, 16)),
+        trace_state=TraceState.from_header([state.decode("latin-1")]) if state else None,
+    )
+    return context if context.is_valid else None
+
+
+def _drops_unsampled_remote_parents(sampler: Sampler | None) -> bool:
+    """The sampler is parent-based with the default for an unsampled remote parent: drop."""
+    while isinstance(sampler, UntracedDatabaseRoots):
+        sampler = sampler.delegate
+    return (
+        isinstance(sampler, ParentBased)
+        and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
+    )
+
+
+def extract(headers: Headers, *, w3c_only: bool | None = None) -> Context | None:
+    """The producer's context from Kafka headers; None (a new trace) when there is none.
+
+    With the default propagators the ``traceparent``/``tracestate`` headers are parsed directly
+    (a few µs less per message than the propagator API); other propagators (``OTEL_PROPAGATORS``)
+    and ``baggage`` go through ``opentelemetry.propagate``.
+    """
+    if w3c_only is None:
+        w3c_only = _w3c_only()
+    if w3c_only:
+        try:
+            parent = _remote_parent(headers)
+        except LookupError:
             return propagate.extract(headers, getter=_GETTER)
-    return None
+        return None if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
+    return propagate.extract(headers, getter=_GETTER) if headers else None
+
+
+class MessageSpans:
+    """Starts the ``process`` span of a message, cheaply when it will not be recorded.
+
+    When the producer's context says "not sampled" and the sampler agrees (parent-based, the
+    default), no span is started at all: the producer's context itself becomes current, so logs
+    and outgoing calls still carry the trace, and nothing is recorded — as with a non-recording
+    child span, minus its cost.
+    """
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._sampler: Sampler | None = getattr(tracer, "sampler", None)
+        self._w3c_only = _w3c_only()
+        self._drop_unsampled = _drops_unsampled_remote_parents(self._sampler)
+
+    def start(self, name: str, headers: Headers) -> tuple[trace.Span | None, Context]:
+        """The span (None: not recorded) and the context to make current while processing."""
+        parent = extract(headers, w3c_only=self._w3c_only) if headers else None
+        if parent is not None and self._sampler is not None:
+            remote = trace.get_current_span(parent).get_span_context()
+            if self._drop_unsampled and not remote.trace_flags.sampled:
+                return None, parent  # (what the sampler would decide, without asking it)
+            decision = self._sampler.should_sample(
+                parent, remote.trace_id, name, SpanKind.CONSUMER
+            ).decision
+            if decision is Decision.DROP:
+                return None, parent
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CONSUMER)
+        return span, trace.set_span_in_context(span, parent)
 
 
 def inject(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -124,7 +230,7 @@ class UntracedDatabaseRoots(Sampler):
     """
 
     def __init__(self, delegate: Sampler) -> None:
-        self._delegate = delegate
+        self.delegate = delegate
 
     def should_sample(
         self,
@@ -143,12 +249,12 @@ class UntracedDatabaseRoots(Sampler):
             and not trace.get_current_span(parent_context).get_span_context().is_valid
         ):
             return SamplingResult(Decision.DROP)
-        return self._delegate.should_sample(
+        return self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
 
     def get_description(self) -> str:
-        return f"UntracedDatabaseRoots{{{self._delegate.get_description()}}}"
+        return f"UntracedDatabaseRoots{{{self.delegate.get_description()}}}"
 
 
 def resource(version: str, env: Mapping[str, str] | None = None) -> Resource:
@@ -255,6 +361,7 @@ def http_trace_configs(provider: trace.TracerProvider | None) -> list[Any]:
 
 __all__ = [
     "MAX_LINKS",
+    "MessageSpans",
     "UntracedDatabaseRoots",
     "configure_tracing",
     "extract",
