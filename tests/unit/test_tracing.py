@@ -12,6 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from worker.logs import ConsoleFormatter, JsonFormatter
 from worker.tracing import (
+    MessageSpans,
     UntracedDatabaseRoots,
     extract,
     inject,
@@ -129,3 +130,40 @@ def test_json_logs_carry_the_current_trace_and_span_ids() -> None:
     assert entry["trace_flags"] == f"{ids.trace_flags:02x}"  # sampled (and random-id) bits
     assert int(entry["trace_flags"], 16) & 1
     assert f"trace_id={ids.trace_id:032x}" in console
+
+
+def test_an_unsampled_producer_context_becomes_current_without_a_span() -> None:
+    unsampled = PARENT[:-2] + "00"
+    spans = MessageSpans(TracerProvider().get_tracer("test"))  # default: parent-based
+    span, context = spans.start("process t", [("traceparent", unsampled.encode())])
+    assert span is None
+    current = trace.get_current_span(context).get_span_context()
+    assert (current.trace_id, current.span_id) == (TRACE_ID, SPAN_ID)
+    span, context = spans.start("process t", [("traceparent", PARENT.encode())])
+    assert span is not None
+    assert span.is_recording()
+    assert trace.get_current_span(context) is span
+    span, _ = spans.start("process t", [])
+    assert span is not None  # no context: a new (sampled) trace
+    assert span.get_span_context().trace_id != TRACE_ID
+
+
+def test_a_sampler_that_records_unsampled_parents_is_asked() -> None:
+    unsampled = PARENT[:-2] + "00"
+    provider = TracerProvider(sampler=UntracedDatabaseRoots(ALWAYS_ON))
+    span, _ = MessageSpans(provider.get_tracer("test")).start(
+        "process t", [("traceparent", unsampled.encode())]
+    )
+    assert span is not None
+    assert span.get_span_context().trace_id == TRACE_ID
+
+
+def test_other_traceparent_versions_and_baggage_go_through_the_propagators() -> None:
+    future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+    context = extract([("traceparent", future.encode())])
+    assert context is not None
+    assert trace.get_current_span(context).get_span_context().trace_id == TRACE_ID
+    with_baggage = extract([("traceparent", PARENT.encode()), ("baggage", b"tenant=acme")])
+    assert with_baggage is not None
+    assert trace.get_current_span(with_baggage).get_span_context().span_id == SPAN_ID
+    assert extract([("traceparent", b"ff-garbage")]) is None
