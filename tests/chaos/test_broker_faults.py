@@ -1,0 +1,141 @@
+"""Broker connection faults: a TCP fault proxy between the worker and Kafka.
+
+A Kafka client finds brokers through metadata, so a proxy in front of the session's broker
+would be bypassed after the first request. This scenario runs a broker of its own with two
+listeners: ``PLAINTEXT`` (direct; the test's producer and admin use it) and ``EXTERNAL``,
+whose *advertised* address is the proxy (:mod:`tests.support.faultproxy`). The worker is
+given the proxy as its bootstrap, so every connection it opens — bootstrap, group
+coordinator, partition leader — runs through the proxy.
+
+Faults, with traffic throughout: latency on every chunk; connection resets (RST); dropped
+connections; a blackhole (a silent partition) longer than the session timeout, so the
+member is evicted from its group and must rejoin.
+
+Then the independent check: exact ERP stock, no duplicate document, every order one shipment,
+every invalid message an exception record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devstack.kafka import KafkaBroker
+from devstack.postgres import run_sync
+from tests.chaos.harness import ChaosRun, free_port
+from tests.chaos.report import ChaosReport
+from tests.conftest import _create_topics
+from tests.support.faultproxy import ThreadedFaultProxy
+
+
+@dataclass
+class ProxiedBroker:
+    direct: str  # the test's own clients
+    proxy: ThreadedFaultProxy  # the worker's way in
+
+
+@pytest.fixture
+def proxied_broker(tmp_path: Path) -> Iterator[ProxiedBroker]:
+    external = free_port()
+    proxy = ThreadedFaultProxy(("127.0.0.1", external))
+    proxy.start()
+    port, controller = free_port(), free_port()
+    broker = KafkaBroker(
+        tmp_path / "kafka",
+        port=port,
+        controller_port=controller,
+        heap="384m",
+        extra_config={
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},"
+            f"EXTERNAL://127.0.0.1:{external}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},"
+            f"EXTERNAL://127.0.0.1:{proxy.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+            "EXTERNAL:PLAINTEXT",
+        },
+    )
+    try:
+        broker.start()
+        yield ProxiedBroker(broker.bootstrap, proxy)
+    finally:
+        broker.stop()
+        proxy.stop()
+
+
+def broker_faults(
+    kafka: ProxiedBroker,
+    database_url: str,
+    unique: str,
+    report: ChaosReport,
+    *,
+    rounds: int,
+    blackhole: float,
+    batch: int,
+    scenario: str,
+) -> None:
+    proxy = kafka.proxy
+    with ChaosRun(
+        bootstrap=kafka.direct,
+        database_url=database_url,
+        unique=unique,
+        worker_bootstrap=proxy.address,
+    ) as run:
+        run_sync(lambda: _create_topics(kafka.direct, run.topics, 6))
+        worker = run.worker("a").start()
+        worker.wait_ready(90)
+        assert proxy.stats.accepted > 0, "the worker does not go through the proxy"
+        resets = 0
+        for _ in range(rounds):
+            run.produce_stock(batch)
+            run.produce_dispatches(max(2, batch // 40))
+            proxy.delay(0.2)  # latency
+            time.sleep(3)
+            proxy.delay(0)
+            resets += proxy.reset()  # every connection reset
+            time.sleep(2)
+            proxy.drop()  # connections dropped, new ones closed at once
+            run.produce_stock(batch // 2)
+            time.sleep(3)
+            proxy.drop(False)
+            time.sleep(2)
+            proxy.blackhole()  # a silent partition, longer than the session timeout
+            run.produce_stock(batch // 2)
+            time.sleep(blackhole)
+            proxy.heal()
+            resets += proxy.reset()  # connections opened into the blackhole are dead
+            run.fault_over()
+            time.sleep(2)
+        stats = proxy.stats
+        faults = (
+            f"{rounds}x (200 ms latency 3 s, reset, drops 3 s, blackhole {blackhole:g} s): "
+            f"{resets} resets, {stats.dropped} drops"
+        )
+        assert worker.alive, worker.tail()
+        run.finish(report, scenario, faults, timeout=240)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_latency_resets_drops_and_a_partition_between_worker_and_broker_lose_nothing(
+    proxied_broker: ProxiedBroker,
+    database_url: str,
+    unique: str,
+    chaos_report: ChaosReport,
+) -> None:
+    broker_faults(proxied_broker, database_url, unique, chaos_report,
+                  rounds=4, blackhole=12, batch=600, scenario="broker faults")  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_one_round_of_broker_connection_faults_loses_nothing(
+    proxied_broker: ProxiedBroker,
+    database_url: str,
+    unique: str,
+    chaos_report: ChaosReport,
+) -> None:
+    broker_faults(proxied_broker, database_url, unique, chaos_report,
+                  rounds=1, blackhole=8, batch=200, scenario="broker faults (short)")  # fmt: skip
