@@ -727,6 +727,18 @@ def test_a_bad_values_file_is_rejected_by_the_schema(
         render(override)
 
 
+def test_a_bad_values_file_names_every_mistake() -> None:
+    with pytest.raises(helm.HelmValuesError) as refused:
+        render(values_file("bad.yaml"))
+    message = str(refused.value)
+    assert "at '/workers/urgent': additional properties 'replica' not allowed" in message
+    assert "at '/config/engine': additional properties 'drain_timeout' not allowed" in message
+    assert "at '/config/b1': additional properties 'password' not allowed" in message
+    linted = lint(values_file("bad.yaml"), KUBE_VERSIONS[0])  # `helm lint -f bad.yaml` fails
+    assert any("additional properties 'replica' not allowed" in e for e in linted["errors"])
+    assert "hunter2" not in message + json.dumps(linted)  # the refused value is not echoed
+
+
 def test_the_values_schema_closes_every_object() -> None:
     """A typo anywhere fails: every object schema says what else it accepts, if anything."""
     schema = json.loads((CHART / "values.schema.json").read_text())

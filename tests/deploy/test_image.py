@@ -33,6 +33,7 @@ from tests.deploy.chart import (
     values_file,
 )
 from tests.deploy.image import (
+    DOCKERFILE,
     REPO,
     Stage,
     docker_ignore,
@@ -57,6 +58,8 @@ def _shell(stage: Stage) -> str:
 
 
 def test_two_stages_on_the_official_slim_python_base() -> None:
+    # BuildKit's Dockerfile frontend: RUN --mount (the wheels' bind mount) needs it.
+    assert DOCKERFILE.read_text().startswith("# syntax=docker/dockerfile:1\n")
     assert [s.name for s in STAGES] == ["build", "runtime"]
     for stage in STAGES:
         # The Docker Official Image (library/python), slim variant, on the tested Python minor.
