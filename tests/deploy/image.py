@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -98,6 +99,26 @@ def mount_flags(command: Any) -> list[dict[str, str]]:
         for flag in command.flags
         if flag.startswith("--mount=")
     ]
+
+
+def replay_copies(stage: Stage, context: set[str], root: Path, workdir: Path) -> None:
+    """Replay a stage's ``COPY`` instructions from the build context into ``workdir``: a file
+    source lands in a ``dest/`` folder (or as ``dest``), a folder source's contents in ``dest``."""
+    for copy in stage.of("COPY"):
+        assert not copy.flags, "only COPY from the build context is replayed"
+        *sources, dest = copy.value
+        into_folder = dest.endswith("/") or len(sources) > 1
+        target = workdir / dest
+        for source in (s.rstrip("/") for s in sources):
+            for path in sorted(context):
+                if path == source:
+                    out = target / Path(path).name if into_folder else target
+                elif path.startswith(source + "/"):
+                    out = target / Path(path).relative_to(source)
+                else:
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / path, out)
 
 
 def run_step(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -39,6 +38,7 @@ from tests.deploy.image import (
     docker_ignore,
     mount_flags,
     parse_dockerfile,
+    replay_copies,
     run_step,
     substitute,
 )
@@ -192,7 +192,6 @@ class Installed:
     root: Path
     venv: Path
     env: dict[str, str]
-    build_log: str
 
     def skuflow(
         self, *args: str, env: dict[str, str] | None = None
@@ -228,24 +227,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("image")
     src, wheels, opt = root / "src", root / "wheels", root / "opt"
     (root / "tmp").mkdir()
-    # The build stage: WORKDIR /src, the COPY instructions from the (dockerignored) context.
-    context = set(docker_ignore().context(REPO))
-    for copy in BUILD.of("COPY"):
-        *sources, dest = copy.value
-        target = src / dest
-        for source in sources:
-            for path in sorted(context):
-                if path == source.rstrip("/"):
-                    (target if dest.endswith("/") else target.parent).mkdir(
-                        parents=True, exist_ok=True
-                    )
-                    shutil.copy2(
-                        REPO / path, target / Path(path).name if dest.endswith("/") else target
-                    )
-                elif path.startswith(source.rstrip("/") + "/"):
-                    out = target / Path(path).relative_to(source.rstrip("/"))
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(REPO / path, out)
+    # The build stage: its WORKDIR, filled by its COPY instructions from the build context.
+    assert BUILD.of("WORKDIR")[-1].value == ("/src",)
+    replay_copies(BUILD, set(docker_ignore().context(REPO)), REPO, src)
     (build_step,) = BUILD.of("RUN")
     build_paths = {"/wheels": wheels, "/src": src}
     built = run_step(
@@ -275,7 +259,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         for key, value in _stage_env(RUNTIME, {**runtime_paths, "/tmp": root / "tmp"}).items()
         if key in RUNTIME.env() or not key.startswith(("SKUFLOW_", "OTEL_", "PG", "PYTHON"))
     }
-    return Installed(root=root, venv=opt / "skuflow", env=run_env, build_log=built.stdout)
+    return Installed(root=root, venv=opt / "skuflow", env=run_env)
 
 
 def _files(root: Path) -> dict[str, int]:
