@@ -218,7 +218,9 @@ class Worker:
                 return  # asked to stop before PostgreSQL was reachable
             async with AsyncExitStack() as clients:
                 session = await clients.enter_async_context(
-                    aiohttp.ClientSession(trace_configs=http_trace_configs(self.tracer_provider))
+                    aiohttp.ClientSession(
+                        trace_configs=http_trace_configs(self.tracer_provider, self.meter_provider)
+                    )
                 )
                 domain = build_domain(
                     settings, self.pool, session, erp=self.erp, telemetry=self.telemetry

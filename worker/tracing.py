@@ -349,14 +349,22 @@ def uninstrument_database() -> None:
         instrumentor.uninstrument()
 
 
-def http_trace_configs(provider: trace.TracerProvider | None) -> list[Any]:
-    """aiohttp client trace configs: one span per request (stable HTTP conventions)."""
+def http_trace_configs(
+    provider: trace.TracerProvider | None, meter_provider: Any = None
+) -> list[Any]:
+    """aiohttp client trace configs: one span per request and the request-duration histogram
+    (stable HTTP conventions); none when tracing is off."""
     if provider is None:
         return []
     from opentelemetry.instrumentation._semconv import _StabilityMode
     from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
-    return [create_trace_config(tracer_provider=provider, sem_conv_opt_in_mode=_StabilityMode.HTTP)]
+    config = create_trace_config(
+        tracer_provider=provider,
+        meter_provider=meter_provider,
+        sem_conv_opt_in_mode=_StabilityMode.HTTP,
+    )
+    return [config]
 
 
 __all__ = [
