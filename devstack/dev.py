@@ -54,8 +54,9 @@ from devstack.view import (
     live_view,
     status_lines,
 )
-from skuflow.app import Worker, install_uvloop
+from skuflow.app import VERSION, Worker, install_uvloop
 from worker.errors import SkuflowError
+from worker.tracing import configure_tracing
 
 __all__ = ["run_dev"]
 
@@ -172,7 +173,8 @@ class _DevApp:
             skus, run=os.urandom(3).hex(), dispatch_share=self.share, on_order=self._register
         )
         _seed_erp(b1, self.events)
-        self.worker = Worker(self.settings)
+        # Tracing as `skuflow run` has it: on when OTEL_* names an exporter or endpoint.
+        self.worker = Worker(self.settings, tracer_provider=configure_tracing(VERSION))
         self.traffic = TrafficStats()
         self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim, b1)
         self.facts: dict[str, str] = {}
