@@ -3,7 +3,8 @@
 # skuflow worker image.
 #
 #   docker build -t skuflow:0.1.0 .
-#   docker run --read-only --tmpfs /tmp -e SKUFLOW_KAFKA_BOOTSTRAP=... skuflow:0.1.0 --class all
+#   docker run --read-only --tmpfs /tmp -e SKUFLOW_KAFKA_BOOTSTRAP=kafka:9092 \
+#     -e SKUFLOW_DATABASE_URL=postgresql://... skuflow:0.1.0 --class all
 #
 # Stage 1 builds wheels of skuflow and of every dependency; stage 2 installs them into a
 # virtualenv on a clean slim base: no compiler, no pip in the virtualenv, no source tree, no
