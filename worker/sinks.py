@@ -9,6 +9,7 @@ import logging
 from typing import Protocol
 
 import asyncpg
+from aiokafka.errors import MessageSizeTooLargeError
 
 from worker.exceptions import ExceptionStore, encode_headers, retry_of
 from worker.messages import DecodeFailure, EventInfo, Message
@@ -56,9 +57,21 @@ class OutcomeSinks:
             ("skuflow.original.offset", str(message.offset).encode()),
         ]
         # The dead letter carries the context of the span that rejected it onward.
-        await self._producer.send_and_wait(
-            self._dead_letter_topic, value=message.value, key=message.key, headers=inject(headers)
-        )
+        try:
+            await self._producer.send_and_wait(
+                self._dead_letter_topic,
+                value=message.value,
+                key=message.key,
+                headers=inject(headers),
+            )
+        except MessageSizeTooLargeError:
+            # Too large for the producer or the dead-letter topic (e.g. a payload_too_large
+            # message from a topic that allows big records): retrying can never succeed, so the
+            # letter goes with an empty value; the exception record keeps the original bytes.
+            headers.append(("skuflow.original.size", str(len(message.value)).encode()))
+            await self._producer.send_and_wait(
+                self._dead_letter_topic, value=b"", key=message.key, headers=inject(headers)
+            )
         exception_id = await self._exceptions.record(
             message,
             kind=failure.kind,
