@@ -51,6 +51,7 @@ from tests.deploy.chart import (
     values_file,
 )
 from worker.health import HealthServer
+from worker.tracing import resource as tracing_resource
 
 VALUE_SETS = [None, "full.yaml", "all-in-one.yaml"]
 SECRET_ENV = {
@@ -450,8 +451,14 @@ def test_every_setting_of_the_full_values_reaches_the_worker(tmp_path: Path) -> 
     assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "api-key=otel-key-not-in-configmap"
     attributes = dict(pair.split("=", 1) for pair in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
     assert attributes["deployment.environment.name"] == "production"
-    assert attributes["k8s.pod.name"] == "pod_name-from-the-downward-api"
     assert attributes["skuflow.class"] == "urgent"
+    # The downward API reaches the worker's OpenTelemetry resource (the pod UID is the instance).
+    resource = tracing_resource("0.1.0", env).attributes
+    assert resource["k8s.pod.name"] == "k8s_pod_name-from-the-downward-api"
+    assert resource["service.instance.id"] == "k8s_pod_uid-from-the-downward-api"
+    assert resource["k8s.namespace.name"] == "k8s_namespace_name-from-the-downward-api"
+    assert resource["k8s.node.name"] == "k8s_node_name-from-the-downward-api"
+    assert str(resource["k8s.deployment.name"]).endswith("urgent")
     assert env["TZ"] == "UTC"  # extraEnv
 
 

@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 import anyio
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from tests.support.recording import Recorder, TestEvent, encode, random_latency
-from tests.support.stack import produce, running_worker, settings_for, wait_for
+from tests.support.stack import produce, read_all, running_worker, settings_for, wait_for
 from worker.messages import Message
 from worker.outcomes import Outcome, Park, Retry
 
@@ -129,7 +128,7 @@ def test_poison_payloads_become_exceptions_and_dead_letters_while_the_partition_
         "unknown_type",
     ]
     assert "$.seq" in rows[2]["reason"]
-    dead = anyio.run(_read_all, kafka_bootstrap, f"{topic}.dlq", len(poison))
+    dead = anyio.run(read_all, kafka_bootstrap, f"{topic}.dlq", len(poison))
     # Keyless records run in their own lane, so dead letters are compared in offset order.
     dead.sort(key=lambda d: int(d[2]["skuflow.original.offset"]))
     assert [d[0] for d in dead] == [p[0] for p in poison]
@@ -149,23 +148,6 @@ async def wait_for_rows(conn: asyncpg.Connection, count: int) -> None:
     with anyio.fail_after(30):
         while await conn.fetchval("SELECT count(*) FROM skuflow_exceptions") < count:
             await anyio.sleep(0.05)
-
-
-async def _read_all(
-    bootstrap: str, topic: str, count: int
-) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
-    try:
-        with anyio.fail_after(30):
-            while len(out) < count:
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    out.extend((r.key, r.value, dict(r.headers)) for r in records)
-    finally:
-        await consumer.stop()
-    return out
 
 
 @pytest.mark.timeout(120)

@@ -39,7 +39,7 @@ from devstack.b1_sim import B1Simulator
 from devstack.spapi_sim import SpApiSimulator
 from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
 from skuflow.app import Worker
-from tests.support.stack import produce, settings_for, wait_for
+from tests.support.stack import produce, read_all, settings_for, wait_for
 from worker.tracing import UntracedDatabaseRoots, instrument_database, uninstrument_database
 
 pytestmark = [pytest.mark.scenario]
@@ -154,7 +154,7 @@ def test_one_confirmation_and_one_adjustment_are_followable_end_to_end(
     topics = settings.topics
     create_topics(topics.stock, topics.dispatch, topics.dead_letter)
 
-    async def main() -> tuple[trace.Span, trace.Span, str]:
+    async def main() -> tuple[trace.Span, trace.Span, str, list[Any], dict[str, str]]:
         amazon = SpApiSimulator(
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH
         )
@@ -200,13 +200,16 @@ def test_one_confirmation_and_one_adjustment_are_followable_end_to_end(
                 assert worker.health is not None
                 await wait_for(lambda: _posted(exporter), 10, "posting span")
                 metrics = await _scrape(worker.health.port)
+                assert worker.pool is not None
+                trace_ids = await worker.pool.fetch("SELECT kind, trace_id FROM skuflow_exceptions")
                 worker.request_stop()
         finally:
             await amazon.stop()
             await b1.stop()
-        return dispatch_sent, stock_sent, metrics
+        dead = await read_all(kafka_bootstrap, topics.dead_letter, 1)
+        return dispatch_sent, stock_sent, metrics, dead, dict(trace_ids)
 
-    dispatch_sent, stock_sent, metrics = anyio.run(main)
+    dispatch_sent, stock_sent, metrics, dead, trace_ids = anyio.run(main)
     finished = exporter.get_finished_spans()
 
     # -- dispatch: producer → process → SP-API HTTP call --------------------------------------
@@ -265,6 +268,12 @@ def test_one_confirmation_and_one_adjustment_are_followable_end_to_end(
     broken = _one(finished, name=f"process {topics.stock}", **{"messaging.kafka.message.key": "X"})
     assert broken.status.status_code is StatusCode.ERROR
     assert (broken.attributes or {})["error.type"] == "undecodable"
+    headers = dead[0][2]  # the dead letter carries the context onward
+    assert headers["traceparent"].decode().split("-")[1:3] == [
+        f"{broken.context.trace_id:032x}",
+        f"{broken.context.span_id:016x}",
+    ]
+    assert trace_ids["undecodable"] == f"{broken.context.trace_id:032x}"
 
     # -- commits, and no database span without a parent ---------------------------------------
     commits = [s for s in finished if s.name == f"commit {topics.stock}"]

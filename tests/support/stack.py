@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from config.settings import (
     DatabaseSettings,
@@ -85,3 +85,21 @@ async def wait_for(condition: Any, timeout: float, what: str, poll: float = 0.05
         while not condition():
             await anyio.sleep(poll)
     _ = what
+
+
+async def read_all(
+    bootstrap: str, topic: str, count: int
+) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+    """The first ``count`` records of ``topic`` (key, value, headers), within 30 s."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+    try:
+        with anyio.fail_after(30):
+            while len(out) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    out.extend((r.key, r.value, dict(r.headers)) for r in records)
+    finally:
+        await consumer.stop()
+    return out
