@@ -13,7 +13,8 @@ another touched less than ``conflict_window_ms`` ago, or still in flight, gets O
 Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serials``;
 ``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
 balancer; ``lock_storm_rate`` → share of postings refused with -2039; ``conflict_window_ms``;
-``timeout_after_apply_ms``/``_rate`` → applied, answered that much later); ``expire_sessions``;
+``timeout_after_apply_ms``/``_rate`` → applied, answered that much later; ``post_ms`` → a
+posting holds its items that long, as B1's transaction does); ``expire_sessions``;
 records ``requests``, ``documents``, ``stock()`` — over HTTP ``GET /_sim/requests|documents|
 stock|faults``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``. Login passwords are
 recorded as ``***``.
@@ -54,6 +55,7 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     conflict_window_ms: float = 50.0  # postings touching one item closer than this → -2039
     timeout_after_apply_ms: float = 0.0  # apply a posting, then answer this much later ...
     timeout_after_apply_rate: float = 1.0  # ... for this share of postings
+    post_ms: float = 0.0  # a posting holds its items this long (B1's transaction) before applying
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
@@ -89,6 +91,8 @@ class B1Simulator:
         self._next: dict[str, int] = dict.fromkeys(model.ENTITIES, 1)
         self.logins = 0
         self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
+        #: Postings refused because another one still held one of their items (a lock fight).
+        self.held_conflicts = 0
         self.documents: list[model.SimDocument] = []  # every posted document, in posting order
         self.url = ""
         app = web.Application(middlewares=[self._gateway])
@@ -321,10 +325,19 @@ class B1Simulator:
         codes = {str(line.get("ItemCode")) for line in lines or [] if isinstance(line, dict)}
         faults, now = self._faults, time.monotonic()
         window = faults.conflict_window_ms / 1000
-        if any(self._holding[c] or now - self._touched.get(c, -math.inf) < window for c in codes):
+        if any(self._holding[c] for c in codes):
+            self.held_conflicts += 1
+            raise model.SLError.of(400, model.MODIFIED)
+        if any(now - self._touched.get(c, -math.inf) < window for c in codes):
             raise model.SLError.of(400, model.MODIFIED)
         if self._random.random() < faults.lock_storm_rate:
             raise model.SLError.of(400, model.MODIFIED)
+        if faults.post_ms > 0:  # the items are locked while the document is written
+            self._holding.update(codes)
+            try:
+                await asyncio.sleep(faults.post_ms / 1000)
+            finally:
+                self._holding.subtract(codes)
         moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
         for move in moves:
             move.apply(self._book)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import anyio
 import asyncpg
 import msgspec
@@ -23,7 +24,11 @@ from aiokafka import AIOKafkaProducer
 
 from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
 from devstack.b1_sim import B1Simulator
+from handlers.connectors.b1 import b1_client_from_settings
+from handlers.connectors.b1_port import KEY_FIELD, B1Erp
+from handlers.erp import ErpLocked, StockDocument
 from handlers.events import StockAdjusted
+from handlers.netting import DocumentLine
 from skuflow.app import Worker
 from tests.support.stack import produce, settings_for, wait_for
 from worker.exceptions import ExceptionStore, republish
@@ -96,6 +101,7 @@ async def stock_stack(
     faults: dict[str, Any] | None = None,
     timeout: float = 30.0,
     window_seconds: float = 1.0,
+    replicas: int = 1,
 ) -> AsyncIterator[Stack]:
     sim = B1Simulator(password="b1-secret")
     await sim.start()
@@ -112,15 +118,17 @@ async def stock_stack(
             window_seconds=window_seconds, window_max_lines=200, retry_max_seconds=4.0
         ),
     )
-    worker = Worker(settings)
+    workers = [Worker(settings) for _ in range(replicas)]  # replicas: one group, one database
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(worker.run)
-            assert worker.pool is not None
+            for worker in workers:
+                await tg.start(worker.run)
+            assert workers[0].pool is not None
             try:
-                yield Stack(sim, worker, worker.pool)
+                yield Stack(sim, workers[0], workers[0].pool)
             finally:
-                worker.request_stop()
+                for worker in workers:
+                    worker.request_stop()
     finally:
         await sim.stop()
 
@@ -272,3 +280,73 @@ def test_a_rejected_movement_is_posted_after_the_item_is_fixed_and_the_exception
     stack, statuses = anyio.run(main)
     assert statuses == ["resolved"]
     stack.assert_no_duplicate_documents()
+
+
+@pytest.mark.timeout(180)
+def test_two_replicas_never_have_two_postings_for_one_item_in_flight(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """Both replicas flush (one flusher per warehouse across the group, by advisory lock), and
+    the same items move in both warehouses: without item locks shared through PostgreSQL, two
+    documents for one item would be in flight at once — B1 answers that with -2039."""
+    settings = _settings(kafka_bootstrap, database_url, unique)
+    create_topics(settings.topics.stock, settings.topics.dispatch, settings.topics.dead_letter)
+    rng = random.Random(7)
+    hot = ITEMS[:4]  # few items, both warehouses: every window touches all of them
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    records = []
+    for n in range(1_200):
+        sku, location = rng.choice(hot), rng.choice(list(WAREHOUSES))
+        quantity = rng.choice([-1, 1, 2])
+        expected[(sku, WAREHOUSES[location])] += quantity
+        records.append(adjustment(n, sku, location, quantity))
+    faults = {"post_ms": 40}  # a document holds its items for 40 ms, as B1's transaction does
+
+    async def main() -> Stack:
+        async with stock_stack(settings, faults=faults, window_seconds=0.2, replicas=2) as stack:
+            # the check is real: two documents for one item at once are refused
+            await _concurrent_postings_conflict(stack.sim)
+            stack.sim.held_conflicts = 0
+            for start in range(0, len(records), 150):  # bursts: many windows in both warehouses
+                await produce(kafka_bootstrap, settings.topics.stock, records[start : start + 150])
+                await anyio.sleep(0.3)
+            await _until_settled(stack, len(records))
+            assert stack.worker.engine is not None
+            assert stack.worker.engine.assignment()  # (the other replica holds the rest)
+            return stack
+
+    stack = anyio.run(main)
+    assert stack.sim.held_conflicts == 0
+    expected[(ITEMS[5], "01")] += 1  # the probe's one document
+    stack.assert_stock(expected)
+    stack.assert_no_duplicate_documents()
+    postings = {doc.body.get("JournalMemo") for doc in stack.sim.documents}
+    assert len(postings) >= 12  # many windows, in both warehouses
+
+
+async def _concurrent_postings_conflict(sim: B1Simulator) -> None:
+    """Two documents for one item sent at once: the second is refused (ODBC -2039)."""
+    session = aiohttp.ClientSession()
+    b1 = B1Settings(url=sim.url, password=Secret("b1-secret"))
+    erp = B1Erp(b1_client_from_settings(b1, session, key_field=KEY_FIELD))
+    try:
+        line = DocumentLine(
+            item_code=ITEMS[5], warehouse_code="01", quantity=Decimal(1), sources=("probe",)
+        )
+        results = []
+
+        async def post(key: str) -> None:
+            document = StockDocument(kind="entry", key=key, lines=(line,), remarks=key)
+            try:
+                await erp.post_document(document)
+                results.append("ok")
+            except ErpLocked:
+                results.append("locked")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post, "PROBE1")
+            tg.start_soon(post, "PROBE2")
+        assert sorted(results) == ["locked", "ok"]
+        assert sim.held_conflicts == 1
+    finally:
+        await session.close()
