@@ -283,9 +283,10 @@ def out_of_range(draw: st.DrawFn, info: mi.StructType) -> Mutation:
             st.integers(min_value=10**9, max_value=10**40).flatmap(
                 lambda q: st.sampled_from([q, -q, str(q)])
             ),
-            st.decimals(places=7, allow_nan=False, allow_infinity=False)
-            .filter(lambda d: d != d.to_integral_value() and abs(d) < 1000)
-            .map(lambda d: str(d.quantize(Decimal("1E-7")))),
+            # 7 significant decimal places (a trailing zero would make it 6: valid)
+            st.integers(min_value=-(10**10), max_value=10**10)
+            .filter(lambda n: n % 10 != 0)
+            .map(lambda n: str(Decimal(n).scaleb(-7))),
         )
     )
     if "lines" in obj:  # dispatch: lines must be whole positive units
