@@ -123,6 +123,10 @@ class ExceptionStore:
         The record names the trace it happened in (the current span's, unless given).
         """
         trace_id = trace_id or trace_id_hex()
+        # Reasons and ids echo input (msgspec quotes a bad ``type``): no U+0000 in text columns.
+        reason = storable(reason)
+        event_id = None if event_id is None else storable(event_id)
+        sku = None if sku is None else storable(sku)
         original = retry_of(message)
         if original is not None:
             row_id = await self._pool.fetchval(

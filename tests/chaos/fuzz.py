@@ -303,7 +303,9 @@ def unknown_type(draw: st.DrawFn, info: mi.StructType) -> Mutation:
     tag = draw(
         st.one_of(
             st.text(CHARS, max_size=30),
-            st.sampled_from(["skuflow.unroutable", "Stock.Adjusted", "stock.adjusted ", "order"]),
+            st.sampled_from(
+                ["skuflow.unroutable", "Stock.Adjusted", "stock.adjusted ", "order", "stock\x00"]
+            ),
         ).filter(lambda t: t not in TAGS)
     )
     obj["type"] = tag

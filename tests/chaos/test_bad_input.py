@@ -38,7 +38,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from config.settings import DatabaseSettings, Secret, Settings
 from devstack.postgres import run_sync
+from skuflow.app import connect_database
 from tests.chaos.fuzz import DEADLINE_KINDS, Catalogue, Payload, Traffic, by_case, traffic
 from tests.chaos.harness import (
     OPENING,
@@ -49,6 +51,8 @@ from tests.chaos.harness import (
     write_config,
 )
 from tests.chaos.report import ChaosReport, ChaosRow
+from worker.exceptions import ExceptionStore
+from worker.messages import Message
 
 pytestmark = [pytest.mark.scenario]
 
@@ -387,3 +391,32 @@ def test_fuzzed_payloads_in_valid_traffic_full(
         seed=10,
         settle_timeout=600,
     )
+
+
+@pytest.mark.timeout(60)
+def test_an_exception_whose_reason_echoes_a_nul_is_recorded(database_url: str) -> None:
+    """Regression: msgspec quotes a bad ``type`` (``Invalid value 'a\\x00b'``); PostgreSQL text
+    refuses U+0000, so the record was unwritable and the engine retried it for ever."""
+
+    async def record() -> tuple[str, str | None]:
+        settings = Settings(database=DatabaseSettings(url=Secret(database_url)))
+        pool = await connect_database(settings, attempts=1)
+        try:
+            store = ExceptionStore(pool)
+            headers = [("h\x00", b"v")]
+            message = Message(
+                topic="t", partition=0, offset=1, key=b"k", value=b"{}", headers=headers,
+                timestamp_ms=0,
+            )  # fmt: skip
+            row = await store.record(
+                message, kind="unknown_type", reason="Invalid value 'a\x00b'", event_id="e\x00"
+            )
+            found = await store.get(row)
+            assert found is not None
+            return found.reason, found.event_id
+        finally:
+            await pool.close()
+
+    reason, event_id = run_sync(record)
+    assert reason == "Invalid value 'a\\u0000b'"
+    assert event_id == "e\\u0000"
