@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from config.redaction import redact_secrets
 from worker.errors import SkuflowError
 
 #: B1's concurrent-modification error (ODBC -2039); 412 is its answer to a stale If-Match.
@@ -151,6 +152,5 @@ def translate(
 
 
 def redact(text: str, *secrets: str) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***") if secret else text
-    return text
+    """Every form of every secret (raw, URL-encoded, JSON-escaped, base64) as ``***``."""
+    return redact_secrets(text, *secrets)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import aiohttp
 import msgspec
 
+from config.redaction import redact_secrets
 from config.settings import Secret
 from worker.errors import SkuflowError
 
@@ -163,6 +164,6 @@ class LwaTokenProvider:
             reason = f"LWA answered HTTP {status} {problem.error}"
             raise SpApiUnavailable(reason, ambiguous=False, operation="lwa")
         text = f"LWA refused the refresh-token grant: {problem.error} {problem.error_description}"
-        for secret in (self._client_secret.reveal(), self._refresh_token.reveal()):
-            text = text.replace(secret, "***") if secret else text  # never echo a credential
+        # never echo a credential, in whatever form the server sends it back
+        text = redact_secrets(text, self._client_secret.reveal(), self._refresh_token.reveal())
         raise SpApiAuthError(text.strip(), operation="lwa")

@@ -520,13 +520,6 @@ def test_an_unreachable_database_does_not_leak_its_password(tmp_path: Path) -> N
     assert not leaks(worker.log.read_text(errors="replace"), "logs without a database")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known leak: handlers/connectors/lwa.py redacts only the raw client secret and "
-    "refresh token from LWA's error text; an error body echoing the urlencoded form "
-    "(cnry...%2B%2F%3D) reaches park reasons, the shipment ledger, logs and spans",
-)
 @pytest.mark.timeout(30)
 def test_lwa_errors_echoing_the_urlencoded_form_are_redacted() -> None:
     async def refused() -> str:

@@ -565,3 +565,19 @@ def test_sku_map_errors_name_the_line(tmp_path: Path, text: str, line: int, prob
 def test_missing_sku_map_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="SKU map file not found"):
         load_sku_map(tmp_path / "absent.csv")
+
+
+def test_echoed_credentials_are_redacted_in_every_form_a_server_sends_them_back() -> None:
+    from urllib.parse import quote, quote_plus
+
+    from config.redaction import redact_secrets
+
+    secret = 'cnry+/="\\x'
+    echoed = (
+        f"raw {secret}; form {quote_plus(secret)}; url {quote(secret, safe='')}; "
+        'json "cnry+/=\\"\\\\x"; basic ' + __import__("base64").b64encode(secret.encode()).decode()
+    )
+    redacted = redact_secrets(echoed, secret, None, "")
+    assert "cnry" not in redacted, redacted
+    assert redacted.count("***") == 5
+    assert redact_secrets("a b a", "a") == "*** b ***"  # the raw form, however short
