@@ -52,7 +52,11 @@ class DeadlineWatch:
         """Before an attempt: measure the slack, flag the event once per level."""
         assert info.deadline is not None
         slack = info.deadline - self._clock()
-        self._metrics.deadline_slack.record(slack, {"messaging.destination.name": message.topic})
+        where = {"messaging.destination.name": message.topic}
+        if slack >= 0:
+            self._metrics.deadline_slack.record(slack, where)
+        else:
+            self._metrics.deadline_lateness.record(-slack, where)
         if slack < 0:
             level = MISSED
             reason = (

@@ -53,6 +53,15 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(entry).decode()
 
 
+#: Control characters escaped in console lines, so input echoed into a log (an event id, a key)
+#: cannot forge a line of its own.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
+
+
+def _one_line(text: object) -> str:
+    return str(text).translate(_CONTROL)
+
+
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
@@ -60,8 +69,9 @@ class ConsoleFormatter(logging.Formatter):
         trace_id = _trace_fields().get("trace_id")
         if trace_id is not None:
             extras["trace_id"] = trace_id
-        fields = " ".join(f"{k}={v}" for k, v in extras.items())
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()} {fields}"
+        fields = " ".join(f"{k}={_one_line(v)}" for k, v in extras.items())
+        message = _one_line(record.getMessage())
+        line = f"{stamp} {record.levelname:<7} {record.name}: {message} {fields}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line.rstrip()

@@ -17,11 +17,9 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 #: The messaging conventions' advisory buckets for messaging.process.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
-#: Deadline slack buckets (seconds): late, minutes, hours.
+#: Deadline slack buckets (seconds): minutes, hours. (Histograms take no negative values:
+#: a missed deadline's lateness has a histogram of its own.)
 SLACK_BUCKETS = (
-    -3600.0,
-    -600.0,
-    -60.0,
     0.0,
     60.0,
     300.0,
@@ -76,6 +74,12 @@ class EngineMetrics:
             "skuflow.deadline.slack",
             unit="s",
             description="Time left before the deadline when an urgent event is attempted.",
+            explicit_bucket_boundaries_advisory=SLACK_BUCKETS,
+        )
+        self.deadline_lateness = meter.create_histogram(
+            "skuflow.deadline.lateness",
+            unit="s",
+            description="How long past its deadline an urgent event is attempted (missed only).",
             explicit_bucket_boundaries_advisory=SLACK_BUCKETS,
         )
         self.deadline_alerts = meter.create_counter(

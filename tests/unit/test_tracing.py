@@ -167,3 +167,14 @@ def test_other_traceparent_versions_and_baggage_go_through_the_propagators() -> 
     assert with_baggage is not None
     assert trace.get_current_span(with_baggage).get_span_context().span_id == SPAN_ID
     assert extract([("traceparent", b"ff-garbage")]) is None
+
+
+def test_console_lines_escape_control_characters_so_input_cannot_forge_a_line() -> None:
+    record = logging.LogRecord(
+        "skuflow.test", logging.WARNING, __file__, 1, "bad key %s", ("k\nFORGED",), None
+    )
+    record.event_id = "e1\r\n12:00:00 INFO  fake: line"
+    line = ConsoleFormatter().format(record)
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "k\\x0aFORGED" in line
