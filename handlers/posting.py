@@ -311,9 +311,7 @@ class StockPoster:
                     await plan.save(conn, posting["id"])
                     continue
                 except (ErpLocked, ErpUnavailable) as exc:
-                    plan.ambiguous = searched or (
-                        isinstance(exc, ErpUnavailable) and exc.ambiguous
-                    )
+                    plan.ambiguous = searched or (isinstance(exc, ErpUnavailable) and exc.ambiguous)
                     await plan.save(conn, posting["id"])
                     await self._wait(conn, posting, exc)
                     return False
