@@ -49,8 +49,8 @@ class StockHandler:
     async def __call__(self, event: StockAdjusted, message: Message) -> Outcome:
         try:
             verdict = await self._validate(event)
-        except ErpError as exc:
-            return Retry(f"ERP master data unavailable: {exc}")
+        except ErpError as exc:  # the ERP is down: wait it out, however long (not an attempt)
+            return Retry(f"ERP master data unavailable: {exc}", dependency=True)
         if isinstance(verdict, Reject):
             return verdict
         item_code, warehouse_code = verdict

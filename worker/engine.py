@@ -32,6 +32,7 @@ from config.settings import EngineSettings
 from worker.backoff import Backoff
 from worker.checkpoint import Checkpoint, PartitionState
 from worker.deadlines import DeadlineWatch
+from worker.errors import is_infrastructure
 from worker.lanes import KeyLanes
 from worker.messages import DecodeFailure, EventInfo, Message, Router
 from worker.offsets import PartitionOffsets
@@ -444,6 +445,7 @@ class Engine:
             await self._reject(message, failure, info)
             return "reject"
         watch = self._opt.deadline_first and info.deadline is not None
+        stalls = 0  # waits for a dependency (they do not count as attempts)
         while True:
             if watch:
                 await self._deadlines.check(message, info)
@@ -451,9 +453,18 @@ class Engine:
             try:
                 outcome: Outcome = await handler(work.event, message)
             except Exception as exc:
-                log.exception("handler raised", extra=message.where())
                 trace.get_current_span().record_exception(exc)
-                outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
+                if is_infrastructure(exc):
+                    outcome = Retry(f"{type(exc).__name__}: {exc}", dependency=True)
+                else:
+                    log.exception("handler raised", extra=message.where())
+                    outcome = Retry(f"handler raised {type(exc).__name__}: {exc}")
+            if isinstance(outcome, Retry) and outcome.dependency:
+                message.attempts -= 1
+                stalls += 1
+                delay = self._backoff.delay(stalls) if outcome.after is None else outcome.after
+                await self._wait_for_dependency(message, outcome.reason, stalls, delay)
+                continue
             if isinstance(outcome, Done):
                 if message.headers or message.parked_id is not None:
                     await self._durably("settle", self._sinks.done, message)
@@ -468,9 +479,11 @@ class Engine:
                     )
                 else:
                     self._metrics.retries.add(1, {"messaging.destination.name": message.topic})
-                    delay = outcome.after
-                    if delay is None:
-                        delay = self._backoff.delay(message.attempts)
+                    delay = (
+                        self._backoff.delay(message.attempts)
+                        if outcome.after is None
+                        else outcome.after
+                    )
                     log.info(
                         "retrying",
                         extra={
@@ -499,6 +512,22 @@ class Engine:
             rejected = DecodeFailure(outcome.kind, outcome.reason)
             await self._reject(message, rejected, info)
             return "reject"
+
+    async def _wait_for_dependency(
+        self, message: Message, reason: str, stalls: int, delay: float
+    ) -> None:
+        self._metrics.retries.add(
+            1, {"messaging.destination.name": message.topic, "skuflow.retry.cause": "dependency"}
+        )
+        trace.get_current_span().add_event(
+            "dependency_unavailable",
+            {"skuflow.reason": reason, "skuflow.stalls": stalls, "skuflow.retry_in_s": delay},
+        )
+        log.warning(
+            "dependency unavailable; waiting (not counted as an attempt)",
+            extra={**message.where(), "reason": reason, "stalls": stalls, "retry_in_s": delay},
+        )
+        await anyio.sleep(delay)
 
     async def _durably(
         self, what: str, write: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any

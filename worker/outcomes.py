@@ -20,10 +20,16 @@ class Done(msgspec.Struct, frozen=True):
 
 
 class Retry(msgspec.Struct, frozen=True):
-    """Run the same event again after ``after`` seconds (None: the engine's backoff)."""
+    """Run the same event again after ``after`` seconds (None: the engine's backoff).
+
+    ``dependency``: a system the handler needs is down (the ERP, PostgreSQL) — not the event's
+    fault, so the attempt does not count toward ``max_attempts``: the key waits for as long as
+    the outage lasts instead of turning valid events into exceptions.
+    """
 
     reason: str
     after: float | None = None
+    dependency: bool = False
 
 
 class Park(msgspec.Struct, frozen=True):

@@ -98,13 +98,6 @@ def database_restart(
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: while PostgreSQL is down a handler's failed write (FileNotFoundError on "
-    "the socket, connection errors) counts toward engine.max_attempts; with jittered backoff "
-    "some valid events exhaust their 10 attempts within a 30 s outage and become "
-    "retries_exhausted exceptions instead of waiting (fix belongs in worker/engine.py)",
-)
 def test_postgresql_restarted_mid_run_the_worker_waits_not_ready_and_loses_nothing(
     kafka_bootstrap: str,
     own_postgres: EmbeddedPostgres,

@@ -197,6 +197,52 @@ def test_a_retrying_event_blocks_its_sku_but_not_others_and_a_parked_one_lets_it
     assert parked == 1
 
 
+@pytest.mark.timeout(120)
+def test_an_outage_of_a_dependency_is_waited_out_and_never_uses_up_the_events_attempts(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """Regression (chaos: PostgreSQL restarted mid-run): handler failures caused by a dependency
+    being down counted toward max_attempts and turned valid events into retries_exhausted."""
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, partitions=1)
+    calls: dict[str, int] = defaultdict(int)
+
+    async def outage(event: TestEvent, _message: Message) -> Outcome | None:
+        calls[event.sku] += 1
+        if calls[event.sku] <= 5:  # more failures than max_attempts (3)
+            if event.sku == "DB":
+                raise ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+            if event.sku == "ERP":
+                return Retry("ERP master data unavailable", after=0.01, dependency=True)
+        return None
+
+    recorder = Recorder(before=outage)
+    settings = settings_for(
+        kafka_bootstrap, database_url, group, topic,
+        max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05,
+    )  # fmt: skip
+    records = [(b"DB", encode("DB", 0)), (b"ERP", encode("ERP", 0)), (b"DB", encode("DB", 1))]
+
+    async def main() -> int:
+        async with running_worker(settings, recorder.router()):
+            await produce(kafka_bootstrap, topic, records)
+            await wait_for(lambda: len(recorder.handled) == 3, 30, "handled")
+            conn = await asyncpg.connect(database_url)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM skuflow_exceptions"))
+            finally:
+                await conn.close()
+
+    exceptions = anyio.run(main)
+    assert exceptions == 0
+    assert [(sku, seq) for sku, seq, *_ in recorder.handled if sku == "DB"] == [
+        ("DB", 0),
+        ("DB", 1),
+    ]
+    assert calls["DB"] == 7  # 5 refused + DB/0 + DB/1
+    assert calls["ERP"] == 6
+
+
 @pytest.mark.timeout(180)
 def test_a_backlog_far_beyond_the_buffer_is_consumed_with_bounded_buffers_and_pauses(
     kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
