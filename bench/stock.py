@@ -87,6 +87,7 @@ class StockReport(msgspec.Struct, frozen=True):
     places: int
     lost: int  # (item, warehouse) whose simulator stock != opening + every adjustment
     peak_mb: float
+    lock_storm: float = 0.0
 
     @property
     def erp_writes(self) -> int:
@@ -210,11 +211,18 @@ async def _stop(process: anyio.abc.Process) -> WorkerReport:
 
 
 async def stock_run(
-    stack: Stack, topic: str, adjustments: int, skus: int, *, limit_seconds: float = 1_800
+    stack: Stack,
+    topic: str,
+    adjustments: int,
+    skus: int,
+    *,
+    limit_seconds: float = 1_800,
+    lock_storm: float = 0.0,
 ) -> StockReport:
     """Produce, seed the simulator, run the worker subprocess until everything is posted."""
     await create_topics(stack.bootstrap, topic, f"{topic}.dispatch", f"{topic}.dlq")
-    traffic = Traffic(adjustments, skus, seed=5)
+    # (event ids carry the seed: a second run into the same database must not repeat them)
+    traffic = Traffic(adjustments, skus, seed=6 if lock_storm else 5)
     started = time.perf_counter()
     await produce(stack.bootstrap, topic, traffic.records())
     produce_seconds = time.perf_counter() - started
@@ -224,7 +232,8 @@ async def stock_run(
     await sim.start()
     conn = await asyncpg.connect(stack.database_url)
     try:
-        sim.set_faults(conflict_window_ms=0)
+        # lock_storm: that share of postings refused with ODBC -2039 ("another user modified")
+        sim.set_faults(conflict_window_ms=0, lock_storm_rate=lock_storm)
         opening = dict.fromkeys(LOCATIONS.values(), OPENING)
         for n in range(skus):
             sim.add_item(sku(n), stock=opening)
@@ -274,6 +283,7 @@ async def stock_run(
             places=skus * len(LOCATIONS),
             lost=lost,
             peak_mb=report.peak_mb,
+            lock_storm=lock_storm,
         )
     finally:
         await conn.close()
