@@ -61,6 +61,13 @@ class ErpUnavailable(ErpError):
         self.ambiguous = ambiguous
 
 
+class ErpAuthFailed(ErpUnavailable):
+    """The ERP refused our credentials: a configuration error, not an outage to wait out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ambiguous=False)
+
+
 class ErpRejected(ErpError):
     """A business rejection; ``line`` is the 0-based document line it names, if it names one."""
 

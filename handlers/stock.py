@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from handlers.erp import ErpError
+from handlers.erp import ErpAuthFailed, ErpError
 from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
 from worker.messages import Message
@@ -49,6 +49,8 @@ class StockHandler:
     async def __call__(self, event: StockAdjusted, message: Message) -> Outcome:
         try:
             verdict = await self._validate(event)
+        except ErpAuthFailed as exc:  # misconfigured: bounded retries, then an exception record
+            return Retry(f"ERP master data unavailable: {exc}")
         except ErpError as exc:  # the ERP is down: wait it out, however long (not an attempt)
             return Retry(f"ERP master data unavailable: {exc}", dependency=True)
         if isinstance(verdict, Reject):

@@ -14,6 +14,7 @@ from handlers.connectors.b1 import StockDocument as B1Document
 from handlers.connectors.b1_errors import B1AuthError, B1Locked, B1Rejected, B1Unavailable
 from handlers.erp import (
     DocumentKind,
+    ErpAuthFailed,
     ErpLocked,
     ErpRejected,
     ErpUnavailable,
@@ -91,4 +92,4 @@ class B1Erp:
         except B1Rejected as exc:
             raise ErpRejected(str(exc.code), exc.message, line=exc.line) from exc
         except B1AuthError as exc:
-            raise ErpUnavailable(f"ERP login failed: {exc}", ambiguous=False) from exc
+            raise ErpAuthFailed(f"ERP login failed: {exc}") from exc
