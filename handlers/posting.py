@@ -461,6 +461,7 @@ class StockPoster:
                 sku=row["sku"],
                 trace_id=row["traceparent"].split("-")[1] if row["traceparent"] else None,
             )
+        self._telemetry.rejected_movements.add(len(rows), {"error.type": exc.code})
         log.warning(
             "posting line rejected",
             extra={

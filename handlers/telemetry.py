@@ -47,6 +47,11 @@ class DomainTelemetry:
             unit="{retry}",
             description="Postings rescheduled because the ERP reported a lock or was down.",
         )
+        self.rejected_movements = meter.create_counter(
+            "skuflow.erp.rejected_movements",
+            unit="{event}",
+            description="Stock movements the ERP refused after posting (erp_rejected exceptions).",
+        )
         self.spapi_calls = meter.create_counter(
             "skuflow.spapi.calls",
             unit="{call}",

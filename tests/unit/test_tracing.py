@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
@@ -178,3 +179,27 @@ def test_console_lines_escape_control_characters_so_input_cannot_forge_a_line() 
     assert "\n" not in line
     assert "\r" not in line
     assert "k\\x0aFORGED" in line
+
+
+def test_the_otlp_exporter_follows_the_configured_protocol() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from worker.tracing import _span_exporter
+
+    assert isinstance(_span_exporter("otlp", {}), OTLPSpanExporter)  # http/protobuf by default
+    grpc = _span_exporter("otlp", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert isinstance(grpc, GrpcExporter)
+    grpc.shutdown()
+    traces_only = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+    }
+    assert isinstance(_span_exporter("otlp", traces_only), OTLPSpanExporter)
+    assert _span_exporter("none", {}) is None
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
+        _span_exporter("jaeger", {})
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        _span_exporter("otlp", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
