@@ -217,6 +217,9 @@ class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     refresh_token: Secret | None = None
     rate_per_second: float = 2.0
     burst: int = 10
+    #: Draw from one bucket in PostgreSQL shared by every replica (the plan is per seller
+    #: account); false: each process paces itself at the full rate.
+    shared_rate_limit: bool = True
 
     def __post_init__(self) -> None:
         _http_url("spapi.endpoint", self.endpoint)

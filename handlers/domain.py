@@ -88,7 +88,7 @@ def build_domain(
     handlers: dict[str, Handler] = {}
     background: list[Background] = []
     if spapi_configured(settings):
-        client = spapi_client_from_settings(settings.spapi, session, telemetry)
+        client = spapi_client_from_settings(settings.spapi, session, telemetry, pool)
         handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
     else:
         log.warning("SP-API credentials not set: dispatch confirmations become exceptions")

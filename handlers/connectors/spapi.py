@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 import msgspec
 from opentelemetry import trace
 
@@ -53,6 +54,7 @@ from handlers.connectors.lwa import SpApiRejected as SpApiRejected
 from handlers.connectors.lwa import SpApiThrottled as SpApiThrottled
 from handlers.connectors.lwa import SpApiUnavailable as SpApiUnavailable
 from handlers.connectors.ratelimit import TokenBucket
+from handlers.connectors.shared_bucket import SharedTokenBucket, bucket_name
 from handlers.telemetry import DomainTelemetry
 
 log = logging.getLogger("skuflow.spapi")
@@ -167,7 +169,7 @@ class SpApiClient:
         endpoint: str,
         tokens: LwaTokenProvider,
         session: aiohttp.ClientSession,
-        bucket: TokenBucket,
+        bucket: TokenBucket | SharedTokenBucket,
         timeout: float = 10.0,
         *,
         order_bucket: TokenBucket | None = None,
@@ -178,7 +180,7 @@ class SpApiClient:
         self._endpoint = endpoint.rstrip("/")
         self._telemetry = telemetry or DomainTelemetry()
         self._tokens, self._session, self._timeout = tokens, session, timeout
-        self._buckets = {
+        self._buckets: dict[str, TokenBucket | SharedTokenBucket] = {
             CONFIRM_SHIPMENT: bucket,
             GET_ORDER: order_bucket or TokenBucket(*GET_ORDER_PLAN),
         }
@@ -365,6 +367,7 @@ def spapi_client_from_settings(
     settings: SpApiSettings,
     session: aiohttp.ClientSession,
     telemetry: DomainTelemetry | None = None,
+    pool: asyncpg.Pool | None = None,
 ) -> SpApiClient:
     """The process's client: one token provider, one confirmShipment bucket from settings."""
     if not (settings.client_id and settings.client_secret and settings.refresh_token):
@@ -379,5 +382,11 @@ def spapi_client_from_settings(
         settings.refresh_token,
         session,
     )
-    bucket = TokenBucket(settings.rate_per_second, settings.burst)
+    bucket: TokenBucket | SharedTokenBucket
+    if pool is not None and settings.shared_rate_limit:
+        # one plan per (application, seller): every replica draws from the same bucket
+        name = bucket_name(CONFIRM_SHIPMENT, settings.client_id, settings.refresh_token.reveal())
+        bucket = SharedTokenBucket(pool, name, settings.rate_per_second, settings.burst)
+    else:
+        bucket = TokenBucket(settings.rate_per_second, settings.burst)
     return SpApiClient(settings.endpoint, tokens, session, bucket, telemetry=telemetry)
