@@ -462,8 +462,7 @@ class Engine:
             if isinstance(outcome, Retry) and outcome.dependency:
                 message.attempts -= 1
                 stalls += 1
-                delay = self._backoff.delay(stalls) if outcome.after is None else outcome.after
-                await self._wait_for_dependency(message, outcome.reason, stalls, delay)
+                await self._wait_to_retry(message, outcome, stalls)
                 continue
             if isinstance(outcome, Done):
                 if message.headers or message.parked_id is not None:
@@ -478,29 +477,7 @@ class Engine:
                         f"gave up after {message.attempts} attempts: {outcome.reason}",
                     )
                 else:
-                    self._metrics.retries.add(1, {"messaging.destination.name": message.topic})
-                    delay = (
-                        self._backoff.delay(message.attempts)
-                        if outcome.after is None
-                        else outcome.after
-                    )
-                    log.info(
-                        "retrying",
-                        extra={
-                            **message.where(),
-                            "attempt": message.attempts,
-                            "reason": outcome.reason,
-                        },
-                    )
-                    trace.get_current_span().add_event(
-                        "retry",
-                        {
-                            "skuflow.attempt": message.attempts,
-                            "skuflow.reason": outcome.reason,
-                            "skuflow.retry_in_s": round(delay, 3),
-                        },
-                    )
-                    await anyio.sleep(delay)
+                    await self._wait_to_retry(message, outcome, message.attempts)
                     continue
             if isinstance(outcome, Park):
                 trace.get_current_span().add_event(
@@ -513,20 +490,39 @@ class Engine:
             await self._reject(message, rejected, info)
             return "reject"
 
-    async def _wait_for_dependency(
-        self, message: Message, reason: str, stalls: int, delay: float
-    ) -> None:
-        self._metrics.retries.add(
-            1, {"messaging.destination.name": message.topic, "skuflow.retry.cause": "dependency"}
-        )
-        trace.get_current_span().add_event(
-            "dependency_unavailable",
-            {"skuflow.reason": reason, "skuflow.stalls": stalls, "skuflow.retry_in_s": delay},
-        )
-        log.warning(
-            "dependency unavailable; waiting (not counted as an attempt)",
-            extra={**message.where(), "reason": reason, "stalls": stalls, "retry_in_s": delay},
-        )
+    async def _wait_to_retry(self, message: Message, retry: Retry, count: int) -> None:
+        """Sleep before the next attempt: the handler's delay, else the backoff of ``count``
+        (the attempts so far, or for a dependency outage the waits so far, which are not
+        attempts)."""
+        delay = self._backoff.delay(count) if retry.after is None else retry.after
+        where = {"messaging.destination.name": message.topic}
+        span = trace.get_current_span()
+        if retry.dependency:
+            self._metrics.retries.add(1, {**where, "skuflow.retry.cause": "dependency"})
+            span.add_event(
+                "dependency_unavailable",
+                {
+                    "skuflow.reason": retry.reason,
+                    "skuflow.stalls": count,
+                    "skuflow.retry_in_s": delay,
+                },
+            )
+            log.warning(
+                "dependency unavailable; waiting (not counted as an attempt)",
+                extra={**message.where(), "reason": retry.reason, "stalls": count,
+                       "retry_in_s": delay},
+            )  # fmt: skip
+        else:
+            self._metrics.retries.add(1, where)
+            log.info(
+                "retrying",
+                extra={**message.where(), "attempt": count, "reason": retry.reason},
+            )
+            span.add_event(
+                "retry",
+                {"skuflow.attempt": count, "skuflow.reason": retry.reason,
+                 "skuflow.retry_in_s": round(delay, 3)},
+            )  # fmt: skip
         await anyio.sleep(delay)
 
     async def _durably(
