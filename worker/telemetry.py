@@ -127,19 +127,29 @@ class EngineMetrics:
         self.meter.create_observable_gauge(name, [callback], unit=unit, description=description)
 
 
+def sdk_disabled(env: Mapping[str, str]) -> bool:
+    """``OTEL_SDK_DISABLED=true``: no traces and no OTLP metrics (``/metrics`` stays)."""
+    return env.get("OTEL_SDK_DISABLED", "").lower() == "true"
+
+
+def otlp_protocol(env: Mapping[str, str], signal: str) -> str:
+    """The OTLP protocol of ``signal`` (``TRACES``, ``METRICS``): its own variable, else the
+    common one, else ``http/protobuf``."""
+    return env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+
+
 def metric_readers_from_env(env: Mapping[str, str] | None = None) -> list[MetricReader]:
     """An OTLP push reader when ``OTEL_METRICS_EXPORTER`` names ``otlp`` (``/metrics`` always
     serves Prometheus; the interval is ``OTEL_METRIC_EXPORT_INTERVAL``)."""
     env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if sdk_disabled(env):
         return []
     names = {n.strip().lower() for n in env.get("OTEL_METRICS_EXPORTER", "").split(",")}
     if "otlp" not in names:
         return []
-    protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    if protocol == "grpc":
+    if otlp_protocol(env, "METRICS") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcExporter,
         )

@@ -44,6 +44,8 @@ from opentelemetry.trace import (
 from opentelemetry.trace.span import format_span_id, format_trace_id
 from opentelemetry.util.types import Attributes
 
+from worker.telemetry import otlp_protocol, sdk_disabled
+
 log = logging.getLogger("skuflow.tracing")
 
 TRACEPARENT = "traceparent"
@@ -280,9 +282,7 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r}")
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
+    protocol = otlp_protocol(env, "TRACES")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
@@ -299,7 +299,7 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
 def tracing_wanted(env: Mapping[str, str] | None = None) -> bool:
     """Tracing is on when an exporter is named or an OTLP endpoint is configured."""
     env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if sdk_disabled(env):
         return False
     exporters = env.get("OTEL_TRACES_EXPORTER")
     if exporters is not None:
