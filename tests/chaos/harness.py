@@ -47,8 +47,9 @@ import msgspec
 from devstack.b1_sim import B1Simulator
 from devstack.postgres import run_sync
 from devstack.spapi_sim import SpApiSimulator
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
+from handlers.events import StockAdjusted
 from tests.chaos.report import ChaosReport, ChaosRow
+from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce
 
 T = TypeVar("T")
@@ -57,7 +58,6 @@ LOGS = ROOT / ".cache" / "test-logs" / "chaos"
 
 WAREHOUSES = {"LOC-01": "01", "LOC-02": "02"}
 OPENING = 100_000
-MARKETPLACE = "A1F83G8C2ARO7P"
 B1_PASSWORD = "chaos-b1-secret"
 CLIENT_ID, CLIENT_SECRET, REFRESH = "amzn1.application-oa2-client.chaos", "chaos-secret", "Atzr|c"
 ALERT_KINDS = ("deadline_at_risk", "deadline_missed")
@@ -394,7 +394,9 @@ class Ledger:
             made.append((order_id, now + timedelta(hours=hours, minutes=self.rng.random() * 30)))
         sims.add_orders(made)
         self.orders.update(made)
-        return [(order.encode(), _dispatch(order, ship_by)) for order, ship_by in made]
+        return [
+            (order.encode(), dispatch_payload(order, ship_by, sku="SKU")) for order, ship_by in made
+        ]
 
 
 def _adjustment(n: int, sku: str, location: str, quantity: int) -> bytes:
@@ -407,27 +409,6 @@ def _adjustment(n: int, sku: str, location: str, quantity: int) -> bytes:
         warehouse=location,
         quantity=Decimal(quantity),
         reason="count",
-    )
-    return msgspec.json.encode(event)
-
-
-def _dispatch(order_id: str, ship_by: datetime) -> bytes:
-    event = DispatchConfirmed(
-        event_id=f"dsp-{order_id}",
-        occurred_at=datetime.now(UTC),
-        source="seko",
-        source_ref=f"SEKO-{order_id}",
-        channel="amazon",
-        order_id=order_id,
-        marketplace_id=MARKETPLACE,
-        ship_by=ship_by,
-        ship_date=datetime.now(UTC),
-        carrier_code="Royal Mail",
-        shipping_method="Tracked 24",
-        tracking_number=f"RM{order_id[-7:]}GB",
-        package_reference_id="1",
-        warehouse="LOC-01",
-        lines=[DispatchLine(order_item_id=f"{order_id}-1", sku="SKU", quantity=Decimal(1))],
     )
     return msgspec.json.encode(event)
 

@@ -48,8 +48,9 @@ from devstack.postgres import run_sync
 from devstack.spapi_sim import SpApiSimulator
 from handlers.connectors.lwa import LwaTokenProvider
 from handlers.connectors.spapi import SpApiAuthError
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
+from handlers.events import StockAdjusted
 from tests.chaos.harness import OPENING, WAREHOUSES, Simulators, WorkerProcess, wait_until
+from tests.support.events import dispatch_payload
 from tests.support.stack import produce
 
 pytestmark = [pytest.mark.scenario]
@@ -57,7 +58,6 @@ pytestmark = [pytest.mark.scenario]
 CreateTopics = Callable[..., None]
 ROOT = Path(__file__).resolve().parents[2]
 SKUFLOW = [sys.executable, "-m", "skuflow.cli"]
-MARKETPLACE = "A1F83G8C2ARO7P"
 CLIENT_ID = "amzn1.application-oa2-client.canary"
 ITEMS = [f"SEC{i:02d}" for i in range(5)]
 README = ROOT / "README.md"
@@ -257,15 +257,10 @@ def _adjustment(n: int, sku: str) -> tuple[bytes, bytes]:
 
 
 def _dispatch(order_id: str) -> tuple[bytes, bytes]:
-    now = datetime.now(UTC)
-    event = DispatchConfirmed(
-        event_id=f"sec-dsp-{order_id}", occurred_at=now, source="seko", source_ref="S",
-        channel="amazon", order_id=order_id, marketplace_id=MARKETPLACE,
-        ship_by=now + timedelta(days=2), ship_date=now, carrier_code="Royal Mail",
-        tracking_number="RM1GB", package_reference_id="1", warehouse="LOC-01",
-        lines=[DispatchLine(order_item_id=f"{order_id}-1", sku="SKU", quantity=Decimal(1))],
-    )  # fmt: skip
-    return order_id.encode(), msgspec.json.encode(event)
+    ship_by = datetime.now(UTC) + timedelta(days=2)
+    return order_id.encode(), dispatch_payload(
+        order_id, ship_by, event_id=f"sec-dsp-{order_id}", sku="SKU"
+    )
 
 
 @pytest.fixture

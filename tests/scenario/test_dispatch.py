@@ -23,10 +23,11 @@ from devstack.spapi_sim import SpApiSimulator
 from handlers.connectors.ratelimit import TokenBucket
 from handlers.connectors.spapi import LwaTokenProvider, RetryPolicy, SpApiClient
 from handlers.dispatch import DispatchHandler
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
+from handlers.events import StockAdjusted
 from handlers.families import default_families
 from handlers.router import DomainRouter
 from skuflow.app import Worker, connect_database, engine_options, urgent_options
+from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce, settings_for, wait_for
 from worker.backoff import Backoff
 from worker.messages import Message
@@ -35,30 +36,8 @@ from worker.outcomes import DONE, Outcome
 pytestmark = [pytest.mark.scenario]
 
 CreateTopics = Callable[..., None]
-MARKETPLACE = "A1F83G8C2ARO7P"
 CLIENT_ID, CLIENT_SECRET, REFRESH = "amzn1.application-oa2-client.sim", "sim-secret", "Atzr|sim"
 FAST_PARK = Backoff(initial=0.2, maximum=1.0, multiplier=2.0)
-
-
-def dispatch(order_id: str, ship_by: datetime, *, event_id: str | None = None) -> bytes:
-    event = DispatchConfirmed(
-        event_id=event_id or f"dsp-{order_id}",
-        occurred_at=datetime.now(UTC),
-        source="seko",
-        source_ref=f"SEKO-{order_id}",
-        channel="amazon",
-        order_id=order_id,
-        marketplace_id=MARKETPLACE,
-        ship_by=ship_by,
-        ship_date=datetime.now(UTC),
-        carrier_code="Royal Mail",
-        shipping_method="Tracked 24",
-        tracking_number=f"RM{order_id[-7:]}GB",
-        package_reference_id="1",
-        warehouse="LOC-01",
-        lines=[DispatchLine(order_item_id=f"{order_id}-1", sku="ABC-123", quantity=1)],  # type: ignore[arg-type]
-    )
-    return msgspec.json.encode(event)
 
 
 def adjustment(index: int) -> tuple[bytes, bytes]:
@@ -208,7 +187,7 @@ def test_dispatch_confirmations_overtake_a_large_stock_backlog(
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
-                [(o.encode(), dispatch(o, by)) for o, by in orders],
+                [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
             )
             await wait_for(lambda: len(stack.sim.confirmations) == len(orders), 60, "confirmed")
             return stack.stock_handled, stack.confirmed_orders()
@@ -233,7 +212,7 @@ def test_under_contention_the_earliest_ship_by_is_confirmed_first(
         await produce(
             kafka_bootstrap,
             settings.topics.dispatch,
-            [(o.encode(), dispatch(o, by)) for o, by in orders],
+            [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
         )
         # Slow answers keep one confirmation in flight long enough for every other event to
         # be fetched and queued, whatever the load on the machine.
@@ -263,7 +242,7 @@ def test_throttling_never_loses_a_confirmation_and_never_sends_one_twice(
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
-                [(o.encode(), dispatch(o, by)) for o, by in orders],
+                [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
             )
             await wait_for(lambda: len(stack.sim.confirmations) == len(orders), 90, "confirmed")
             throttled = sum(1 for r in stack.sim.requests if r.status == 429)
@@ -291,7 +270,7 @@ def test_an_outage_longer_than_a_retry_cycle_ends_with_every_confirmation_delive
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
-                [(o.encode(), dispatch(o, by)) for o, by in orders],
+                [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
             )
             await wait_for(
                 lambda: stack.worker.retrier is not None and stack.worker.retrier.retried >= 10,
@@ -334,10 +313,13 @@ def test_duplicates_and_redeliveries_never_double_confirm(
                 crashed_by,
             )
             records = [
-                (order.encode(), dispatch(order, ship_by)),
-                (order.encode(), dispatch(order, ship_by)),  # redelivered as is
-                (order.encode(), dispatch(order, ship_by, event_id="dsp-again")),  # re-sent by WMS
-                (crashed.encode(), dispatch(crashed, crashed_by)),
+                (order.encode(), dispatch_payload(order, ship_by)),
+                (order.encode(), dispatch_payload(order, ship_by)),  # redelivered as is
+                (
+                    order.encode(),
+                    dispatch_payload(order, ship_by, event_id="dsp-again"),
+                ),  # re-sent by WMS
+                (crashed.encode(), dispatch_payload(crashed, crashed_by)),
             ]
             await produce(kafka_bootstrap, settings.topics.dispatch, records)
             await wait_for(
@@ -372,7 +354,7 @@ def test_at_risk_and_missed_deadlines_are_reported_and_still_confirmed(
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
-                [(o.encode(), dispatch(o, by)) for o, by in orders],
+                [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
             )
             await wait_for(lambda: len(stack.sim.confirmations) == 3, 60, "confirmed")
             await wait_for(

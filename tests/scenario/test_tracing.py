@@ -37,14 +37,15 @@ from config.settings import (
 )
 from devstack.b1_sim import B1Simulator
 from devstack.spapi_sim import SpApiSimulator
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
+from handlers.events import StockAdjusted
 from skuflow.app import Worker
+from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce, read_all, settings_for, wait_for
 from worker.tracing import UntracedDatabaseRoots, instrument_database, uninstrument_database
 
 pytestmark = [pytest.mark.scenario]
 
-MARKETPLACE = "A1F83G8C2ARO7P"
+ORDER = "206-1111111-1111111"
 CLIENT_ID, CLIENT_SECRET, REFRESH = "amzn1.application-oa2-client.sim", "sim-secret", "Atzr|sim"
 
 
@@ -60,19 +61,6 @@ def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     finally:
         uninstrument_database()
         provider.shutdown()
-
-
-def _dispatch(order_id: str) -> bytes:
-    return msgspec.json.encode(
-        DispatchConfirmed(
-            event_id=f"dsp-{order_id}", occurred_at=datetime.now(UTC), source="seko",
-            source_ref=f"SEKO-{order_id}", channel="amazon", order_id=order_id,
-            marketplace_id=MARKETPLACE, ship_by=datetime.now(UTC) + timedelta(hours=1),
-            ship_date=datetime.now(UTC), carrier_code="Royal Mail", shipping_method="Tracked 24",
-            tracking_number="RM1234567GB", package_reference_id="1", warehouse="LOC-01",
-            lines=[DispatchLine(order_item_id=f"{order_id}-1", sku="ABC-123", quantity=Decimal(1))],
-        )
-    )  # fmt: skip
 
 
 def _adjustment(n: int, sku: str, quantity: int) -> bytes:
@@ -182,9 +170,10 @@ def test_one_confirmation_and_one_adjustment_are_followable_end_to_end(
             async with anyio.create_task_group() as tg:
                 await tg.start(worker.run)
                 dispatch_sent, headers = _sent(provider, topics.dispatch)
+                soon = datetime.now(UTC) + timedelta(hours=1)
                 await produce(
                     kafka_bootstrap, topics.dispatch,
-                    [(b"206-1111111-1111111", _dispatch("206-1111111-1111111"))], headers,
+                    [(b"206-1111111-1111111", dispatch_payload(ORDER, soon))], headers,
                 )  # fmt: skip
                 stock_sent, headers = _sent(provider, topics.stock)
                 await produce(
