@@ -104,10 +104,16 @@ def _remote_parent(headers: Headers) -> SpanContext | None:
             raise LookupError(key)
     if parent is None:
         return None
+    context = _span_context(parent, state)
+    if context is None and parent.lstrip()[:2] not in (b"00", b"ff"):
+        raise LookupError(TRACEPARENT)  # a future version: the propagator's rules apply
+    return context
+
+
+def _span_context(parent: bytes, state: bytes | None = None) -> SpanContext | None:
+    """The remote context a version-00 ``traceparent`` names; None when it is malformed."""
     match = _TRACEPARENT.fullmatch(parent)
     if match is None:
-        if parent.lstrip()[:2] not in (b"00", b"ff"):
-            raise LookupError(TRACEPARENT)  # a future version: the propagator's rules apply
         return None
     trace_id, span_id, flags = match.groups()
     context = SpanContext(
@@ -204,17 +210,8 @@ def traceparent(span: trace.Span | None = None) -> str | None:
 
 def link(value: str | None, attributes: Attributes = None) -> Link | None:
     """A span link to the context a ``traceparent`` names (None when it is malformed)."""
-    if not value:
-        return None
-    parts = value.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
-        return None
-    context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
-    return Link(context, attributes) if context.is_valid else None
+    context = _span_context(value.encode("latin-1")) if value else None
+    return None if context is None else Link(context, attributes)
 
 
 def trace_id_hex() -> str | None:
