@@ -33,7 +33,7 @@ from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError, SkuflowError
 from worker.health import HealthServer
-from worker.kafka import build_consumer, build_producer
+from worker.kafka import build_consumer, build_producer, stop_client
 from worker.messages import Router
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
@@ -306,8 +306,7 @@ async def _started(client: Any) -> AsyncIterator[Any]:
     try:
         yield client
     finally:
-        with anyio.move_on_after(CLOSE_SECONDS, shield=True):  # bounded: the broker may be gone
-            await client.stop()
+        await stop_client(client, CLOSE_SECONDS)
 
 
 async def run_until_signalled(worker: Worker) -> int:

@@ -2,12 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 
 from config.settings import KafkaSettings
+
+log = logging.getLogger("skuflow.kafka")
+
+_GUARDED = "__skuflow_closed_transport_guard__"
+
+
+def _is_closed_transport(err: RuntimeError) -> bool:
+    return "handler is closed" in str(err)
+
+
+def _guard_writes(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def guarded(conn: AIOKafkaConnection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(conn, *args, **kwargs)
+        except RuntimeError as err:
+            if not _is_closed_transport(err):
+                raise
+            conn.close(reason=CloseReason.CONNECTION_BROKEN, exc=err)
+            raise KafkaConnectionError(
+                f"Connection at {conn.host}:{conn.port} broken: {err}"
+            ) from err
+
+    setattr(guarded, _GUARDED, True)
+    return guarded
+
+
+def guard_closed_transport_writes() -> None:
+    """Make a write on a connection the broker already closed a connection error under uvloop.
+
+    aiokafka turns an ``OSError`` from ``transport.write`` into ``KafkaConnectionError``, which
+    every caller handles (reconnect, retry). asyncio's transport does not raise there, but
+    uvloop's raises ``RuntimeError("unable to perform operation on <TCPTransport closed=True
+    ...>; the handler is closed")``; aiokafka lets that through, and when it hits the group
+    coordinator's task the consumer is dead for good ("Unexpected error during coordination"):
+    aio-libs/aiokafka#1038, still open for 0.14. Our broker fault suite hit it after a
+    connection reset. Idempotent; remove once aiokafka catches the RuntimeError itself.
+    """
+    for name in ("send", "_send_sasl_token"):
+        write = getattr(AIOKafkaConnection, name)
+        if not getattr(write, _GUARDED, False):
+            setattr(AIOKafkaConnection, name, _guard_writes(write))
+
+
+guard_closed_transport_writes()
 
 
 def _common(settings: KafkaSettings) -> dict[str, Any]:
@@ -51,3 +103,24 @@ def build_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         linger_ms=5,
         **_common(settings),
     )
+
+
+async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer, within: float) -> None:
+    """Stop an aiokafka client, shielded and bounded (the broker may be gone), never raising.
+
+    ``AIOKafkaConsumer.stop()`` raises ``CancelledError`` when a fetch request is sleeping in
+    its retry backoff (after a broken connection) as the consumer closes: ``Fetcher.close()``
+    awaits the fetch tasks it has just cancelled without suppressing it
+    (aio-libs/aiokafka#647). Inside this shielded scope nothing else can cancel us, so that
+    error is aiokafka's; the client's connections are then closed directly, which is the part
+    of ``stop()`` the error skipped.
+    """
+    with anyio.move_on_after(within, shield=True) as scope:
+        try:
+            await client.stop()
+        except anyio.get_cancelled_exc_class():
+            if scope.cancel_called:
+                raise  # our own deadline: the scope absorbs it
+            log.debug("aiokafka raised CancelledError while stopping; closing its connections")
+            with contextlib.suppress(Exception):
+                await client._client.close()

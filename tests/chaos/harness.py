@@ -306,7 +306,13 @@ class WorkerProcess:
         return self.log.read_text(errors="replace").count(text)
 
     def tail(self, limit: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-limit:]
+        """The log's end, led by its first traceback: when a worker dies, the first error is
+        the cause and what follows is often only the shutdown it set off."""
+        text = self.log.read_text(errors="replace")
+        first = text.find("Traceback (most recent call last)")
+        if first < 0 or first >= len(text) - limit:
+            return text[-limit:]
+        return f"{text[first : first + limit]}\n[...]\n{text[-limit:]}"
 
 
 # --------------------------------------------------------------------------------------------

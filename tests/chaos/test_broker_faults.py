@@ -13,6 +13,18 @@ member is evicted from its group and must rejoin.
 
 Then the independent check: exact ERP stock, no duplicate document, every order one shipment,
 every invalid message an exception record.
+
+Regressions this scenario found (each reproduced below in seconds):
+
+1. **A reset connection killed the consumer for good under uvloop.** Writing to a connection
+   the broker had already closed raises ``RuntimeError`` from uvloop's transport (asyncio's
+   does not raise); aiokafka only turns ``OSError`` into a connection error, so the group
+   coordinator's task died ("Unexpected error during coordination") and the worker exited
+   (aio-libs/aiokafka#1038). ``worker.kafka`` now maps that error to
+   ``KafkaConnectionError``, which aiokafka retries.
+2. **Stopping a consumer whose fetch waited out a broken connection raised
+   ``CancelledError``** (aio-libs/aiokafka#647), which hid the original error in the crash
+   log and skipped closing the client's connections. ``worker.kafka.stop_client`` absorbs it.
 """
 
 from __future__ import annotations
@@ -20,9 +32,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+import anyio
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from devstack.kafka import KafkaBroker
 from devstack.postgres import run_sync
@@ -30,6 +46,7 @@ from tests.chaos.harness import ChaosRun, free_port
 from tests.chaos.report import ChaosReport
 from tests.conftest import _create_topics
 from tests.support.faultproxy import ThreadedFaultProxy
+from worker.kafka import stop_client
 
 
 @dataclass
@@ -38,14 +55,14 @@ class ProxiedBroker:
     proxy: ThreadedFaultProxy  # the worker's way in
 
 
-@pytest.fixture
-def proxied_broker(tmp_path: Path) -> Iterator[ProxiedBroker]:
+@pytest.fixture(scope="module")
+def proxied_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedBroker]:
     external = free_port()
     proxy = ThreadedFaultProxy(("127.0.0.1", external))
     proxy.start()
     port, controller = free_port(), free_port()
     broker = KafkaBroker(
-        tmp_path / "kafka",
+        tmp_path_factory.mktemp("proxied") / "kafka",
         port=port,
         controller_port=controller,
         heap="384m",
@@ -139,3 +156,66 @@ def test_one_round_of_broker_connection_faults_loses_nothing(
 ) -> None:
     broker_faults(proxied_broker, database_url, unique, chaos_report,
                   rounds=1, blackhole=8, batch=200, scenario="broker faults (short)")  # fmt: skip
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+@pytest.mark.timeout(60)
+def test_a_write_on_a_connection_the_broker_closed_is_a_connection_error_under_uvloop(
+    proxied_broker: ProxiedBroker,
+) -> None:
+    """Regression 1: the error aiokafka retries, not a ``RuntimeError`` that kills the task."""
+
+    async def main() -> tuple[type[BaseException], bool]:
+        host, port = _host_port(proxied_broker.direct)
+        conn = await create_conn(host, port)
+        assert conn._writer is not None
+        assert conn._read_task is not None
+        # The state the fault suite hit: the transport is closed, but aiokafka's reader has not
+        # noticed yet (it would close the connection first). Hold the reader back to get there
+        # every time.
+        conn._read_task.cancel()
+        conn._writer.transport.abort()
+        await anyio.sleep(0.05)  # uvloop closes the handle on its next turn
+        try:
+            await conn.send(MetadataRequest([]))
+        except Exception as exc:
+            return type(exc), conn.connected()
+        finally:
+            conn.close()
+        raise AssertionError("a send on a closed transport succeeded")
+
+    error, connected = anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    assert error is KafkaConnectionError
+    assert not connected
+
+
+@pytest.mark.timeout(90)
+def test_stopping_a_consumer_whose_fetch_waits_out_a_broken_connection_is_clean(
+    proxied_broker: ProxiedBroker, unique: str
+) -> None:
+    """Regression 2: no ``CancelledError`` out of the stop, and it does not wait out the backoff."""
+    topic = f"{unique}.stop"
+    run_sync(lambda: _create_topics(proxied_broker.direct, (topic,), 1))
+    proxy = proxied_broker.proxy
+
+    async def main() -> float:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=proxy.address, retry_backoff_ms=60_000, request_timeout_ms=5_000
+        )
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.getmany(timeout_ms=500)  # fetching
+        proxy.drop()  # every fetch from now fails and sleeps in the 60 s retry backoff
+        try:
+            await anyio.sleep(2)
+            started = time.monotonic()
+            await stop_client(consumer, 20)
+            return time.monotonic() - started
+        finally:
+            proxy.drop(False)
+
+    assert anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True}) < 15
