@@ -14,7 +14,6 @@ import anyio
 import msgspec
 from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
@@ -29,7 +28,7 @@ from worker.kafka import build_consumer, build_producer
 from worker.messages import Handler
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations
-from worker.telemetry import EngineMetrics
+from worker.telemetry import EngineMetrics, meter_provider
 
 
 class Stack(msgspec.Struct, frozen=True):
@@ -89,7 +88,7 @@ def worker_settings(stack: Stack, group: str, *, stock_topic: str, dispatch_topi
 
 def worker_metrics() -> EngineMetrics:
     """Engine metrics on an OpenTelemetry SDK meter with a Prometheus reader, as in ``Worker``."""
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
+    provider = meter_provider([PrometheusMetricReader(registry=CollectorRegistry())])
     return EngineMetrics(provider.get_meter("skuflow.worker", VERSION))
 
 

@@ -21,7 +21,6 @@ import asyncpg
 import msgspec
 from anyio.abc import TaskStatus
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
@@ -38,7 +37,7 @@ from worker.messages import Router
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
-from worker.telemetry import EngineMetrics, metric_readers_from_env
+from worker.telemetry import EngineMetrics, meter_provider, metric_readers_from_env
 from worker.tracing import http_trace_configs, resource
 
 log = logging.getLogger("skuflow.app")
@@ -127,13 +126,9 @@ class Worker:
         self.options = options or engine_options(settings)
         self.urgent_options = urgent or urgent_options(settings)
         self.registry = CollectorRegistry()
-        self.meter_provider = MeterProvider(
-            resource=tracer_provider.resource if tracer_provider else resource(VERSION),
-            metric_readers=[
-                PrometheusMetricReader(registry=self.registry),
-                *metric_readers_from_env(),
-            ],
-            exemplar_filter=AlwaysOffExemplarFilter(),  # exemplars cost µs per message
+        self.meter_provider = meter_provider(
+            [PrometheusMetricReader(registry=self.registry), *metric_readers_from_env()],
+            tracer_provider.resource if tracer_provider else resource(VERSION),
         )
         self.metrics = EngineMetrics(self.meter_provider.get_meter("skuflow.worker", VERSION))
         #: None: tracing off (no exporter configured) and no tracing code runs per message.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any
 
 import anyio
@@ -26,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from anyio.abc import TaskStatus
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from config.settings import EngineSettings
@@ -348,7 +350,9 @@ class Engine:
         """Run one message to a durable outcome, then complete its offset.
 
         A cancellation (revocation timeout, shutdown) leaves the offset incomplete, so it is
-        never committed and the event is redone by whoever owns the partition next.
+        never committed and the event is redone by whoever owns the partition next. With
+        tracing on, the outcome is reached inside a ``process <topic>`` span, child of the
+        producer's context (inline, not a coroutine of its own: this runs for every message).
         """
         part = work.part
         part.in_flight += 1
@@ -357,34 +361,28 @@ class Engine:
         parked = part is self._parked
         if parked:
             self._parked_queued -= 1
+        spans = self._spans
+        span: trace.Span | None = None
+        token: Token[Context] | None = None
         try:
-            if self._spans is None:
-                outcome = await self._execute(work)
-            else:
-                outcome = await self._traced(work, self._spans)
+            if spans is not None:
+                message = work.message
+                span, context = spans.start(f"process {message.topic}", message.headers)
+                if span is not None and span.is_recording():
+                    span.set_attributes(self._span_attributes(work))
+                token = otel_context.attach(context)
+            outcome = await self._execute(work)
             if not parked:
                 part.offsets.complete(work.message.offset)
             self.processed += 1
         finally:
+            if token is not None:
+                otel_context.detach(token)
+                if span is not None:  # (None: not recorded, nothing to end)
+                    _end(span, outcome)
             part.in_flight -= 1
             self._release(work)
             self._metrics.outcome(part.tp.topic, outcome, self._clock() - started)
-
-    async def _traced(self, work: _Work, spans: MessageSpans) -> str:
-        """:meth:`_execute` inside a ``process <topic>`` span, child of the producer's."""
-        message = work.message
-        span, context = spans.start(f"process {message.topic}", message.headers)
-        if span is not None and span.is_recording():
-            span.set_attributes(self._span_attributes(work))
-        token = otel_context.attach(context)
-        outcome = "cancelled"
-        try:
-            outcome = await self._execute(work)
-            return outcome
-        finally:
-            otel_context.detach(token)
-            if span is not None:  # (None: not recorded, nothing to end)
-                _end(span, outcome)
 
     def _span_attributes(self, work: _Work) -> dict[str, Any]:
         message = work.message
@@ -465,7 +463,7 @@ class Engine:
                 await self._wait_to_retry(message, outcome, stalls)
                 continue
             if isinstance(outcome, Done):
-                if message.headers or message.parked_id is not None:
+                if self._sinks.settles(message):
                     await self._durably("settle", self._sinks.done, message)
                 if message.alert is not None:
                     await self._deadlines.applied(message, info)

@@ -117,6 +117,12 @@ class OutcomeSinks:
         )
         await self._settle(message)
 
+    @staticmethod
+    def settles(message: Message) -> bool:
+        """A done message has something to settle (a retried exception, a parked row): only
+        then is :meth:`done` called (most messages: nothing to write, no await)."""
+        return message.parked_id is not None or retry_of(message) is not None
+
     async def done(self, message: Message) -> None:
         await self._settle(message)
         await self._unpark(message)

@@ -120,10 +120,13 @@ def _span_context(parent: bytes, state: bytes | None = None) -> SpanContext | No
         int(trace_id, 16),
         int(span_id, 16),
         is_remote=True,
-        trace_flags=TraceFlags(int(flags, 16)),
+        trace_flags=_FLAGS.get(flags) or TraceFlags(int(flags, 16)),
         trace_state=TraceState.from_header([state.decode("latin-1")]) if state else None,
     )
     return context if context.is_valid else None
+
+
+_FLAGS = {b"00": TraceFlags(0), b"01": TraceFlags(1)}
 
 
 def _drops_unsampled_remote_parents(sampler: Sampler | None) -> bool:
@@ -150,7 +153,7 @@ def extract(headers: Headers, *, w3c_only: bool | None = None) -> Context | None
             parent = _remote_parent(headers)
         except LookupError:
             return propagate.extract(headers, getter=_GETTER)
-        return None if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
+        return None if parent is None else _context_of(parent)
     return propagate.extract(headers, getter=_GETTER) if headers else None
 
 
@@ -171,9 +174,26 @@ class MessageSpans:
 
     def start(self, name: str, headers: Headers) -> tuple[trace.Span | None, Context]:
         """The span (None: not recorded) and the context to make current while processing."""
-        parent = extract(headers, w3c_only=self._w3c_only) if headers else None
-        if parent is not None and self._sampler is not None:
+        remote: SpanContext | None = None
+        if not headers:
+            parent = None
+        elif self._w3c_only:
+            if self._drop_unsampled:
+                unsampled = _unsampled_parent(headers)
+                if unsampled is not None:
+                    return None, unsampled  # (what the sampler would decide, without asking it)
+            try:
+                remote = _remote_parent(headers)
+            except LookupError:
+                parent = propagate.extract(headers, getter=_GETTER)
+            else:
+                parent = None if remote is None else _context_of(remote)
+        else:
+            parent = propagate.extract(headers, getter=_GETTER)
+        if parent is not None and remote is None:
             remote = trace.get_current_span(parent).get_span_context()
+        # (a parent the propagator found invalid is no parent: the span starts a new trace)
+        if parent is not None and remote is not None and remote.is_valid and self._sampler:
             if self._drop_unsampled and not remote.trace_flags.sampled:
                 return None, parent  # (what the sampler would decide, without asking it)
             decision = self._sampler.should_sample(
@@ -183,6 +203,79 @@ class MessageSpans:
                 return None, parent
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.CONSUMER)
         return span, trace.set_span_in_context(span, parent)
+
+
+class _UnsampledRemoteParent(NonRecordingSpan):
+    """The producer's span when it was not sampled, its ``traceparent`` parsed on first use.
+
+    Most records of a traced producer are not sampled, and for them the worker records nothing:
+    the context only has to be *there*, for logs and outgoing calls that may ask for it. So the
+    header is checked (well-formed version 00, lowercase hex, non-zero ids, flags 00) but turned
+    into a :class:`SpanContext` only when someone asks for it (a log line, an HTTP call's
+    propagator, a child span); a handler that asks nothing pays for nothing.
+    """
+
+    def __init__(self, traceparent: bytes, tracestate: bytes | None) -> None:
+        # (NonRecordingSpan.__init__ is not called: it wants the parsed context up front)
+        self._traceparent = traceparent
+        self._tracestate = tracestate
+        self._parsed: SpanContext | None = None
+
+    def get_span_context(self) -> SpanContext:
+        if self._parsed is None:
+            self._parsed = (
+                _span_context(self._traceparent, self._tracestate) or trace.INVALID_SPAN_CONTEXT
+            )
+        return self._parsed
+
+    @property
+    def _context(self) -> SpanContext:  # type: ignore[override]  # NonRecordingSpan's field
+        return self.get_span_context()
+
+    def __repr__(self) -> str:
+        return f"NonRecordingSpan({self.get_span_context()!r})"
+
+
+_HEX_AND_DASH = b"0123456789abcdef-"
+_ZERO_TRACE_ID = b"0" * 32
+_ZERO_SPAN_ID = b"0" * 16
+
+
+def _unsampled_parent(headers: Headers) -> Context | None:
+    """The context of a record whose producer did not sample its trace (the common case:
+    checked, not parsed); None when the record is anything else (sampled, no or a malformed
+    ``traceparent``, another version, ``baggage``): the full path decides those."""
+    parent = state = None
+    for key, value in headers:
+        if key == TRACEPARENT:
+            parent = value
+        elif key == TRACESTATE:
+            state = value
+        elif key == "baggage":
+            return None
+    if (
+        parent is None
+        or len(parent) != 55
+        or not parent.startswith(b"00-")
+        or not parent.endswith(b"-00")
+        or parent[35] != 45  # "-"
+        or parent.count(b"-") != 3
+        or parent.translate(None, _HEX_AND_DASH)
+        or parent[3:35] == _ZERO_TRACE_ID
+        or parent[36:52] == _ZERO_SPAN_ID
+    ):
+        return None
+    return Context({_SPAN_KEY: _UnsampledRemoteParent(parent, state)})
+
+
+#: The key under which a Context holds its span (derived through the public API, once).
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+
+
+def _context_of(remote: SpanContext) -> Context:
+    """A context holding only the remote parent (what ``set_span_in_context`` returns on an
+    empty context, built directly: this runs for every traced message)."""
+    return Context({_SPAN_KEY: NonRecordingSpan(remote)})
 
 
 def inject(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

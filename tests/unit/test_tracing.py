@@ -6,10 +6,14 @@ import json
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from worker.logs import ConsoleFormatter, JsonFormatter
 from worker.tracing import (
@@ -203,3 +207,66 @@ def test_the_otlp_exporter_follows_the_configured_protocol() -> None:
         _span_exporter("jaeger", {})
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
         _span_exporter("otlp", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+_HEXISH = st.sampled_from("0123456789abcdefABx-")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        # well-formed unsampled parents, including all-zero ids (invalid by the spec)
+        st.tuples(
+            st.text("0123456789abcdef", min_size=32, max_size=32),
+            st.text("0123456789abcdef", min_size=16, max_size=16),
+        ).map(lambda ids: f"00-{ids[0]}-{ids[1]}-00"),
+        st.just("00-00000000000000000000000000000000-00f067aa0ba902b7-00"),
+        st.just("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-00"),
+        # near misses: one character of a valid unsampled parent replaced
+        st.tuples(st.integers(0, 54), _HEXISH).map(
+            lambda edit: (
+                (PARENT[:-2] + "00")[: edit[0]] + edit[1] + (PARENT[:-2] + "00")[edit[0] + 1 :]
+            )
+        ),
+    ),
+    st.one_of(st.none(), st.just("vendor=1,other=two"), st.just("not a valid = state")),
+)
+def test_an_unsampled_parent_is_the_context_the_w3c_propagator_extracts(
+    value: str, state: str | None
+) -> None:
+    """The fast path (checked now, parsed on first use) agrees with the SDK's propagator on
+    every well-formed and malformed unsampled ``traceparent``: same ids, flags and state, or
+    no parent at all (a new trace)."""
+    headers = [("traceparent", value.encode())]
+    carrier = {"traceparent": value}
+    if state is not None:
+        headers.append(("tracestate", state.encode()))
+        carrier["tracestate"] = state
+    expected = trace.get_current_span(
+        TraceContextTextMapPropagator().extract(carrier, context=Context())
+    ).get_span_context()
+    spans = MessageSpans(TracerProvider().get_tracer("test"))  # default: parent-based
+    span, context = spans.start("process t", headers)
+    got = trace.get_current_span(context).get_span_context()
+    if not expected.is_valid:
+        assert span is not None  # no usable parent: a new trace, recorded as its root
+        assert span.get_span_context().trace_id != expected.trace_id
+    elif expected.trace_flags.sampled:
+        assert span is not None  # (a near miss may have set the sampled flag)
+        assert got.trace_id == expected.trace_id
+    else:
+        assert span is None  # parent-based: nothing recorded
+        assert (got.trace_id, got.span_id, got.trace_flags, got.is_remote) == (
+            expected.trace_id,
+            expected.span_id,
+            expected.trace_flags,
+            True,
+        )
+        assert dict(got.trace_state) == dict(expected.trace_state)
+        ours: dict[str, str] = {}
+        theirs: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(ours, context=context)
+        TraceContextTextMapPropagator().inject(
+            theirs, context=trace.set_span_in_context(NonRecordingSpan(expected))
+        )
+        assert ours == theirs  # propagated onward as the SDK would
