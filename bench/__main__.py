@@ -59,6 +59,8 @@ class Plan:
         self.keys: int = args.keys
         self.backlog: int = args.backlog or (200_000 if quick else 1_000_000)
         self.rounds = 1 if quick else 3
+        #: Tracing rows compare runs a few µs per message apart on a noisy machine: more rounds.
+        self.tracing_rounds = 1 if quick else 5
         self.window = Window(warmup=1.5, seconds=5.0) if quick else Window(warmup=3.0, seconds=10.0)
         self.rss_slow_seconds = 8.0 if quick else 20.0
         self.max_in_flight = EngineSettings().max_in_flight
@@ -144,7 +146,7 @@ def _tracing(stack: Stack, plan: Plan) -> list[list[Measurement]]:
     """Alternating rounds of the engine with tracing off, default sampling and 100 %."""
     runs: list[list[Measurement]] = [[] for _ in tracing.CASES]
     with tracing.otlp_sink() as endpoint:
-        for round_ in range(1, plan.rounds + 1):
+        for round_ in range(1, plan.tracing_rounds + 1):
             for case, measured in zip(tracing.CASES, runs, strict=True):
                 provider = (
                     None if case.sampler is None else tracing.provider(endpoint, case.sampler)

@@ -28,6 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 
+from worker import otlp
+
 #: The shares of records whose producer sampled its trace (one topic each).
 PRODUCER_SAMPLED = (0.01, 0.10)
 
@@ -71,6 +73,8 @@ def otlp_sink() -> Iterator[str]:
 
 
 def provider(endpoint: str, sampler: Sampler) -> TracerProvider:
+    """As ``configure_tracing`` builds it for OTLP/HTTP (with the direct span encoder)."""
+    otlp.install()
     tracer_provider = TracerProvider(sampler=sampler)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     return tracer_provider

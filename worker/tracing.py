@@ -382,6 +382,10 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        from worker import otlp
+
+        if not otlp.install():  # the same bytes, ~3x faster (worker/otlp.py)
+            log.info("OTLP/HTTP exporter not as expected: its own span encoder is used")
         return OTLPSpanExporter()
     raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}")
 
