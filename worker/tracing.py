@@ -88,12 +88,9 @@ def _w3c_only() -> bool:
     return {n.strip() for n in names.split(",")} <= {"tracecontext", "baggage"}
 
 
-def _remote_parent(headers: Headers) -> SpanContext | None:
-    """The W3C parent of a record, parsed as the SDK's propagator parses it (but cheaper).
-
-    Raises LookupError when the propagators must read the headers (``baggage``, or a
-    ``traceparent`` of a version other than 00).
-    """
+def _trace_headers(headers: Headers) -> tuple[bytes | None, bytes | None] | None:
+    """The ``traceparent`` and ``tracestate`` values; None when ``baggage`` is there too (the
+    propagators must read the record)."""
     parent = state = None
     for key, value in headers:
         if key == TRACEPARENT:
@@ -101,7 +98,20 @@ def _remote_parent(headers: Headers) -> SpanContext | None:
         elif key == TRACESTATE:
             state = value
         elif key == "baggage":
-            raise LookupError(key)
+            return None
+    return parent, state
+
+
+def _remote_parent(headers: Headers) -> SpanContext | None:
+    """The W3C parent of a record, parsed as the SDK's propagator parses it (but cheaper).
+
+    Raises LookupError when the propagators must read the headers (``baggage``, or a
+    ``traceparent`` of a version other than 00).
+    """
+    found = _trace_headers(headers)
+    if found is None:
+        raise LookupError("baggage")
+    parent, state = found
     if parent is None:
         return None
     context = _span_context(parent, state)
@@ -245,14 +255,10 @@ def _unsampled_parent(headers: Headers) -> Context | None:
     """The context of a record whose producer did not sample its trace (the common case:
     checked, not parsed); None when the record is anything else (sampled, no or a malformed
     ``traceparent``, another version, ``baggage``): the full path decides those."""
-    parent = state = None
-    for key, value in headers:
-        if key == TRACEPARENT:
-            parent = value
-        elif key == TRACESTATE:
-            state = value
-        elif key == "baggage":
-            return None
+    found = _trace_headers(headers)
+    if found is None:
+        return None
+    parent, state = found
     if (
         parent is None
         or len(parent) != 55
