@@ -113,7 +113,15 @@ def _record(plan: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[Rea
     return list(exporter.get_finished_spans())
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(_plans())
 def test_the_direct_encoder_writes_the_official_encoders_message(
     plan: tuple[list[dict[str, Any]], list[dict[str, Any]]],
