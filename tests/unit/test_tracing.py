@@ -8,6 +8,7 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
@@ -135,6 +136,23 @@ def test_json_logs_carry_the_current_trace_and_span_ids() -> None:
     assert entry["trace_flags"] == f"{ids.trace_flags:02x}"  # sampled (and random-id) bits
     assert int(entry["trace_flags"], 16) & 1
     assert f"trace_id={ids.trace_id:032x}" in console
+
+
+def test_logs_inside_an_unsampled_producer_context_name_the_producers_trace() -> None:
+    unsampled = PARENT[:-2] + "00"
+    spans = MessageSpans(TracerProvider().get_tracer("test"))  # default: parent-based
+    span, context = spans.start("process t", [("traceparent", unsampled.encode())])
+    assert span is None
+    token = otel_context.attach(context)
+    try:
+        entry = json.loads(JsonFormatter().format(_record()))
+    finally:
+        otel_context.detach(token)
+    assert (entry["trace_id"], entry["span_id"], entry["trace_flags"]) == (
+        f"{TRACE_ID:032x}",
+        f"{SPAN_ID:016x}",
+        "00",
+    )
 
 
 def test_an_unsampled_producer_context_becomes_current_without_a_span() -> None:
