@@ -184,33 +184,22 @@ class MessageSpans:
 
     def start(self, name: str, headers: Headers) -> tuple[trace.Span | None, Context]:
         """The span (None: not recorded) and the context to make current while processing."""
-        remote: SpanContext | None = None
-        if not headers:
-            parent = None
-        elif self._w3c_only:
-            if self._drop_unsampled:
-                unsampled = _unsampled_parent(headers)
-                if unsampled is not None:
-                    return None, unsampled  # (what the sampler would decide, without asking it)
-            try:
-                remote = _remote_parent(headers)
-            except LookupError:
-                parent = propagate.extract(headers, getter=_GETTER)
-            else:
-                parent = None if remote is None else _context_of(remote)
-        else:
-            parent = propagate.extract(headers, getter=_GETTER)
-        if parent is not None and remote is None:
+        if self._drop_unsampled and self._w3c_only and headers:
+            unsampled = _unsampled_parent(headers)
+            if unsampled is not None:
+                return None, unsampled  # (what the sampler would decide, without asking it)
+        parent = extract(headers, w3c_only=self._w3c_only) if headers else None
+        if parent is not None and self._sampler is not None:
             remote = trace.get_current_span(parent).get_span_context()
-        # (a parent the propagator found invalid is no parent: the span starts a new trace)
-        if parent is not None and remote is not None and remote.is_valid and self._sampler:
-            if self._drop_unsampled and not remote.trace_flags.sampled:
-                return None, parent  # (what the sampler would decide, without asking it)
-            decision = self._sampler.should_sample(
-                parent, remote.trace_id, name, SpanKind.CONSUMER
-            ).decision
-            if decision is Decision.DROP:
-                return None, parent
+            # (a parent the propagator found invalid is no parent: the span starts a new trace)
+            if remote.is_valid:
+                if self._drop_unsampled and not remote.trace_flags.sampled:
+                    return None, parent  # (what the sampler would decide, without asking it)
+                decision = self._sampler.should_sample(
+                    parent, remote.trace_id, name, SpanKind.CONSUMER
+                ).decision
+                if decision is Decision.DROP:
+                    return None, parent
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.CONSUMER)
         return span, trace.set_span_in_context(span, parent)
 
@@ -220,7 +209,7 @@ class _UnsampledRemoteParent(NonRecordingSpan):
 
     Most records of a traced producer are not sampled, and for them the worker records nothing:
     the context only has to be *there*, for logs and outgoing calls that may ask for it. So the
-    header is checked (well-formed version 00, lowercase hex, non-zero ids, flags 00) but turned
+    header is checked (the version-00 pattern, non-zero ids, flags 00) but turned
     into a :class:`SpanContext` only when someone asks for it (a log line, an HTTP call's
     propagator, a child span); a handler that asks nothing pays for nothing.
     """
@@ -246,7 +235,6 @@ class _UnsampledRemoteParent(NonRecordingSpan):
         return f"NonRecordingSpan({self.get_span_context()!r})"
 
 
-_HEX_AND_DASH = b"0123456789abcdef-"
 _ZERO_TRACE_ID = b"0" * 32
 _ZERO_SPAN_ID = b"0" * 16
 
@@ -259,17 +247,11 @@ def _unsampled_parent(headers: Headers) -> Context | None:
     if found is None:
         return None
     parent, state = found
-    if (
-        parent is None
-        or len(parent) != 55
-        or not parent.startswith(b"00-")
-        or not parent.endswith(b"-00")
-        or parent[35] != 45  # "-"
-        or parent.count(b"-") != 3
-        or parent.translate(None, _HEX_AND_DASH)
-        or parent[3:35] == _ZERO_TRACE_ID
-        or parent[36:52] == _ZERO_SPAN_ID
-    ):
+    match = None if parent is None else _TRACEPARENT.fullmatch(parent)
+    if parent is None or match is None:
+        return None
+    trace_id, span_id, flags = match.groups()
+    if flags != b"00" or trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
     return Context({_SPAN_KEY: _UnsampledRemoteParent(parent, state)})
 
