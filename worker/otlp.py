@@ -128,10 +128,11 @@ class SpanEncoder:
     def _resource(self, resource: Resource) -> bytes:
         encoded = self._resources.get(resource)
         if encoded is None:
-            body = self._attribute_list(1, resource.attributes)
-            encoded = self._resources[resource] = _field(1, body)
-            if len(self._resources) > 16:
+            if len(self._resources) >= 16:
                 self._resources.clear()
+            encoded = self._resources[resource] = _field(
+                1, self._attribute_list(1, resource.attributes)
+            )
         return encoded
 
     def _span(self, span: ReadableSpan) -> bytes:
