@@ -30,6 +30,7 @@ from handlers.stock import StockHandler, StockMappings
 from handlers.telemetry import DomainTelemetry
 from worker.backoff import Backoff
 from worker.messages import Handler
+from worker.pacing import DeadlinePacer
 from worker.windows import WindowScheduler
 
 log = logging.getLogger("skuflow.domain")
@@ -71,9 +72,16 @@ async def check_warehouses(master: MasterData, warehouses: Mapping[str, str]) ->
 
 
 class Domain:
-    def __init__(self, router: DomainRouter, background: list[Background]) -> None:
+    def __init__(
+        self,
+        router: DomainRouter,
+        background: list[Background],
+        pacer: DeadlinePacer | None = None,
+    ) -> None:
         self.router = router
         self.background = background
+        #: confirmShipment's rate limiter: the urgent class picks its lanes when it grants.
+        self.pacer = pacer
 
 
 def build_domain(
@@ -87,9 +95,11 @@ def build_domain(
     telemetry = telemetry or DomainTelemetry()
     handlers: dict[str, Handler] = {}
     background: list[Background] = []
+    pacer: DeadlinePacer | None = None
     if spapi_configured(settings):
         client = spapi_client_from_settings(settings.spapi, session, telemetry, pool)
         handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
+        pacer = client.pacer
     else:
         log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
     if erp is None and b1_configured(settings):
@@ -117,4 +127,4 @@ def build_domain(
         background.append(lambda: check_warehouses(master, settings.mappings.warehouses))
     else:
         log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
-    return Domain(DomainRouter(default_families(handlers)), background)
+    return Domain(DomainRouter(default_families(handlers)), background, pacer)

@@ -34,6 +34,7 @@ from worker.errors import InfrastructureError, SkuflowError
 from worker.health import HealthServer
 from worker.kafka import build_consumer, build_producer, stop_client
 from worker.messages import Router
+from worker.pacing import DeadlinePacer
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
@@ -113,6 +114,7 @@ class Worker:
         erp: ErpPort | None = None,
         classes: frozenset[str] = CLASSES,
         tracer_provider: TracerProvider | None = None,
+        pacer: DeadlinePacer | None = None,
     ) -> None:
         unknown = set(classes) - CLASSES
         if unknown or not classes:
@@ -122,6 +124,8 @@ class Worker:
         self.classes = frozenset(classes)
         self.settings = settings
         self.router = router
+        #: The urgent class's rate limiter (with an injected router; else the domain's).
+        self.pacer = pacer
         self.erp = erp
         self.options = options or engine_options(settings)
         self.urgent_options = urgent or urgent_options(settings)
@@ -221,6 +225,9 @@ class Worker:
                     settings, self.pool, session, erp=self.erp, telemetry=self.telemetry
                 )
                 router = self.router or domain.router
+                pacer = self.pacer if self.router is not None else domain.pacer
+                if "urgent" not in self.classes:
+                    pacer = None
                 producer = await clients.enter_async_context(
                     _started(build_producer(settings.kafka))
                 )
@@ -236,6 +243,7 @@ class Worker:
                         self.urgent_options,
                         metrics=self.metrics,
                         tracer=self.tracer,
+                        pacer=pacer,
                     )
                 if "normal" in self.classes:
                     consumer = await clients.enter_async_context(
@@ -264,7 +272,7 @@ class Worker:
                 task_status.started()
                 # The stock window flusher belongs to the normal class's processes.
                 extra = domain.background if self.engine is not None else []
-                await self._run_engines(self.engines, [self.retrier.run, *extra])
+                await self._run_engines(self.engines, [self.retrier.run, *extra], pacer)
         finally:
             with anyio.move_on_after(CLOSE_SECONDS, shield=True) as closing:
                 if self.pool is not None:
@@ -277,11 +285,16 @@ class Worker:
             log.info("worker stopped")
 
     async def _run_engines(
-        self, engines: list[Engine], background: list[Callable[[], Coroutine[Any, Any, None]]]
+        self,
+        engines: list[Engine],
+        background: list[Callable[[], Coroutine[Any, Any, None]]],
+        pacer: DeadlinePacer | None = None,
     ) -> None:
-        """The classes run until stopped; the retrier and the domain's background work (e.g.
-        the stock window flusher) live exactly as long as they do."""
+        """The classes run until stopped; the retrier, the rate-limit pacer and the domain's
+        background work (e.g. the stock window flusher) live exactly as long as they do."""
         async with anyio.create_task_group() as tg:
+            if pacer is not None:
+                await tg.start(pacer.run)  # granting before the urgent runners pick
             for task in background:
                 tg.start_soon(task)
             async with anyio.create_task_group() as running:

@@ -35,11 +35,12 @@ from worker.backoff import Backoff
 from worker.checkpoint import Checkpoint, PartitionState
 from worker.deadlines import DeadlineWatch
 from worker.errors import is_infrastructure
-from worker.lanes import KeyLanes
+from worker.lanes import FAIRNESS_QUANTUM, KeyLanes
 from worker.messages import DecodeFailure, EventInfo, Message, Router
 from worker.offsets import PartitionOffsets
 from worker.outcomes import Done, Outcome, Park, Reject, Retry
-from worker.ready import DeadlineReady, FifoReady
+from worker.pacing import DeadlinePacer
+from worker.ready import DeadlineReady, FifoReady, PacedReady, ReadyQueue
 from worker.sinks import OutcomeSinks
 from worker.telemetry import EngineMetrics, Gauges
 from worker.tracing import MessageSpans
@@ -106,8 +107,12 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         yield_to: Callable[[], bool] | None = None,
         tracer: trace.Tracer | None = None,
+        pacer: DeadlinePacer | None = None,
     ) -> None:
         self._consumer = consumer
+        #: The class's work waits for this rate limiter's tokens: lanes are picked when a token
+        #: is free, earliest deadline first at that moment (see worker.pacing).
+        self._pacer = pacer
         #: None: tracing off, and the hot path runs no tracing code at all.
         self._spans = MessageSpans(tracer) if tracer is not None else None
         self._router = router
@@ -118,13 +123,19 @@ class Engine:
         self._metrics = metrics or EngineMetrics()
         self._clock = clock
         self._partitions: dict[TopicPartition, PartitionState] = {}
+        ready: ReadyQueue
+        if pacer is not None:
+            ready = PacedReady(pacer)
+        else:
+            ready = DeadlineReady() if options.deadline_first else FifoReady()
         self._lanes: KeyLanes[_Work] = KeyLanes(
             self._process,
             max_in_flight=options.tuning.max_in_flight,
             max_lanes=2 * (options.tuning.max_buffered_messages + options.tuning.fetch_max_records),
             skip=self._skip_revoked,
-            ready=DeadlineReady() if options.deadline_first else FifoReady(),
+            ready=ready,
             deadline=_deadline_of,
+            quantum=1 if pacer is not None else FAIRNESS_QUANTUM,  # one token, one event
         )
         self._checkpoint = Checkpoint(
             consumer,
@@ -189,6 +200,8 @@ class Engine:
         lanes = self._lanes
         if not lanes.waiting_lanes:  # (events behind a running one of their key wait by design)
             return False
+        if self._pacer is not None and self._pacer.waiting:
+            return False  # the work waits for the rate limiter's tokens: starving others won't help
         if lanes.in_flight < self._tuning.max_in_flight:
             return True
         earliest = lanes.earliest_waiting_deadline()
@@ -376,6 +389,8 @@ class Engine:
                 part.offsets.complete(work.message.offset)
             self.processed += 1
         finally:
+            if self._pacer is not None:
+                self._pacer.release()  # a token this work did not spend goes to the next
             if token is not None:
                 otel_context.detach(token)
                 if span is not None:  # (None: not recorded, nothing to end)
@@ -493,6 +508,8 @@ class Engine:
         (the attempts so far, or for a dependency outage the waits so far, which are not
         attempts)."""
         delay = self._backoff.delay(count) if retry.after is None else retry.after
+        if self._pacer is not None:
+            self._pacer.release()  # no token sits idle through the wait
         where = {"messaging.destination.name": message.topic}
         span = trace.get_current_span()
         if retry.dependency:

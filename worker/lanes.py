@@ -43,9 +43,15 @@ class KeyLanes(Generic[T]):
         skip: Callable[[T], bool] | None = None,
         ready: ReadyQueue | None = None,
         deadline: Callable[[T], float | None] | None = None,
+        quantum: int = FAIRNESS_QUANTUM,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if quantum < 1:
+            raise ValueError("quantum must be >= 1")
+        #: Items a runner takes from one lane before the lane goes back to the ready queue
+        #: (1 when every item must be picked on its own, e.g. at a rate limiter's token).
+        self._quantum = quantum
         self._process = process
         self._skip = skip
         self._max_in_flight = max_in_flight
@@ -170,7 +176,7 @@ class KeyLanes(Generic[T]):
 
     async def _drain_lane(self, key: Hashable, scope: anyio.CancelScope) -> None:
         lane = self._lanes[key]
-        for _ in range(FAIRNESS_QUANTUM):
+        for _ in range(self._quantum):
             if not lane:
                 del self._lanes[key]
                 return

@@ -2,8 +2,10 @@
 
 ``FifoReady`` serves lanes in the order they became ready (normal work). ``DeadlineReady``
 serves the lane whose head event has the earliest deadline first, ties by arrival (urgent
-work: earliest deadline first). Both hold at most one entry per lane, so they are bounded by
-the lanes, which the engine's buffer budget bounds.
+work: earliest deadline first). ``PacedReady`` is earliest deadline first decided at the
+rate limiter: a lane is taken only when the pacer grants a token, and it is whichever lane is
+most urgent at that moment. All hold at most one entry per lane, so they are bounded by the
+lanes, which the engine's buffer budget bounds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Hashable
 from typing import Protocol
 
 import anyio
+
+from worker.pacing import LAST, DeadlinePacer, Rank, set_rank
 
 
 class ReadyQueue(Protocol):
@@ -146,3 +150,53 @@ class DeadlineReady(_Base):
         if not self._heap or self._heap[0][0] == math.inf:
             return None
         return self._heap[0][0]
+
+
+class PacedReady(DeadlineReady):
+    """Earliest deadline first, decided when the pacer's token is free (see
+    :mod:`worker.pacing`): one runner at a time picks; it waits for a token with the rank of
+    whichever lane is at the head *when the token is granted*, then takes that lane holding the
+    token. Runners that are not picking wait their turn on a lock (they hold nothing)."""
+
+    def __init__(self, pacer: DeadlinePacer) -> None:
+        super().__init__()
+        self._pacer = pacer
+        self._lock: anyio.Lock | None = None
+        self._picking: anyio.CancelScope | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self._picking is not None:
+            self._picking.cancel()
+
+    def _head_rank(self) -> Rank:
+        if not self._heap:
+            return LAST
+        rank, arrival, _key = self._heap[0]
+        return (rank, float(arrival))
+
+    async def get(self) -> Hashable | None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            while not self._closed:
+                if self._empty():
+                    waiter = anyio.Event()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter.wait()
+                    finally:
+                        if not waiter.is_set():
+                            self._waiters.remove(waiter)
+                        self._waking = False
+                    continue
+                if self._pacer.holding() is None:
+                    with anyio.CancelScope() as self._picking:
+                        await self._pacer.pick(self._head_rank)
+                    self._picking = None
+                    continue  # closed meanwhile, or the lanes left: look again
+                rank, arrival, key = heapq.heappop(self._heap)
+                set_rank((rank, float(arrival)))
+                return key
+            self._pacer.release()
+            return None

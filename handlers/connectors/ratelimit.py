@@ -101,6 +101,24 @@ class TokenBucket:
             self._waiting -= 1
         return wait
 
+    # -- a token source for worker.pacing.DeadlinePacer (it draws one token at a time) ---------
+    async def reserve(self) -> float:
+        """Draw a token now, into debt if need be; the seconds until it is usable."""
+        self._refill()
+        self._tokens -= 1.0
+        self._tickets += 1
+        return max(0.0, -self._tokens / self.rate)
+
+    async def refund(self) -> None:
+        """A token drawn but not used comes back (never above ``burst``)."""
+        self._refill()
+        self._tokens = min(float(self.burst), self._tokens + 1.0)
+
+    async def drain(self) -> None:
+        """The server's bucket is empty: whatever is saved up here is not really there."""
+        self._refill()
+        self._tokens = min(self._tokens, 0.0)
+
     def _refill(self) -> None:
         now = self._clock()
         elapsed = now - self._stamp

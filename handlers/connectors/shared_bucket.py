@@ -32,6 +32,21 @@ RETURNING tokens
 """
 
 
+#: The row's level brought up to now ($2 rate, $3 burst).
+_LEVEL = (
+    "least($3::float8, b.tokens + extract(epoch FROM clock_timestamp() - b.stamp) * $2::float8)"
+)
+_REFUND = f"""
+UPDATE skuflow_rate_buckets AS b SET tokens = least($3::float8, {_LEVEL} + 1),
+    stamp = clock_timestamp()
+WHERE name = $1
+"""
+_DRAIN = f"""
+UPDATE skuflow_rate_buckets AS b SET tokens = least(0, {_LEVEL}), stamp = clock_timestamp()
+WHERE name = $1
+"""
+
+
 def bucket_name(operation: str, *identity: str) -> str:
     """``operation`` plus a hash of who is metered (never the credentials themselves)."""
     digest = hashlib.sha256("\0".join(identity).encode()).hexdigest()[:16]
@@ -64,9 +79,21 @@ class SharedTokenBucket:
         return f"SharedTokenBucket({self.name!r}, rate={self.rate:g}, burst={self.burst})"
 
     async def acquire(self) -> float:
-        level = float(await self._pool.fetchval(_DRAW, self.name, self.rate, self.burst))
-        if level >= 0.0:
-            return 0.0
-        wait = -level / self.rate
-        await self._sleep(wait)
+        wait = await self.reserve()
+        if wait > 0.0:
+            await self._sleep(wait)
         return wait
+
+    # -- a token source for worker.pacing.DeadlinePacer (one reservation per replica) ----------
+    async def reserve(self) -> float:
+        """Draw a token now, into debt if need be; the seconds until it is usable."""
+        level = float(await self._pool.fetchval(_DRAW, self.name, self.rate, self.burst))
+        return 0.0 if level >= 0.0 else -level / self.rate
+
+    async def refund(self) -> None:
+        """A token drawn but not used goes back to every replica (never above ``burst``)."""
+        await self._pool.execute(_REFUND, self.name, self.rate, self.burst)
+
+    async def drain(self) -> None:
+        """Amazon answered 429: the plan is spent for every replica, whatever the row says."""
+        await self._pool.execute(_DRAIN, self.name, self.rate, self.burst)

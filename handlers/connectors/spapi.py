@@ -22,7 +22,9 @@ The contract for callers (the dispatch handler parks whatever this raises):
 * The client retries a little by itself: up to ``RetryPolicy.attempts`` sends with jittered
   backoff (429 waits for ``Retry-After`` or one token of the advertised rate), and gives up
   early rather than sleep past ``max_elapsed``; the caller owns the long, durable retries.
-  Every send, retries included, first takes a token from the operation's shared
+  Every send, retries included, first takes a token from the operation's shared limiter: for
+  confirmShipment a :class:`~worker.pacing.DeadlinePacer` (the token goes to the most urgent
+  dispatch when it is free; a 429 stops every grant until ``Retry-After``), else a
   :class:`~handlers.connectors.ratelimit.TokenBucket`. An access token that Amazon calls
   expired, revoked or missing is invalidated and the call repeated once with a new one.
 * Secrets (client secret, refresh token, access tokens) are :class:`~config.settings.Secret`
@@ -56,6 +58,7 @@ from handlers.connectors.lwa import SpApiUnavailable as SpApiUnavailable
 from handlers.connectors.ratelimit import TokenBucket
 from handlers.connectors.shared_bucket import SharedTokenBucket, bucket_name
 from handlers.telemetry import DomainTelemetry
+from worker.pacing import DeadlinePacer
 
 log = logging.getLogger("skuflow.spapi")
 
@@ -169,7 +172,7 @@ class SpApiClient:
         endpoint: str,
         tokens: LwaTokenProvider,
         session: aiohttp.ClientSession,
-        bucket: TokenBucket | SharedTokenBucket,
+        bucket: TokenBucket | SharedTokenBucket | DeadlinePacer,
         timeout: float = 10.0,
         *,
         order_bucket: TokenBucket | None = None,
@@ -180,7 +183,7 @@ class SpApiClient:
         self._endpoint = endpoint.rstrip("/")
         self._telemetry = telemetry or DomainTelemetry()
         self._tokens, self._session, self._timeout = tokens, session, timeout
-        self._buckets: dict[str, TokenBucket | SharedTokenBucket] = {
+        self._buckets: dict[str, TokenBucket | SharedTokenBucket | DeadlinePacer] = {
             CONFIRM_SHIPMENT: bucket,
             GET_ORDER: order_bucket or TokenBucket(*GET_ORDER_PLAN),
         }
@@ -190,6 +193,12 @@ class SpApiClient:
 
     def __repr__(self) -> str:
         return f"SpApiClient(endpoint={self._endpoint!r}, timeout={self._timeout:g})"
+
+    @property
+    def pacer(self) -> DeadlinePacer | None:
+        """confirmShipment's deadline pacer, when it has one (the worker must run it)."""
+        bucket = self._buckets[CONFIRM_SHIPMENT]
+        return bucket if isinstance(bucket, DeadlinePacer) else None
 
     async def confirm_shipment(
         self, order_id: str, marketplace_id: str, package: PackageDetail
@@ -275,13 +284,20 @@ class SpApiClient:
                         "skuflow.retry_in_s": round(delay, 3),
                     },
                 )
+                bucket = self._buckets[operation]
+                paced = isinstance(bucket, DeadlinePacer)
+                if throttled and isinstance(bucket, DeadlinePacer):
+                    # Amazon's bucket is empty: nobody gets a token before Retry-After (and a
+                    # retry of this call waits for its next one by its deadline, not at the back).
+                    bucket.throttled(delay)
                 elapsed = time.monotonic() - started
                 if attempts >= self._retry.attempts or elapsed + delay > self._retry.max_elapsed:
                     raise failure from None
                 log.warning(
                     "%s attempt %d: %s; retrying in %.2fs", operation, attempts, failure, delay
                 )
-                await asyncio.sleep(delay)
+                if not (throttled and paced):
+                    await asyncio.sleep(delay)
 
     def _delay(self, failure: SpApiError, attempt: int) -> float:
         if isinstance(failure, SpApiThrottled):
@@ -382,11 +398,14 @@ def spapi_client_from_settings(
         settings.refresh_token,
         session,
     )
-    bucket: TokenBucket | SharedTokenBucket
+    source: TokenBucket | SharedTokenBucket
     if pool is not None and settings.shared_rate_limit:
         # one plan per (application, seller): every replica draws from the same bucket
         name = bucket_name(CONFIRM_SHIPMENT, settings.client_id, settings.refresh_token.reveal())
-        bucket = SharedTokenBucket(pool, name, settings.rate_per_second, settings.burst)
+        source = SharedTokenBucket(pool, name, settings.rate_per_second, settings.burst)
     else:
-        bucket = TokenBucket(settings.rate_per_second, settings.burst)
-    return SpApiClient(settings.endpoint, tokens, session, bucket, telemetry=telemetry)
+        source = TokenBucket(settings.rate_per_second, settings.burst)
+    # Earliest deadline first at the token: the worker runs this pacer and hands it to the
+    # urgent class, whose lanes are picked when it grants (see worker.pacing).
+    pacer = DeadlinePacer(source)
+    return SpApiClient(settings.endpoint, tokens, session, pacer, telemetry=telemetry)

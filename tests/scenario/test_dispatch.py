@@ -32,6 +32,7 @@ from tests.support.stack import produce, settings_for, wait_for
 from worker.backoff import Backoff
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome
+from worker.pacing import DeadlinePacer
 
 pytestmark = [pytest.mark.scenario]
 
@@ -88,9 +89,11 @@ async def dispatch_stack(
     *,
     orders: list[tuple[str, datetime]],
     client_rate: float = 50.0,
+    client_burst: int = 10,
     stock_seconds: float = 0.0,
     urgent_runners: int | None = None,
     faults: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Stack]:
     sim = SpApiSimulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH)
     await sim.start()
@@ -121,12 +124,9 @@ async def dispatch_stack(
             tokens = LwaTokenProvider(
                 sim.lwa_endpoint, CLIENT_ID, Secret(CLIENT_SECRET), Secret(REFRESH), session
             )
+            pacer = DeadlinePacer(TokenBucket(client_rate, client_burst))
             client = SpApiClient(
-                sim.endpoint,
-                tokens,
-                session,
-                TokenBucket(client_rate, 10),
-                retry=RetryPolicy(attempts=1),
+                sim.endpoint, tokens, session, pacer, retry=retry or RetryPolicy(attempts=1)
             )
             handlers: dict[str, Any] = {
                 "stock.adjusted": slow_stock,
@@ -140,7 +140,11 @@ async def dispatch_stack(
                     tuning=msgspec.structs.replace(urgent.tuning, max_in_flight=urgent_runners),
                 )
             worker = Worker(
-                settings, router=router, options=engine_options(settings), urgent=urgent
+                settings,
+                router=router,
+                options=engine_options(settings),
+                urgent=urgent,
+                pacer=pacer,
             )
             stack = Stack(sim, worker, pool)
             stack_holder.append(stack)
@@ -226,6 +230,114 @@ def test_under_contention_the_earliest_ship_by_is_confirmed_first(
     # The first may have started before the rest arrived; after it, strictly by deadline.
     rest = [o for o in confirmed if o != confirmed[0]]
     assert rest == [o for o in by_deadline if o != confirmed[0]]
+
+
+def _deadline_order(orders: list[tuple[str, datetime]]) -> list[str]:
+    """By ship-by, ties in offset order (the list is in the order it was produced)."""
+    ranked = sorted(enumerate(orders), key=lambda item: (item[1][1], item[0]))
+    return [order_id for _, (order_id, _) in ranked]
+
+
+def _shuffled_deadlines(tag: str, count: int, seed: int) -> list[tuple[str, datetime]]:
+    """``count`` orders due in 1-20 h, in random order, with every fourth deadline shared by
+    two orders (the tie is broken by offset)."""
+    rng = random.Random(seed)
+    base = datetime.now(UTC)
+    hours = [1 + rng.random() * 19 for _ in range(count)]
+    for index in range(0, count - 1, 4):
+        hours[index + 1] = hours[index]
+    return [(f"171-{i:07d}-{tag}", base + timedelta(hours=h)) for i, h in enumerate(hours)]
+
+
+@pytest.mark.timeout(120)
+def test_at_amazons_quota_the_token_goes_to_the_earliest_ship_by_present(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """40 dispatches wait when the worker starts, and 32 urgent runners (the default) race for
+    a quota of 4 confirmations/s with no burst to speak of: they are confirmed in exactly
+    ship-by order, ties by offset. Then three more arrive, due sooner than all that are left:
+    each is confirmed within two confirmations of being produced, not behind the queue."""
+    settings = _settings(kafka_bootstrap, database_url, unique)
+    create_topics(settings.topics.stock, settings.topics.dead_letter)
+    create_topics(settings.topics.dispatch, partitions=1)
+    waiting = _shuffled_deadlines("0000010", 40, seed=13)
+    late = [
+        (f"171-{i:07d}-0000011", datetime.now(UTC) + timedelta(minutes=30 + i)) for i in range(3)
+    ]
+    quota = {"throttle_rate": 4.0, "burst": 1}
+
+    async def main() -> tuple[list[str], list[int]]:
+        await produce(
+            kafka_bootstrap,
+            settings.topics.dispatch,
+            [(o.encode(), dispatch_payload(o, by)) for o, by in waiting],
+        )
+        async with dispatch_stack(
+            settings, orders=waiting + late, client_rate=4.0, client_burst=1, faults=quota
+        ) as stack:
+            await wait_for(lambda: len(stack.sim.confirmations) >= 20, 60, "half confirmed")
+            produced_after: list[int] = []
+            for order_id, ship_by in late:
+                produced_after.append(len(stack.sim.confirmations))
+                await produce(
+                    kafka_bootstrap,
+                    settings.topics.dispatch,
+                    [(order_id.encode(), dispatch_payload(order_id, ship_by))],
+                )
+                await wait_for(
+                    lambda o=order_id: o in stack.confirmed_orders(), 30, f"{order_id} confirmed"
+                )
+            await wait_for(
+                lambda: len(stack.sim.confirmations) == len(waiting) + len(late), 60, "confirmed"
+            )
+            confirmed = stack.confirmed_orders()
+            positions = [
+                confirmed.index(order_id) - before
+                for (order_id, _), before in zip(late, produced_after, strict=True)
+            ]
+            return confirmed, positions
+
+    confirmed, positions = anyio.run(main)
+    late_ids = {order_id for order_id, _ in late}
+    assert [o for o in confirmed if o not in late_ids] == _deadline_order(waiting)
+    # 0: the very next confirmation; 1: one token was already granted when it arrived.
+    assert all(0 <= position <= 1 for position in positions), positions
+
+
+@pytest.mark.timeout(120)
+def test_a_throttled_confirmation_retries_before_later_deadlines(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """Amazon's plan is half the rate the client was configured with, so some sends get 429:
+    each throttled dispatch waits for the next token by its ship-by date (and nobody gets a
+    token before Retry-After), so the order at Amazon is still exact and nothing is sent
+    twice."""
+    settings = _settings(kafka_bootstrap, database_url, unique)
+    create_topics(settings.topics.stock, settings.topics.dead_letter)
+    create_topics(settings.topics.dispatch, partitions=1)
+    orders = _shuffled_deadlines("0000012", 16, seed=29)
+
+    async def main() -> tuple[list[str], int]:
+        await produce(
+            kafka_bootstrap,
+            settings.topics.dispatch,
+            [(o.encode(), dispatch_payload(o, by)) for o, by in orders],
+        )
+        async with dispatch_stack(
+            settings,
+            orders=orders,
+            client_rate=8.0,
+            client_burst=2,
+            faults={"throttle_rate": 4.0, "burst": 1},
+            retry=RetryPolicy(attempts=6, max_elapsed=30.0),
+        ) as stack:
+            await wait_for(lambda: len(stack.sim.confirmations) == len(orders), 60, "confirmed")
+            throttled = sum(1 for r in stack.sim.requests if r.status == 429)
+            return stack.confirmed_orders(), throttled
+
+    confirmed, throttled = anyio.run(main)
+    assert throttled > 0
+    assert confirmed == _deadline_order(orders)
 
 
 @pytest.mark.timeout(120)
