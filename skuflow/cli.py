@@ -26,6 +26,7 @@ from skuflow.app import (
     run_until_signalled,
     tune_gc,
 )
+from skuflow.listing import ListingOutput, add_listing_options, check_listing_options
 from worker.errors import SkuflowError
 from worker.logs import configure_logging
 from worker.tracing import configure_tracing
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--status", choices=("open", "retrying", "resolved", "all"), default="open"
     )
+    add_listing_options(listing, default_limit=1000)
     listing.add_argument("--json", action="store_true")
     show = exc_commands.add_parser("show", parents=[common])
     show.add_argument("id", type=int)
@@ -88,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     posting_list = posting_commands.add_parser("list", parents=[common])
     posting_list.add_argument("--status", choices=("pending", "posted", "settled", "failed",
                                                    "all"), default="all")  # fmt: skip
-    posting_list.add_argument("--limit", type=int, default=100)
+    add_listing_options(posting_list, default_limit=100)
     posting_list.add_argument("--json", action="store_true")
     posting_show = posting_commands.add_parser("show", parents=[common])
     posting_show.add_argument("id", type=int)
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if hasattr(args, "listing_default_limit"):
+            check_listing_options(args)  # before any settings or database: a bad page is input
         settings = load_settings(args.config)
         return _dispatch(args, settings)
     except (SettingsError, CliError, SkuflowError) as exc:
@@ -161,21 +165,26 @@ def _run_db(settings: Settings, action: Callable[[Any], Awaitable[int]]) -> int:
 
 
 async def _exceptions(args: argparse.Namespace, settings: Settings, pool: Any) -> int:
-    from worker.exceptions import ExceptionStore, republish
+    from worker.exceptions import ExceptionRecord, ExceptionStore, republish
     from worker.kafka import build_producer
 
     store = ExceptionStore(pool)
     command = args.exceptions_command
     if command == "list":
-        records = await store.list_records(args.status)
-        if args.json:
-            print(msgspec.json.encode(records).decode())
-        else:
-            print(f"{'ID':>6}  {'STATUS':<9} {'KIND':<20} {'WHERE':<36} REASON")
-            for r in records:
-                where = f"{r.topic}[{r.partition}]@{r.offset}"
-                print(f"{r.id:>6}  {r.status:<9} {r.kind:<20} {where:<36} {r.reason[:100]}")
-            print(f"{len(records)} exception(s) with status {args.status}")
+        out = ListingOutput(
+            json_mode=args.json,
+            header=f"{'ID':>6}  {'STATUS':<9} {'KIND':<20} {'WHERE':<36} REASON",
+        )
+
+        def emit(r: ExceptionRecord) -> None:
+            if args.json:
+                out.json_row(msgspec.json.encode(r).decode())
+                return
+            where = f"{r.topic}[{r.partition}]@{r.offset}"
+            out.text_row(f"{r.id:>6}  {r.status:<9} {r.kind:<20} {where:<36} {r.reason[:100]}")
+
+        counts = await store.listing(args.status, after=args.after, limit=args.limit, emit=emit)
+        out.finish(counts, noun="exception", status=args.status)
         return 0
     if command == "show":
         record = await store.get(args.id)

@@ -1,10 +1,12 @@
 """``skuflow postings list|show``: summarised ERP documents and the movements behind them.
 
 JSON shapes (stable): ``list`` prints an array of postings ``{id, key, warehouse_code, kind,
-status, lines, doc_entry, doc_num, documents, attempts, last_error, created_at, posted_at}``;
-``show`` prints one posting with ``lines`` expanded: each document line with its ``sources``
-(``event_id``, ``sku``, ``quantity``, ``source``, ``source_ref``, ``reason``, ``state``,
-``topic``, ``partition``, ``offset``).
+status, lines, doc_entry, doc_num, documents, attempts, last_error, created_at, posted_at,
+movements}``, newest first, paged by id (``skuflow.listing``); ``movements`` counts the stock
+movements behind the posting (a settled posting has no lines but has movements) and each line
+carries ``movements``, the count of its own. ``show`` prints one posting with ``lines``
+expanded: each document line with its ``sources`` (``event_id``, ``sku``, ``quantity``,
+``source``, ``source_ref``, ``reason``, ``state``, ``topic``, ``partition``, ``offset``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ from typing import Any
 
 import asyncpg
 
+from skuflow.listing import ListingOutput
 from worker.errors import SkuflowError
+from worker.listing import keyset
 
 _COLUMNS = """id, key, warehouse_code, kind, status, lines::text AS lines, doc_entry, doc_num,
               documents::text AS documents, attempts, last_error, created_at, posted_at"""
+
+#: A listed posting's movements: all of them, and per document line (``{"0": n, ...}``).
+_MOVEMENTS = """(SELECT count(*) FROM skuflow_stock_lines s WHERE s.posting_id = p.id) AS movements,
+    (SELECT coalesce(jsonb_object_agg(l.line_no, l.n), '{}'::jsonb)::text
+     FROM (SELECT s.line_no, count(*) AS n FROM skuflow_stock_lines s
+           WHERE s.posting_id = p.id AND s.line_no IS NOT NULL GROUP BY s.line_no) l
+    ) AS line_movements"""
 
 
 def _posting(row: asyncpg.Record) -> dict[str, Any]:
@@ -28,25 +39,52 @@ def _posting(row: asyncpg.Record) -> dict[str, Any]:
     return posting
 
 
+def _listed(row: asyncpg.Record) -> dict[str, Any]:
+    posting = _posting(row)  # keys in column order: ..., posted_at, movements
+    posting["movements"] = int(posting["movements"])
+    per_line = json.loads(posting.pop("line_movements"))
+    for index, line in enumerate(posting["lines"]):
+        line["movements"] = int(per_line.get(str(index), 0))
+    return posting
+
+
+async def _list(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
+    out = ListingOutput(
+        json_mode=args.json,
+        header=f"{'ID':>6}  {'KEY':<12} {'WH':<6} {'KIND':<8} {'STATUS':<8} {'DOC':>8} "
+        f"{'LINES':>5} {'MOVEMENTS':>9}",
+        separator=", ",  # json.dumps's, as the array was printed whole before
+    )
+
+    def emit(row: asyncpg.Record) -> None:
+        p = _listed(row)
+        if args.json:
+            out.json_row(json.dumps(p, default=str))
+            return
+        doc = p["doc_num"] if p["doc_num"] is not None else "-"
+        out.text_row(f"{p['id']:>6}  {p['key']:<12} {p['warehouse_code']:<6} {p['kind']:<8} "
+                     f"{p['status']:<8} {doc!s:>8} {len(p['lines']):>5} "
+                     f"{p['movements']:>9}")  # fmt: skip
+
+    counts = await keyset(
+        pool,
+        table="skuflow_postings p",
+        columns=f"{_COLUMNS}, {_MOVEMENTS}",
+        where="TRUE" if args.status == "all" else "p.status = $1",
+        params=() if args.status == "all" else (args.status,),
+        id_column="p.id",
+        descending=True,  # newest first
+        after=args.after,
+        limit=args.limit,
+        emit=emit,
+    )
+    out.finish(counts, noun="posting", status=args.status)
+    return 0
+
+
 async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
     if args.postings_command == "list":
-        status_filter = "" if args.status == "all" else "WHERE status = $2"
-        params: list[Any] = [args.limit] + ([] if args.status == "all" else [args.status])
-        rows = await pool.fetch(
-            f"SELECT {_COLUMNS} FROM skuflow_postings {status_filter} ORDER BY id DESC LIMIT $1",
-            *params,
-        )
-        postings = [_posting(r) for r in rows]
-        if args.json:
-            print(json.dumps(postings, default=str))
-            return 0
-        print(f"{'ID':>6}  {'KEY':<12} {'WH':<6} {'KIND':<8} {'STATUS':<8} {'DOC':>8} LINES")
-        for p in postings:
-            doc = p["doc_num"] if p["doc_num"] is not None else "-"
-            print(f"{p['id']:>6}  {p['key']:<12} {p['warehouse_code']:<6} {p['kind']:<8} "
-                  f"{p['status']:<8} {doc!s:>8} {len(p['lines'])}")  # fmt: skip
-        print(f"{len(postings)} posting(s)")
-        return 0
+        return await _list(args, pool)
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM skuflow_postings WHERE id = $1", args.id)
     if row is None:
         raise SkuflowError(f"no posting with id {args.id}")
@@ -61,8 +99,10 @@ async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
     for source in sources:
         entry = dict(source)
         by_line.setdefault(entry.pop("line_no"), []).append(entry)
+    posting["movements"] = len(sources)
     for index, line in enumerate(posting["lines"]):
         line["sources"] = by_line.get(index, [])
+        line["movements"] = len(line["sources"])
     if posting["kind"] == "settled":
         posting["settled"] = by_line.get(None, [])
     if args.json:
@@ -70,11 +110,16 @@ async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
         return 0
     print(f"posting {posting['id']} ({posting['key']}): {posting['kind']} in warehouse "
           f"{posting['warehouse_code']}, {posting['status']}, ERP document "
-          f"{posting['doc_num'] or '-'}")  # fmt: skip
+          f"{posting['doc_num'] or '-'}, {posting['movements']} movement(s)")  # fmt: skip
     for index, line in enumerate(posting["lines"]):
         batch = f" batch {line['batch_number']}" if line.get("batch_number") else ""
         print(f"  line {index}: {line['item_code']} x {line['quantity']}{batch}")
         for src in line["sources"]:
+            print(f"    {src['event_id']} ({src['source']} {src['source_ref']}): SKU {src['sku']} "
+                  f"{src['quantity']} {src['reason']} [{src['state']}]")  # fmt: skip
+    if posting["kind"] == "settled":
+        print("  settled (netted to zero, no ERP document):")
+        for src in posting["settled"]:
             print(f"    {src['event_id']} ({src['source']} {src['source_ref']}): SKU {src['sku']} "
                   f"{src['quantity']} {src['reason']} [{src['state']}]")  # fmt: skip
     return 0

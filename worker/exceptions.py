@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from worker.listing import FETCH_ROWS, ListingCounts, keyset
 from worker.messages import Message
 from worker.tracing import inject, trace_id_hex
 
 RETRY_OF_HEADER = "skuflow.retry-of"
 
 STATUSES = ("open", "retrying", "resolved")
+
+#: The columns of a listed record (``ExceptionRecord``'s fields).
+_LISTED = """id, kind, reason, topic, partition, "offset", key, event_id, sku, payload,
+             first_seen, last_seen, attempts, status, resolution"""
 
 
 class ExceptionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,18 +200,28 @@ class ExceptionStore:
             f"{message.topic}[{message.partition}]@{message.offset}",
         )
 
-    async def list_records(self, status: str = "open", limit: int = 1000) -> list[ExceptionRecord]:
-        if status == "all":
-            rows = await self._pool.fetch(
-                "SELECT * FROM skuflow_exceptions ORDER BY id LIMIT $1", limit
-            )
-        else:
-            rows = await self._pool.fetch(
-                "SELECT * FROM skuflow_exceptions WHERE status = $1 ORDER BY id LIMIT $2",
-                status,
-                limit,
-            )
-        return [_record(r) for r in rows]
+    async def listing(
+        self,
+        status: str = "open",
+        *,
+        emit: Callable[[ExceptionRecord], None],
+        after: int | None = None,
+        limit: int | None = 1000,
+        fetch: int = FETCH_ROWS,
+    ) -> ListingCounts:
+        """Emit the records with ``status`` (or ``all``) in id order, beyond ``after``, at most
+        ``limit`` (None: every one, streamed); return what was shown against the database."""
+        return await keyset(
+            self._pool,
+            table="skuflow_exceptions",
+            columns=_LISTED,
+            where="TRUE" if status == "all" else "status = $1",
+            params=() if status == "all" else (status,),
+            after=after,
+            limit=limit,
+            fetch=fetch,
+            emit=lambda row: emit(_record(row)),
+        )
 
     async def get(self, exception_id: int) -> ExceptionRecord | None:
         row = await self._pool.fetchrow(

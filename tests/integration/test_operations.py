@@ -157,7 +157,7 @@ def test_an_operator_lists_shows_retries_and_resolves_exceptions(
         "SKU NEW-1 is not an item in the ERP"
     )
     listing = run_cli("exceptions", "list", "--status", "open")
-    assert listing.splitlines()[-1] == "2 exception(s) with status open"
+    assert listing.splitlines()[-1] == "2 of 2 exception(s) with status open"
 
     # The ERP master data is fixed; the operator retries and the event is applied.
     master_data_fixed = True
