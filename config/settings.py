@@ -201,6 +201,9 @@ class B1Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     password: Secret | None = None
     verify_tls: bool = True
     timeout_seconds: float = 30.0
+    #: B1 codes read as a collision, not a bad line: ODBC -2035 "This entry already exists in
+    #: the following tables". The posting looks its document up, then retries; never bisected.
+    collision_codes: frozenset[int] = frozenset({-2035})
 
     def __post_init__(self) -> None:
         _http_url("b1.url", self.url)
@@ -233,11 +236,16 @@ class StockSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     window_max_lines: int = 500
     #: A posting refused as locked / unavailable waits 1 s, then doubling (jittered) up to this.
     retry_max_seconds: float = 120.0
+    #: A posting answered with a collision (b1.collision_codes) and whose document is not in
+    #: the ERP is retried (same backoff) this many times in a row, then refused: one
+    #: erp_rejected exception for all its movements.
+    collision_retries: int = 8
 
     def __post_init__(self) -> None:
         _positive("stock.window_seconds", self.window_seconds)
         _at_least("stock.window_max_lines", self.window_max_lines, 1)
         _at_least("stock.retry_max_seconds", self.retry_max_seconds, 1)
+        _at_least("stock.collision_retries", self.collision_retries, 0)
 
 
 class DispatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -46,6 +46,10 @@ MODIFIED = (  # verified: the text of ODBC -2039, B1's concurrent-modification e
     "Another user or another operation modified data; to continue, open the window again "
     "(ODBC -2039)",
 )
+#: Observed (integrators quote it from live Service Layer answers, code and text as here): B1's
+#: duplicate-key error on insert. What collides is not named ("the following tables" lists
+#: none); see :mod:`devstack.b1_sim` for how the simulator models when it is answered.
+DUPLICATE = (-2035, "This entry already exists in the following tables (ODBC -2035)")
 NO_BATCH_SERIAL = (-4014, "Cannot add row without complete selection of batch/serial numbers")
 INACTIVE = "10001069 - Item {item} is inactive"  # verified (code -10, KB 2693418)
 NEGATIVE = "Quantity falls into negative inventory  [{table}.ItemCode][line: {row}]"  # verified

@@ -14,10 +14,23 @@ Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serial
 ``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
 balancer; ``lock_storm_rate`` → share of postings refused with -2039; ``conflict_window_ms``;
 ``timeout_after_apply_ms``/``_rate`` → applied, answered that much later; ``post_ms`` → a
-posting holds its items that long, as B1's transaction does); ``expire_sessions``;
+posting holds its items that long, as B1's transaction does; the -2035 knobs below);
+``expire_sessions``;
 records ``requests``, ``documents``, ``stock()`` — over HTTP ``GET /_sim/requests|documents|
 stock|faults``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``. Login passwords are
 recorded as ``***``.
+
+ODBC -2035 "This entry already exists in the following tables" is B1's duplicate-key error on
+insert. How B1 comes to answer it while posting stock documents is not documented; this is
+*our model* of it, in three knobs: ``collision_count`` (the next N postings) and
+``collision_until`` (every posting until then) are refused with -2035 and write nothing — a
+collision with a concurrent write on a numbering or log row, gone when retried;
+``collision_after_apply`` (the next N postings) are applied and then answered -2035 — a
+request replayed after its first run committed, so the answer hides that the document exists;
+``unique_key_field`` (e.g. ``"JournalMemo"``) makes that header field unique, so a posting
+repeating an existing document's value is answered -2035 instead of creating a second
+document — a database where the posting key is protected by a unique index. ``collisions``
+counts the -2035 answers.
 """
 
 from __future__ import annotations
@@ -56,6 +69,10 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_after_apply_ms: float = 0.0  # apply a posting, then answer this much later ...
     timeout_after_apply_rate: float = 1.0  # ... for this share of postings
     post_ms: float = 0.0  # a posting holds its items this long (B1's transaction) before applying
+    collision_count: int = 0  # the next N postings refused with ODBC -2035, nothing written
+    collision_until: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # -2035 until then
+    collision_after_apply: int = 0  # the next N postings applied, then answered -2035
+    unique_key_field: str | None = None  # a posting repeating this field's value → -2035
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
@@ -93,6 +110,7 @@ class B1Simulator:
         self.requests: list[RecordedRequest] = []  # every call but /_sim, in arrival order
         #: Postings refused because another one still held one of their items (a lock fight).
         self.held_conflicts = 0
+        self.collisions = 0  # postings answered ODBC -2035 (see the module docstring)
         self.documents: list[model.SimDocument] = []  # every posted document, in posting order
         self.url = ""
         app = web.Application(middlewares=[self._gateway])
@@ -332,6 +350,11 @@ class B1Simulator:
             raise model.SLError.of(400, model.MODIFIED)
         if self._random.random() < faults.lock_storm_rate:
             raise model.SLError.of(400, model.MODIFIED)
+        if faults.collision_count > 0:
+            faults.collision_count -= 1
+            raise self._collision()
+        if faults.collision_until is not None and datetime.now(UTC) < faults.collision_until:
+            raise self._collision()
         if faults.post_ms > 0:  # the items are locked while the document is written
             self._holding.update(codes)
             try:
@@ -339,6 +362,16 @@ class B1Simulator:
             finally:
                 self._holding.subtract(codes)
         moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
+        unique = faults.unique_key_field
+        value = body.get(unique) if unique else None
+        if (
+            unique
+            and value is not None
+            and any(
+                doc.entity == entity and doc.body.get(unique) == value for doc in self.documents
+            )
+        ):
+            raise self._collision()
         for move in moves:
             move.apply(self._book)
         number = self._next[entity]
@@ -356,10 +389,17 @@ class B1Simulator:
                 self._holding.subtract(codes)
         for code in codes:
             self._touched[code] = time.monotonic()
+        if faults.collision_after_apply > 0:  # written, but the answer says it collided
+            faults.collision_after_apply -= 1
+            raise self._collision()
         return model.json_response(
             {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **record.body},
             status=201,
         )
+
+    def _collision(self) -> model.SLError:
+        self.collisions += 1
+        return model.SLError.of(400, model.DUPLICATE)
 
     # --- inspection ---
 

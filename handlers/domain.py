@@ -114,6 +114,7 @@ def build_domain(
             erp,
             max_lines=settings.stock.window_max_lines,
             backoff=Backoff(1.0, settings.stock.retry_max_seconds, 2.0),
+            collision_retries=settings.stock.collision_retries,
             telemetry=telemetry,
         )
         scheduler = WindowScheduler(

@@ -68,6 +68,20 @@ class ErpAuthFailed(ErpUnavailable):
         super().__init__(message, ambiguous=False)
 
 
+class ErpDuplicateEntry(ErpError):
+    """The ERP refused the write because a row it would insert already exists (B1 -2035).
+
+    Nothing was written by this call, and it names no line: either the document itself exists
+    (an earlier attempt reached the ERP — find it by its key) or the write collided with a
+    concurrent one (on a numbering or log row) and may be retried.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"ERP refused, entry already exists ({code}): {message}")
+        self.code = code
+        self.message = message
+
+
 class ErpRejected(ErpError):
     """A business rejection; ``line`` is the 0-based document line it names, if it names one."""
 

@@ -15,7 +15,12 @@ Errors: a lock or an outage → the posting waits (exponential backoff with jitt
 failure (timeout after send) → before posting again the ERP is searched for the posting's key,
 so a document is never created twice; a rejection naming a line → that line's movements become
 exception records and the rest posts; a rejection naming no line → bisection until the bad
-line is found.
+line is found. "Entry already exists" (B1 -2035, :class:`ErpDuplicateEntry`) is not a bad line
+and is never bisected: the ERP is searched for the document's key — found, it is this
+posting's document and the posting is recorded as posted; not found, it was a collision and
+the posting waits like a lock, at most ``collision_retries`` times in a row, after which the
+document's movements are refused together under one ``erp_rejected`` exception record (B1's
+code and text; retrying that record stages all of them again).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -36,6 +41,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from handlers.erp import (
     DocumentKind,
+    ErpDuplicateEntry,
+    ErpError,
     ErpLocked,
     ErpPort,
     ErpRejected,
@@ -79,12 +86,17 @@ class _Plan:
         rejected: set[int],
         ambiguous: bool,
         line_count: int,
+        collisions: int = 0,
     ) -> None:
         self.line_count = line_count
         self.slices = slices
         self.documents = documents
         self.rejected = rejected
         self.ambiguous = ambiguous
+        #: "Entry already exists" answers in a row for the document in flight (not ours).
+        self.collisions = collisions
+        #: Why the ERP refused a whole document, for the posting's ``last_error``.
+        self.refusal: str | None = None
 
     @classmethod
     def load(cls, posting: asyncpg.Record, line_count: int) -> _Plan:
@@ -95,6 +107,7 @@ class _Plan:
             set(json.loads(posting["rejected_lines"])),
             posting["ambiguous"],
             line_count,
+            posting["collisions"],
         )
 
     def key_for(self, key: str, start: int, end: int) -> str:
@@ -104,12 +117,13 @@ class _Plan:
     async def save(self, conn: asyncpg.Connection, posting_id: int) -> None:
         await conn.execute(
             """UPDATE skuflow_postings SET slices = $2::jsonb, documents = $3::jsonb,
-                 rejected_lines = $4::jsonb, ambiguous = $5 WHERE id = $1""",
+                 rejected_lines = $4::jsonb, ambiguous = $5, collisions = $6 WHERE id = $1""",
             posting_id,
             json.dumps(self.slices),
             json.dumps(self.documents),
             json.dumps(sorted(self.rejected)),
             self.ambiguous,
+            self.collisions,
         )
 
 
@@ -121,6 +135,7 @@ class StockPoster:
         *,
         max_lines: int = 500,
         backoff: Backoff = POSTING_BACKOFF,
+        collision_retries: int = 8,
         telemetry: DomainTelemetry | None = None,
     ) -> None:
         self._telemetry = telemetry or DomainTelemetry()
@@ -128,6 +143,7 @@ class StockPoster:
         self._erp = erp
         self._max_lines = max_lines
         self._backoff = backoff
+        self._collision_retries = collision_retries
         self._exceptions = ExceptionStore(pool)
 
     async def warehouses_with_work(self) -> list[str]:
@@ -234,7 +250,7 @@ class StockPoster:
         """Post the warehouse's pending postings in order; False when one has to wait."""
         postings = await conn.fetch(
             """SELECT id, key, kind, warehouse_code, lines::text AS lines, ambiguous, attempts,
-                      next_attempt_at,
+                      next_attempt_at, collisions,
                       slices::text AS slices, documents::text AS documents,
                       rejected_lines::text AS rejected_lines
                FROM skuflow_postings WHERE status = 'pending' AND warehouse_code = $1
@@ -305,6 +321,13 @@ class StockPoster:
                     document = await self._send(
                         posting["kind"], key, [lines[i] for i in indexes], searched
                     )
+                except ErpDuplicateEntry as exc:  # never bisected: ours already, or a collision
+                    outcome = await self._collided(conn, posting, key, indexes, plan, exc)
+                    if outcome == "wait":
+                        return False
+                    if outcome == "refused":
+                        continue
+                    document = outcome
                 except ErpRejected as exc:
                     plan.ambiguous = searched
                     await self._split_or_reject(conn, posting["id"], lines, indexes, plan, exc)
@@ -315,7 +338,7 @@ class StockPoster:
                     await plan.save(conn, posting["id"])
                     await self._wait(conn, posting, exc)
                     return False
-                plan.ambiguous = False
+                plan.ambiguous, plan.collisions = False, 0
                 plan.slices.pop(0)
                 plan.documents.append(
                     {"key": key, "lines": indexes, "doc_entry": document.doc_entry,
@@ -346,12 +369,13 @@ class StockPoster:
             )
         await conn.execute(
             """UPDATE skuflow_postings SET status = $2, doc_entry = $3, doc_num = $4,
-                 posted_at = now(), attempts = attempts + 1, last_error = NULL
+                 posted_at = now(), attempts = attempts + 1, last_error = $5
                WHERE id = $1""",
             posting_id,
             "posted" if first is not None else "failed",
             first["doc_entry"] if first else None,
             first["doc_num"] if first else None,
+            plan.refusal,
         )
         await conn.execute(
             "UPDATE skuflow_stock_lines SET state = 'posted' "
@@ -398,7 +422,7 @@ class StockPoster:
         result = "ok"
         try:
             posted = await self._erp.post_document(document)
-        except (ErpLocked, ErpUnavailable, ErpRejected) as exc:
+        except (ErpLocked, ErpUnavailable, ErpRejected, ErpDuplicateEntry) as exc:
             result = type(exc).__name__
             trace.get_current_span().add_event(
                 "erp.write_failed",
@@ -410,9 +434,117 @@ class StockPoster:
         self._telemetry.batch_lines.record(len(lines), {"skuflow.posting.kind": kind})
         return posted
 
-    async def _wait(
-        self, conn: asyncpg.Connection, posting: asyncpg.Record, exc: ErpLocked | ErpUnavailable
+    async def _collided(
+        self,
+        conn: asyncpg.Connection,
+        posting: asyncpg.Record,
+        key: str,
+        indexes: list[int],
+        plan: _Plan,
+        exc: ErpDuplicateEntry,
+    ) -> PostedDocument | Literal["wait", "refused"]:
+        """The ERP said the entry already exists. If the document with this key is there, it is
+        ours (an earlier attempt reached the ERP): return it. Otherwise it was a collision:
+        wait like a lock, or, ``collision_retries`` answers later, refuse the document."""
+        span = trace.get_current_span()
+        try:
+            found = await self._erp.find_document(posting["kind"], key)
+        except ErpError as lookup:  # cannot tell whether ours exists: search before posting again
+            plan.ambiguous = True
+            await plan.save(conn, posting["id"])
+            await self._wait(conn, posting, lookup)
+            return "wait"
+        if found is not None:
+            span.add_event(
+                "erp.own_document_found",
+                {"skuflow.document_key": key, "skuflow.reason": str(exc)},
+            )
+            log.info(
+                "entry already exists: it is this posting's document",
+                extra={"posting": posting["key"], "document_key": key, "doc_num": found.doc_num},
+            )
+            return found
+        plan.ambiguous = False  # searched just now: the document is not in the ERP
+        if plan.collisions < self._collision_retries:
+            plan.collisions += 1
+            await plan.save(conn, posting["id"])
+            await self._wait(conn, posting, exc)
+            return "wait"
+        await self._refuse(conn, posting, key, indexes, plan, exc)
+        await plan.save(conn, posting["id"])
+        return "refused"
+
+    async def _refuse(
+        self,
+        conn: asyncpg.Connection,
+        posting: asyncpg.Record,
+        key: str,
+        indexes: list[int],
+        plan: _Plan,
+        exc: ErpDuplicateEntry,
     ) -> None:
+        """The document kept colliding: its movements are refused together, under one exception
+        record (on the first of them) that names the posting and carries the ERP's code and
+        text; each movement points at that record, and retrying it stages them all again."""
+        rows = await conn.fetch(
+            """SELECT event_id, sku, topic, partition, "offset", key, payload, traceparent
+               FROM skuflow_stock_lines
+               WHERE posting_id = $1 AND line_no = ANY($2::int[]) AND state = 'batched'
+               ORDER BY seq""",
+            posting["id"],
+            indexes,
+        )
+        plan.rejected.update(indexes)
+        plan.slices.pop(0)
+        plan.collisions = 0
+        reason = (
+            f"{exc.message} (ERP code {exc.code}, {self._collision_retries} retries): "
+            f"posting {key} ({posting['kind']}, warehouse {posting['warehouse_code']}, id "
+            f"{posting['id']}) was not posted — {len(rows)} movement(s) in {len(indexes)} "
+            "line(s); retrying this record stages all of them again"
+        )
+        plan.refusal = reason
+        trace.get_current_span().add_event(
+            "erp.refused", {"skuflow.reason": reason, "skuflow.lines": len(indexes)}
+        )
+        log.warning("posting refused after collisions", extra={
+            "posting": posting["key"], "document_key": key, "error": str(exc),
+            "events": len(rows)})  # fmt: skip
+        if not rows:
+            return
+        first = rows[0]
+        exception_id = await self._exceptions.record(
+            Message(
+                topic=first["topic"],
+                partition=first["partition"],
+                offset=first["offset"],
+                key=first["key"],
+                value=first["payload"],
+                headers=(),
+                timestamp_ms=0,
+            ),
+            kind="erp_rejected",
+            reason=reason,
+            event_id=first["event_id"],
+            sku=first["sku"],
+            trace_id=first["traceparent"].split("-")[1] if first["traceparent"] else None,
+        )
+        # A record that an earlier retry resolved is the same problem again: open it.
+        await conn.execute(
+            "UPDATE skuflow_exceptions SET status = 'open', resolution = NULL "
+            "WHERE id = $1 AND status = 'resolved'",
+            exception_id,
+        )
+        await conn.execute(
+            """UPDATE skuflow_stock_lines SET state = 'rejected', exception_id = $3
+               WHERE posting_id = $1 AND line_no = ANY($2::int[]) AND state = 'batched'""",
+            posting["id"],
+            indexes,
+            exception_id,
+        )
+        self._telemetry.rejected_movements.add(len(rows), {"error.type": exc.code})
+
+    async def _wait(self, conn: asyncpg.Connection, posting: asyncpg.Record, exc: ErpError) -> None:
         attempts = posting["attempts"] + 1
         delay = self._backoff.delay(attempts)
         self._telemetry.lock_retries.add(1, {"error.type": type(exc).__name__})

@@ -7,7 +7,9 @@ exception record with a precise kind and reason (``skuflow exceptions retry`` re
 once the master data is fixed). A valid movement is staged in ``skuflow_stock_lines`` (unique
 on ``event_id``, so a redelivery changes nothing — unless the ERP had rejected it, in which
 case the retried movement is staged again) and only then is the handler ``Done``: the offset
-may commit, and the window flusher posts it in a summarised ERP document.
+may commit, and the window flusher posts it in a summarised ERP document. One exception record
+can stand for a whole refused document (B1 -2035 past its retries, see
+:mod:`handlers.posting`): retrying it stages every movement that points at it again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncpg
 from handlers.erp import ErpAuthFailed, ErpError
 from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
+from worker.exceptions import retry_of
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Reject, Retry
 from worker.tracing import traceparent
@@ -56,7 +59,7 @@ class StockHandler:
         if isinstance(verdict, Reject):
             return verdict
         item_code, warehouse_code = verdict
-        await self._pool.execute(
+        stage = (
             """INSERT INTO skuflow_stock_lines
                  (event_id, sku, location, item_code, warehouse_code, quantity, batch_number,
                   serial_numbers, reason, source, source_ref, occurred_at, topic, partition,
@@ -69,7 +72,7 @@ class StockHandler:
                  quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
                  serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
                  posting_id = NULL, line_no = NULL, staged_at = now(),
-                 traceparent = EXCLUDED.traceparent
+                 traceparent = EXCLUDED.traceparent, exception_id = NULL
                WHERE skuflow_stock_lines.state = 'rejected'""",
             event.event_id,
             event.sku,
@@ -90,6 +93,19 @@ class StockHandler:
             message.value,
             traceparent(),  # the posting span links back to this event's process span
         )
+        record = retry_of(message)
+        if record is None:
+            await self._pool.execute(*stage)
+            return DONE
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(*stage)
+            # The retried record may stand for a whole refused document: stage all of it.
+            await conn.execute(
+                """UPDATE skuflow_stock_lines SET state = 'staged', posting_id = NULL,
+                     line_no = NULL, staged_at = now(), exception_id = NULL
+                   WHERE exception_id = $1 AND state = 'rejected'""",
+                record,
+            )
         return DONE
 
     async def _validate(self, event: StockAdjusted) -> tuple[str, str] | Reject:

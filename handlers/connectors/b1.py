@@ -10,8 +10,9 @@ screen); ``JournalMemo`` (50) or a ``U_`` field for longer keys — and into ``C
 ``skuflow posting <key>``; after a :class:`B1Unavailable` with ``ambiguous`` true,
 :meth:`B1Client.find_document` finds the document by that key before anything is posted again.
 Every failure is a :class:`~handlers.connectors.b1_errors.B1Error` (:class:`B1Locked`,
-:class:`B1Unavailable`, :class:`B1Rejected` with B1's ``code``/``message``/``line``,
-:class:`B1AuthError`), never an aiohttp exception.
+:class:`B1DuplicateEntry` for the ``collision_codes`` (ODBC -2035), :class:`B1Unavailable`,
+:class:`B1Rejected` with B1's ``code``/``message``/``line``, :class:`B1AuthError`), never an
+aiohttp exception.
 
 Sessions: ``POST /Login`` once; this client's ``B1SESSION``/``ROUTEID`` cookies go with each
 request (per request, so a cookie jar shared with other clients never mixes sessions). A 401
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import date
 from decimal import Decimal
 from http.cookies import SimpleCookie
@@ -38,12 +39,13 @@ import msgspec
 from yarl import URL
 
 from config.settings import B1Settings, Secret
+from handlers.connectors.b1_errors import COLLISION_CODES, parse_answer, redact, translate
 from handlers.connectors.b1_errors import B1AuthError as B1AuthError
+from handlers.connectors.b1_errors import B1DuplicateEntry as B1DuplicateEntry
 from handlers.connectors.b1_errors import B1Error as B1Error
 from handlers.connectors.b1_errors import B1Locked as B1Locked
 from handlers.connectors.b1_errors import B1Rejected as B1Rejected
 from handlers.connectors.b1_errors import B1Unavailable as B1Unavailable
-from handlers.connectors.b1_errors import parse_answer, redact, translate
 
 log = logging.getLogger("skuflow.b1")
 
@@ -201,12 +203,14 @@ class B1Client:
         verify_tls: bool = True,
         max_concurrent_writes: int = 2,
         key_field: str = "Reference2",
+        collision_codes: Collection[int] = COLLISION_CODES,
     ) -> None:
         if max_concurrent_writes < 1:
             raise ValueError("max_concurrent_writes must be >= 1")
         if key_field not in KEY_FIELDS and not key_field.startswith("U_"):
             raise ValueError(f"key_field must be one of {sorted(KEY_FIELDS)} or a U_ field")
         self.key_field = key_field
+        self._collision_codes = frozenset(collision_codes)
         self._key_max = KEY_FIELDS.get(key_field, COMMENTS_MAX)
         self._url, self._company, self._user = url.rstrip("/"), company, user
         self._password, self._session, self._timeout = password, session, timeout
@@ -388,7 +392,14 @@ class B1Client:
                 reason = f"{operation}: a fresh session was refused (HTTP 401)"
                 raise B1AuthError(reason, operation=operation)
             status, raw = answer.status, answer.body
-            raise translate(operation, status, raw, write=write, item_codes=codes or [])
+            raise translate(
+                operation,
+                status,
+                raw,
+                write=write,
+                item_codes=codes or [],
+                collision_codes=self._collision_codes,
+            )
 
     async def _send(
         self,
@@ -484,4 +495,5 @@ def b1_client_from_settings(
         verify_tls=settings.verify_tls,
         max_concurrent_writes=max_concurrent_writes,
         key_field=key_field,
+        collision_codes=settings.collision_codes,
     )

@@ -7,6 +7,11 @@ load balancer sends when no Service Layer node is up); :func:`translate` turns i
 
 - :class:`B1Locked` — ODBC -2039 "Another user or another operation modified data", a 412, or
   a database lock text (deadlock, lock wait timeout): nothing was written; retry later.
+- :class:`B1DuplicateEntry` — ODBC -2035 "This entry already exists in the following tables":
+  a row B1 was about to insert already exists. For a document that is either the document
+  itself (an earlier attempt did reach B1: look it up by its key) or a collision with a
+  concurrent write on a numbering or log row (retry later) — never a bad line. The codes read
+  this way are ``collision_codes`` (``b1.collision_codes``, default ``{-2035}``).
 - :class:`B1Unavailable` — 5xx, timeout, connection failure. ``ambiguous`` is true when a
   write may have been applied (500/502/504, a timeout or a connection dropped after sending);
   a 503 (refused at the door) or a refused connection is not ambiguous.
@@ -20,7 +25,7 @@ load balancer sends when no Service Layer node is up); :func:`translate` turns i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import msgspec
 
@@ -29,6 +34,10 @@ from worker.errors import SkuflowError
 
 #: B1's concurrent-modification error (ODBC -2039); 412 is its answer to a stale If-Match.
 LOCK_CODES = frozenset({-2039})
+#: B1's "This entry already exists in the following tables (ODBC -2035)": a duplicate key on
+#: insert. Service Layer puts the code in ``code``; some builds answer ``code: -1`` and carry
+#: ``(ODBC -2035)`` in the text only, so the text is read for the same codes.
+COLLISION_CODES = frozenset({-2035})
 LOCK_TEXTS = (
     "another user or another operation modified data",
     "deadlock",  # SQL Server 1205 / HANA 133, passed through by B1
@@ -65,6 +74,18 @@ class B1Locked(B1Error):
         super().__init__(
             f"{operation} refused, data locked or modified by another operation "
             f"(HTTP {status}, code {code}): {message}",
+            operation=operation,
+        )
+        self.code, self.message, self.status = code, message, status
+
+
+class B1DuplicateEntry(B1Error):
+    """B1 refused an insert whose row already exists (ODBC -2035): nothing was written by it."""
+
+    def __init__(self, code: int | None, message: str, *, operation: str, status: int) -> None:
+        super().__init__(
+            f"{operation} refused, the entry already exists (HTTP {status}, code {code}): "
+            f"{message}",
             operation=operation,
         )
         self.code, self.message, self.status = code, message, status
@@ -117,6 +138,16 @@ def is_lock(status: int, code: int | None, message: str) -> bool:
     return status == 412 or code in LOCK_CODES or any(t in text for t in LOCK_TEXTS)
 
 
+def is_collision(
+    status: int, code: int | None, message: str, codes: Collection[int] = COLLISION_CODES
+) -> bool:
+    """A 4xx answer with one of ``codes``, as the code or as ``(ODBC <code>)`` in the text."""
+    if not 400 <= status < 500:
+        return False
+    text = message.lower()
+    return code in codes or any(f"(odbc {c})" in text for c in codes)
+
+
 def failed_line(message: str, item_codes: Sequence[str]) -> int | None:
     """The 0-based index of the document line B1's ``message`` blames, if it says."""
     row = _ROW.search(message)
@@ -135,9 +166,12 @@ def translate(
     *,
     write: bool,
     item_codes: Sequence[str] = (),
+    collision_codes: Collection[int] = COLLISION_CODES,
 ) -> B1Error:
     """The typed error for a Service Layer answer that is neither 2xx nor a session 401."""
     code, message = parse_answer(raw)
+    if is_collision(status, code, message, collision_codes):
+        return B1DuplicateEntry(code, message, operation=operation, status=status)
     if is_lock(status, code, message):
         return B1Locked(code, message, operation=operation, status=status)
     if status >= 500 or status in (408, 429):

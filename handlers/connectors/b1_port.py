@@ -11,10 +11,17 @@ from typing import TypeVar
 
 from handlers.connectors.b1 import B1Client, BatchQuantity, StockLine
 from handlers.connectors.b1 import StockDocument as B1Document
-from handlers.connectors.b1_errors import B1AuthError, B1Locked, B1Rejected, B1Unavailable
+from handlers.connectors.b1_errors import (
+    B1AuthError,
+    B1DuplicateEntry,
+    B1Locked,
+    B1Rejected,
+    B1Unavailable,
+)
 from handlers.erp import (
     DocumentKind,
     ErpAuthFailed,
+    ErpDuplicateEntry,
     ErpLocked,
     ErpRejected,
     ErpUnavailable,
@@ -87,6 +94,8 @@ class B1Erp:
             return await call
         except B1Locked as exc:
             raise ErpLocked(str(exc)) from exc
+        except B1DuplicateEntry as exc:
+            raise ErpDuplicateEntry(str(exc.code), exc.message) from exc
         except B1Unavailable as exc:
             raise ErpUnavailable(str(exc), ambiguous=exc.ambiguous) from exc
         except B1Rejected as exc:

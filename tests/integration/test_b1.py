@@ -22,6 +22,7 @@ from devstack.b1_sim import B1Simulator
 from handlers.connectors.b1 import (
     B1AuthError,
     B1Client,
+    B1DuplicateEntry,
     B1Error,
     B1Locked,
     B1Rejected,
@@ -462,6 +463,109 @@ def test_a_lock_storm_refuses_its_share_of_postings_and_writes_nothing() -> None
             await s.client.post_document("exit", document("P1", line("A-100", 1)))
             assert s.sim.stock("A-100", "01") == 9
             assert s.statuses("InventoryGenExits") == [400, 201]
+
+    run(scenario)
+
+
+# --- ODBC -2035, "This entry already exists" (our model of when B1 answers it: see b1_sim) ---
+
+
+@pytest.mark.timeout(20)
+def test_a_collision_is_answered_as_service_layer_answers_2035_and_writes_nothing() -> None:
+    async def scenario() -> None:
+        async with stack() as s:
+            s.sim.set_faults(collision_count=2)
+            for _ in range(2):
+                with pytest.raises(B1DuplicateEntry) as raised:
+                    await s.client.post_document("exit", document("P1", line("A-100", 1)))
+                error = raised.value
+                assert (error.code, error.status, error.message) == (
+                    -2035,
+                    400,
+                    b1_model.DUPLICATE[1],
+                )
+            await s.client.post_document("exit", document("P1", line("A-100", 1)))
+            assert s.statuses("InventoryGenExits") == [400, 400, 201]
+            assert (s.sim.collisions, len(s.sim.documents)) == (2, 1)
+            assert s.sim.stock("A-100", "01") == 9  # moved once
+            s.sim.set_faults(collision_count=1)
+            cookie = await raw_login(s)
+            body = {"DocumentLines": [{"ItemCode": "A-100", "Quantity": 1, "WarehouseCode": "01"}]}
+            url = f"{s.sim.url}/InventoryGenEntries"
+            async with s.session.post(url, json=body, cookies=cookie) as response:
+                assert response.status == 400
+                assert await response.json() == {
+                    "error": {
+                        "code": -2035,
+                        "message": {
+                            "lang": "en-us",
+                            "value": "This entry already exists in the following tables "
+                            "(ODBC -2035)",
+                        },
+                    }
+                }
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
+def test_a_collision_window_set_over_http_refuses_postings_until_it_ends() -> None:
+    async def scenario() -> None:
+        async with stack() as s:
+            base = s.sim.url.removesuffix("/b1s/v1") + "/_sim"
+            until = (datetime.now(UTC) + timedelta(seconds=0.4)).isoformat()
+            async with s.session.post(f"{base}/faults", json={"collision_until": until}) as r:
+                assert r.status == 200
+            with pytest.raises(B1DuplicateEntry):
+                await s.client.post_document("entry", document("P1", line("A-100", 1)))
+            await asyncio.sleep(0.5)
+            await s.client.post_document("entry", document("P1", line("A-100", 1)))
+            assert s.statuses("InventoryGenEntries") == [400, 201]
+            assert s.sim.stock("A-100", "01") == 11
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
+def test_a_posting_applied_then_answered_2035_is_there_to_be_found() -> None:
+    async def scenario() -> None:
+        async with stack() as s:
+            s.sim.set_faults(collision_after_apply=1)
+            with pytest.raises(B1DuplicateEntry):
+                await s.client.post_document("exit", document("P7", line("A-100", 2)))
+            [applied] = s.sim.documents
+            found = await s.client.find_document("exit", "P7")
+            assert found == PostedDocument(doc_entry=applied.doc_entry, doc_num=applied.doc_num)
+            assert s.sim.stock("A-100", "01") == 8
+            assert s.sim.faults.collision_after_apply == 0  # one posting only
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
+def test_a_unique_key_field_answers_2035_instead_of_a_second_document() -> None:
+    async def scenario() -> None:
+        async with stack() as s:
+            s.sim.set_faults(unique_key_field="Reference2")
+            await s.client.post_document("entry", document("P1", line("A-100", 1)))
+            with pytest.raises(B1DuplicateEntry):
+                await s.client.post_document("entry", document("P1", line("A-100", 1)))
+            await s.client.post_document("exit", document("P1", line("A-100", 1)))  # other set
+            await s.client.post_document("entry", document("P2", line("A-100", 1)))
+            assert [d.body["Reference2"] for d in s.sim.documents] == ["P1", "P1", "P2"]
+            assert s.sim.stock("A-100", "01") == 11
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
+def test_collision_codes_are_the_clients_to_choose() -> None:
+    async def scenario() -> None:
+        async with stack(collision_codes=()) as s:  # -2035 read as a rejection again
+            s.sim.set_faults(collision_count=1)
+            with pytest.raises(B1Rejected) as raised:
+                await s.client.post_document("entry", document("P1", line("A-100", 1)))
+            assert (raised.value.code, raised.value.line) == (-2035, None)
 
     run(scenario)
 

@@ -199,6 +199,31 @@ def test_a_lock_storm_and_ambiguous_timeouts_still_end_with_exact_stock_and_no_d
     assert locked > 0
 
 
+@pytest.mark.timeout(120)
+def test_a_burst_of_2035_answers_is_waited_out_without_exceptions_or_bisection(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
+) -> None:
+    """B1's -2035 "This entry already exists" names no line: it used to bisect each document
+    down to single lines, each an erp_rejected exception (60 movements, 60 exceptions)."""
+    settings = _settings(kafka_bootstrap, database_url, unique)
+    create_topics(settings.topics.stock, settings.topics.dispatch, settings.topics.dead_letter)
+    records, expected = valid_traffic(60, seed=4)
+
+    async def main() -> tuple[Stack, Counter[str]]:
+        async with stock_stack(settings, faults={"collision_count": 4}) as stack:
+            await produce(kafka_bootstrap, settings.topics.stock, records)
+            await _until_settled(stack, len(records))
+            return stack, await stack.exception_kinds()
+
+    stack, kinds = anyio.run(main)
+    assert kinds == Counter()
+    assert stack.sim.collisions == 4
+    stack.assert_stock(expected)
+    stack.assert_no_duplicate_documents()
+    posts = [r for r in stack.sim.requests if r.method == "POST" and "Inventory" in r.operation]
+    assert not any("." in r.body["JournalMemo"] for r in posts)  # never split into slices
+
+
 @pytest.mark.timeout(180)
 def test_one_bad_line_does_not_hold_back_the_rest_of_its_document(
     kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics
