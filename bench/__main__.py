@@ -22,7 +22,7 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases, stock, tracing, urgent
+from bench import cases, deadlines, stock, tracing, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce, traced
 from bench.rss import Probe, RssReport, run_probe
@@ -68,6 +68,8 @@ class Plan:
         self.urgent_backlog: int = args.urgent_backlog or (800_000 if quick else 3_000_000)
         self.adjustments: int = args.adjustments or (50_000 if quick else 250_000)
         self.only: str | None = args.only
+        self.deadline_dispatches: int = 60 if quick else 200
+        self.deadline_backlog: int = 20_000 if quick else 50_000
         self.traced: int = args.traced or (100_000 if quick else 300_000)
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
@@ -97,8 +99,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("stock", "tracing"),
-        help="run only this case (stock: adjustments → B1 simulator; tracing: overhead)",
+        choices=("stock", "tracing", "deadlines"),
+        help="run only this case (stock: adjustments → B1 simulator; tracing: overhead; "
+        "deadlines: dispatch order at Amazon's quota behind a stock backlog)",
     )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
@@ -479,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(_tracing_table(_tracing(stack, plan))))
             print(f"Run time {time.perf_counter() - started:.0f} s.")
             return 0
+        if plan.only == "deadlines":
+            print()
+            _print_deadlines(_deadlines(stack, plan))
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
         if plan.only == "stock":
             reports = _stock(stack, plan)
             print()
@@ -494,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         produced_in = _prepare(stack, plan)
         _note(f"produced in {produced_in:.1f} s")
         results = _measure(stack, plan)
+        deadline_reports = _deadlines(stack, plan)
     elapsed = time.perf_counter() - started
     window = plan.window
     print()
@@ -548,10 +557,47 @@ def main(argv: list[str] | None = None) -> int:
         f"Run time {elapsed:.0f} s (producing {produced_in:.0f} s)."
     )
     print()
+    _print_deadlines(deadline_reports)
+    print()
     print("\n".join(_stock_table(results.stock)))
     print()
     print(_stock_note(results.stock[0]))
     return 0
+
+
+def _deadlines(stack: Stack, plan: Plan) -> list[deadlines.DeadlineReport]:
+    reports = []
+    for mode in deadlines.MODES:
+        _note(
+            f"deadline order at 2/s: {plan.deadline_dispatches} dispatches behind "
+            f"{plan.deadline_backlog:,} stock adjustments, {mode}"
+        )
+        report = _on_uvloop(
+            functools.partial(
+                deadlines.deadline_run,
+                stack,
+                mode,
+                dispatches=plan.deadline_dispatches,
+                stock_backlog=plan.deadline_backlog,
+            )
+        )
+        _note(f"{report.inversions:,} inverted pairs, at-risk positions {report.at_risk_positions}")
+        reports.append(report)
+    return reports
+
+
+def _print_deadlines(reports: list[deadlines.DeadlineReport]) -> None:
+    print("\n".join(deadlines.table(reports)))
+    print()
+    first = reports[0]
+    print(
+        f"{first.dispatches} `dispatch.confirmed` ({deadlines.AT_RISK} due in under 2 h, the rest "
+        f"in 3-24 h, in random order) and {first.stock_backlog:,} `stock.adjusted` are waiting "
+        "when the worker starts (`Worker`, both classes, 32 urgent runners; the stock handler "
+        f"awaits {deadlines.STOCK_SECONDS * 1000:g} ms); the SP-API simulator's confirmShipment "
+        "plan is Amazon's (2/s, burst 10). Order: the simulator's accepted confirmations. Each "
+        "run has its own topics, groups and simulator."
+    )
 
 
 def _cpu_model() -> str:

@@ -170,7 +170,7 @@ class DeadlinePacer:
                 failures = 0
                 if wait > 0:
                     await self._sleep(wait)
-                while (pause := self._not_before - self._clock()) > 0:  # noqa: ASYNC110
+                while (pause := self._not_before - self._clock()) > 0:
                     await self._sleep(pause)  # (a 429 during the sleep extends it: look again)
                 if not self._grant_best():
                     self._refunds += 1  # everyone left while the token matured
