@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import msgspec
@@ -36,11 +36,21 @@ class CliError(SkuflowError):
     """An error the user can act on; printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``skuflow: error: ...`` line naming the command, and
+    exit status 2 (``--help`` still prints the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("skuflow").strip()
+        where = f" ({command})" if command else ""
+        self.exit(2, f"skuflow: error: {message}{where}; see --help\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, help="settings TOML (default: $SKUFLOW_CONFIG)")
 
-    parser = argparse.ArgumentParser(prog="skuflow", description=__doc__, parents=[common])
+    parser = _Parser(prog="skuflow", description=__doc__, parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run the worker daemon")

@@ -165,3 +165,25 @@ def test_a_text_listing_counts_from_the_database_and_says_when_it_is_cut_short()
     complete.finish(_counts(0, 3, 0, None), noun="exception", status="open")
     assert done_out.getvalue().splitlines()[-1] == "0 of 3 exception(s) with status open"
     assert done_err.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["exceptions", "list", "--status", "bogus"],
+        ["exceptions", "show", "abc"],
+        ["postings", "show"],
+        ["no-such-command"],
+        ["run", "--class", "fast"],
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skuflow: error: ")
+    assert err.count("\n") == 1
+    assert "usage:" not in err
