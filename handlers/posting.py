@@ -529,12 +529,7 @@ class StockPoster:
             sku=first["sku"],
             trace_id=first["traceparent"].split("-")[1] if first["traceparent"] else None,
         )
-        # A record that an earlier retry resolved is the same problem again: open it.
-        await conn.execute(
-            "UPDATE skuflow_exceptions SET status = 'open', resolution = NULL "
-            "WHERE id = $1 AND status = 'resolved'",
-            exception_id,
-        )
+        await _reopen(conn, exception_id)
         await conn.execute(
             """UPDATE skuflow_stock_lines SET state = 'rejected', exception_id = $3
                WHERE posting_id = $1 AND line_no = ANY($2::int[]) AND state = 'batched'""",
@@ -584,7 +579,7 @@ class StockPoster:
                 headers=(),
                 timestamp_ms=0,
             )
-            await self._exceptions.record(
+            exception_id = await self._exceptions.record(
                 message,
                 kind="erp_rejected",
                 reason=f"{exc.message} (ERP code {exc.code}; item {line.item_code}, "
@@ -593,6 +588,9 @@ class StockPoster:
                 sku=row["sku"],
                 trace_id=row["traceparent"].split("-")[1] if row["traceparent"] else None,
             )
+            # Retried, staged again (which resolved the record) and refused again: one record
+            # per problem, open again (ON CONFLICT keeps a resolved record resolved).
+            await _reopen(conn, exception_id)
         self._telemetry.rejected_movements.add(len(rows), {"error.type": exc.code})
         log.warning(
             "posting line rejected",
@@ -602,3 +600,12 @@ class StockPoster:
                 "events": json.dumps(list(line.sources)),
             },
         )
+
+
+async def _reopen(conn: asyncpg.Connection, exception_id: int) -> None:
+    """A record that an earlier retry resolved is the same problem again: open it."""
+    await conn.execute(
+        "UPDATE skuflow_exceptions SET status = 'open', resolution = NULL "
+        "WHERE id = $1 AND status = 'resolved'",
+        exception_id,
+    )

@@ -283,10 +283,24 @@ def test_a_rejected_movement_is_posted_after_the_item_is_fixed_and_the_exception
             stack.sim.update_item(item, frozen=True)
             await _until_settled(stack, 1)
             exception_id = await stack.pool.fetchval("SELECT id FROM skuflow_exceptions")
-            stack.sim.update_item(item, frozen=False)  # the ERP's master data is fixed
             producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
             await producer.start()
             try:
+                # Retried too early (the item is still frozen): refused again, and the same
+                # record is open again — one record per problem.
+                await republish(ExceptionStore(stack.pool), producer, [int(exception_id)])
+                with anyio.fail_after(60):
+                    while (
+                        await stack.pool.fetchval(
+                            "SELECT attempts > 1 AND status = 'open' FROM skuflow_exceptions "
+                            "WHERE id = $1",
+                            exception_id,
+                        )
+                        is not True
+                    ):
+                        await anyio.sleep(0.1)
+                assert await stack.pool.fetchval("SELECT count(*) FROM skuflow_exceptions") == 1
+                stack.sim.update_item(item, frozen=False)  # the ERP's master data is fixed
                 await republish(ExceptionStore(stack.pool), producer, [int(exception_id)])
             finally:
                 await producer.stop()
