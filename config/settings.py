@@ -150,12 +150,26 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     url: Secret = Secret(DEFAULT_DATABASE_URL)
     min_pool: int = 1
     max_pool: int = 10
+    #: Group commit (staging rows): a batch is one transaction of up to batch_max_rows rows,
+    #: sent batch_max_wait_seconds after its first row at the latest; at most
+    #: batches_in_flight transactions at once (each on a pool connection).
+    batch_max_rows: int = 500
+    batch_max_wait_seconds: float = 0.002
+    batches_in_flight: int = 2
 
     def __post_init__(self) -> None:
         if not self.url.reveal().startswith(("postgresql://", "postgres://")):
             raise SettingsError("database.url", "must be a postgresql:// URL")
         _at_least("database.min_pool", self.min_pool, 0)
         _at_least("database.max_pool", self.max_pool, max(1, self.min_pool))
+        _at_least("database.batch_max_rows", self.batch_max_rows, 1)
+        if not 0 <= self.batch_max_wait_seconds <= 1:
+            raise SettingsError("database.batch_max_wait_seconds", "must be between 0 and 1")
+        _at_least("database.batches_in_flight", self.batches_in_flight, 1)
+        if self.batches_in_flight >= self.max_pool:
+            raise SettingsError(
+                "database.batches_in_flight", "must be below database.max_pool (others need one)"
+            )
 
 
 class TopicsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -29,6 +29,7 @@ from handlers.router import DomainRouter
 from handlers.stock import StockHandler, StockMappings
 from handlers.telemetry import DomainTelemetry
 from worker.backoff import Backoff
+from worker.groupcommit import GroupCommitWriter
 from worker.messages import Handler
 from worker.pacing import DeadlinePacer
 from worker.windows import WindowScheduler
@@ -108,7 +109,16 @@ def build_domain(
         skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
         mappings = StockMappings(skus, settings.mappings.warehouses)
         master = MasterData(erp)
-        handlers["stock.adjusted"] = StockHandler(pool, mappings, master)
+        db = settings.database
+        writer = GroupCommitWriter(
+            pool,
+            max_rows=db.batch_max_rows,
+            max_wait=db.batch_max_wait_seconds,
+            max_batches=db.batches_in_flight,
+            meter=telemetry.meter,
+        )
+        handlers["stock.adjusted"] = StockHandler(pool, mappings, master, writer)
+        background.append(writer.run)  # staging: many events' rows per transaction
         poster = StockPoster(
             pool,
             erp,

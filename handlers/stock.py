@@ -6,7 +6,9 @@ item, a missing batch or serial for a managed item, an unknown warehouse. Each b
 exception record with a precise kind and reason (``skuflow exceptions retry`` re-validates
 once the master data is fixed). A valid movement is staged in ``skuflow_stock_lines`` (unique
 on ``event_id``, so a redelivery changes nothing — unless the ERP had rejected it, in which
-case the retried movement is staged again) and only then is the handler ``Done``: the offset
+case the retried movement is staged again) through the group-commit writer
+(:mod:`worker.groupcommit`: the rows of many events in one transaction, each handler resumed
+after the COMMIT) and only then is the handler ``Done``: the offset
 may commit, and the window flusher posts it in a summarised ERP document. One exception record
 can stand for a whole refused document (B1 -2035 past its retries, see
 :mod:`handlers.posting`): retrying it stages every movement that points at it again.
@@ -22,6 +24,7 @@ from handlers.erp import ErpAuthFailed, ErpError
 from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
 from worker.exceptions import retry_of
+from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Reject, Retry
 from worker.tracing import traceparent
@@ -43,11 +46,44 @@ class StockMappings:
         return self._warehouses.get(location)
 
 
+_COLUMNS = (
+    "event_id", "sku", "location", "item_code", "warehouse_code", "quantity", "batch_number",
+    "serial_numbers", "reason", "source", "source_ref", "occurred_at", "topic", "partition",
+    "offset", "key", "payload", "traceparent",
+)  # fmt: skip
+_ON_CONFLICT = """ON CONFLICT (event_id) DO UPDATE SET
+    -- a movement the ERP rejected comes back (``exceptions retry``): stage it again
+    item_code = EXCLUDED.item_code, warehouse_code = EXCLUDED.warehouse_code,
+    quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
+    serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
+    posting_id = NULL, line_no = NULL, staged_at = now(),
+    traceparent = EXCLUDED.traceparent, exception_id = NULL
+  WHERE skuflow_stock_lines.state = 'rejected'"""
+#: Staging through the group-commit writer (COPY + one INSERT ... SELECT per batch).
+STAGE = CopyInsert("stage stock line", "skuflow_stock_lines", _COLUMNS, _ON_CONFLICT)
+#: The same, one row (a retried exception record, in a transaction of its own).
+_STAGE_ONE = (
+    "INSERT INTO skuflow_stock_lines ("
+    + ", ".join(f'"{c}"' for c in _COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f"${n}" for n in range(1, len(_COLUMNS) + 1))
+    + ") "
+    + _ON_CONFLICT
+)
+
+
 class StockHandler:
-    def __init__(self, pool: asyncpg.Pool, mappings: StockMappings, master: MasterData) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        mappings: StockMappings,
+        master: MasterData,
+        writer: GroupCommitWriter,
+    ) -> None:
         self._pool = pool
         self._mappings = mappings
         self._master = master
+        self._writer = writer
 
     async def __call__(self, event: StockAdjusted, message: Message) -> Outcome:
         try:
@@ -59,21 +95,7 @@ class StockHandler:
         if isinstance(verdict, Reject):
             return verdict
         item_code, warehouse_code = verdict
-        stage = (
-            """INSERT INTO skuflow_stock_lines
-                 (event_id, sku, location, item_code, warehouse_code, quantity, batch_number,
-                  serial_numbers, reason, source, source_ref, occurred_at, topic, partition,
-                  "offset", key, payload, traceparent)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                       $18)
-               ON CONFLICT (event_id) DO UPDATE SET
-                 -- a movement the ERP rejected comes back (``exceptions retry``): stage it again
-                 item_code = EXCLUDED.item_code, warehouse_code = EXCLUDED.warehouse_code,
-                 quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
-                 serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
-                 posting_id = NULL, line_no = NULL, staged_at = now(),
-                 traceparent = EXCLUDED.traceparent, exception_id = NULL
-               WHERE skuflow_stock_lines.state = 'rejected'""",
+        row = (
             event.event_id,
             event.sku,
             event.warehouse,
@@ -95,10 +117,16 @@ class StockHandler:
         )
         record = retry_of(message)
         if record is None:
-            await self._pool.execute(*stage)
+            # Group commit: one transaction for the rows of many events; back once durable.
+            try:
+                await self._writer.write(STAGE, row)
+            except RowRefused as exc:
+                return Reject("staging_refused", f"PostgreSQL refused the stock line: {exc.cause}")
             return DONE
+        # A retried exception record (rare): the line and the record's other movements in one
+        # transaction of its own.
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(*stage)
+            await conn.execute(_STAGE_ONE, *row)
             # The retried record may stand for a whole refused document: stage all of it.
             await conn.execute(
                 """UPDATE skuflow_stock_lines SET state = 'staged', posting_id = NULL,

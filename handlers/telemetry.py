@@ -19,6 +19,7 @@ class DomainTelemetry:
         self, meter: metrics.Meter | None = None, tracer: trace.Tracer | None = None
     ) -> None:
         meter = meter or metrics.get_meter("skuflow.handlers")
+        self.meter = meter  # (the group-commit writer's instruments)
         self.tracer = tracer
         self.postings = meter.create_counter(
             "skuflow.erp.postings",

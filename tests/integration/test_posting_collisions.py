@@ -40,6 +40,7 @@ from skuflow.app import connect_database
 from tests.support.stack import settings_for
 from worker.backoff import Backoff
 from worker.exceptions import RETRY_OF_HEADER
+from worker.groupcommit import GroupCommitWriter
 from worker.messages import Message
 from worker.outcomes import DONE
 
@@ -158,8 +159,12 @@ async def stack(database_url: str, *, collision_retries: int) -> AsyncIterator[S
                 pool, erp, backoff=Backoff(0.01, 0.05, 2.0),
                 collision_retries=collision_retries, telemetry=telemetry,
             )  # fmt: skip
-            handler = StockHandler(pool, StockMappings(None, {}), MasterData(erp))
-            yield Stack(sim, pool, erp, poster, handler, reader)
+            writer = GroupCommitWriter(pool)
+            handler = StockHandler(pool, StockMappings(None, {}), MasterData(erp), writer)
+            async with anyio.create_task_group() as tg:
+                await tg.start(writer.run)
+                yield Stack(sim, pool, erp, poster, handler, reader)
+                tg.cancel_scope.cancel()
     finally:
         await pool.close()
         await sim.stop()

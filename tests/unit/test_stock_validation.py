@@ -14,6 +14,7 @@ from handlers.erp import DocumentKind, ItemMaster, PostedDocument, StockDocument
 from handlers.events import StockAdjusted
 from handlers.masterdata import MasterData
 from handlers.stock import StockHandler, StockMappings
+from worker.groupcommit import GroupCommitWriter
 from worker.outcomes import Reject
 
 pytestmark = pytest.mark.timeout(10)
@@ -74,6 +75,7 @@ def validate(event: StockAdjusted, skus: dict[str, str] | None = None) -> Any:
         pool=None,  # validation does not touch the database
         mappings=StockMappings(skus, {"LOC-01": "01", "LOC-09": "09"}),
         master=MasterData(ERP),
+        writer=GroupCommitWriter(None),  # (not run: validation stages nothing)
     )
 
     async def run() -> Any:
