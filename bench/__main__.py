@@ -22,7 +22,7 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases, deadlines, stock, tracing, urgent
+from bench import cases, deadlines, staging, stock, tracing, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce, traced
 from bench.rss import Probe, RssReport, run_probe
@@ -71,6 +71,8 @@ class Plan:
         self.deadline_dispatches: int = 60 if quick else 200
         self.deadline_backlog: int = 20_000 if quick else 50_000
         self.traced: int = args.traced or (100_000 if quick else 300_000)
+        small = quick or args.only == "staging"
+        self.staging_backlog: int = args.staging_backlog or (200_000 if small else 1_000_000)
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
         return (
@@ -99,9 +101,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("stock", "tracing", "deadlines"),
+        choices=("stock", "tracing", "deadlines", "staging"),
         help="run only this case (stock: adjustments → B1 simulator; tracing: overhead; "
-        "deadlines: dispatch order at Amazon's quota behind a stock backlog)",
+        "deadlines: dispatch order at Amazon's quota behind a stock backlog; staging: the "
+        "stock flow's validation + group-commit staging against the no-op engine, a backlog)",
+    )
+    parser.add_argument(
+        "--staging-backlog",
+        type=int,
+        help="adjustments of the staging backlog run (1M; quick and --only staging 200k)",
     )
     parser.add_argument("--quick", action="store_true", help="less data, shorter windows")
     return parser.parse_args(argv)
@@ -487,6 +495,14 @@ def main(argv: list[str] | None = None) -> int:
             _print_deadlines(_deadlines(stack, plan))
             print(f"Run time {time.perf_counter() - started:.0f} s.")
             return 0
+        if plan.only == "staging":
+            _on_uvloop(functools.partial(create_topics, stack.bootstrap, TOPIC))
+            _on_uvloop(functools.partial(produce, stack.bootstrap, TOPIC,
+                                         events(plan.messages, plan.keys, seed=1)))  # fmt: skip
+            print()
+            print("\n".join(_staging(stack, plan)))
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
         if plan.only == "stock":
             reports = _stock(stack, plan)
             print()
@@ -503,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         _note(f"produced in {produced_in:.1f} s")
         results = _measure(stack, plan)
         deadline_reports = _deadlines(stack, plan)
+        staging_table = _staging(stack, plan)
     elapsed = time.perf_counter() - started
     window = plan.window
     print()
@@ -559,10 +576,30 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_deadlines(deadline_reports)
     print()
+    print("\n".join(staging_table))
+    print()
     print("\n".join(_stock_table(results.stock)))
     print()
     print(_stock_note(results.stock[0]))
     return 0
+
+
+def _staging(stack: Stack, plan: Plan) -> list[str]:
+    """Issue 14: the stock flow (validate + group-commit staging) against the no-op engine
+    with metrics, alternating rounds on the main topic; then a backlog in a fresh process."""
+    noops, runs = staging.rounds(stack, TOPIC, plan.messages, plan.rounds, _on_uvloop)
+    topic = f"{TOPIC}.staging-backlog"
+    _note(f"staging backlog: producing {plan.staging_backlog:,}")
+
+    async def prepare() -> None:
+        await create_topics(stack.bootstrap, topic)
+        await produce(stack.bootstrap, topic, events(plan.staging_backlog, plan.keys, seed=7))
+
+    _on_uvloop(prepare)
+    spec = staging.BacklogSpec(stack, topic, plan.staging_backlog)
+    report = staging.backlog(spec)
+    _note(f"backlog staged in {report.measurement.seconds:.1f} s, peak {report.peak_mb:.0f} MB")
+    return staging.table(noops, runs, report)
 
 
 def _deadlines(stack: Stack, plan: Plan) -> list[deadlines.DeadlineReport]:
