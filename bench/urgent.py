@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import random
 import sys
 import time
@@ -54,6 +55,7 @@ from bench.stack import (
     worker_metrics,
     worker_settings,
 )
+from config.settings import EngineSettings
 from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
 from handlers.families import default_families
 from handlers.router import DomainRouter
@@ -61,6 +63,7 @@ from skuflow.app import engine_options, tune_gc, urgent_options
 from worker.engine import Engine
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome
+from worker.slicing import LoopSlice
 
 Mode = Literal["idle", "priority", "split", "fifo"]
 
@@ -221,7 +224,13 @@ async def urgent_run(
                 # As Worker.run: the normal class pauses its partitions under urgent pressure.
                 first = Engine(urgent_consumer, router, sinks, urgent, metrics=metrics)
                 then = Engine(
-                    consumer, router, sinks, normal, metrics=metrics, yield_to=first.pressure
+                    consumer,
+                    router,
+                    sinks,
+                    normal,
+                    metrics=metrics,
+                    yield_to=first.pressure,
+                    loop_slice=_loop_slice(),
                 )
                 await _measure(stack, [first, then], stock_working, marks, dispatch_topic)
         else:
@@ -355,3 +364,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _loop_slice() -> LoopSlice | None:
+    """The normal class's loop slice, as ``Worker`` gives it beside an urgent class
+    (``engine.loop_slice_seconds``; the environment variable is for trying other slices, in
+    ms, 0 turning slicing off)."""
+    default = EngineSettings().loop_slice_seconds * 1000
+    seconds = float(os.environ.get("SKUFLOW_BENCH_LOOP_SLICE_MS", default)) / 1000
+    return LoopSlice(seconds) if seconds > 0 else None

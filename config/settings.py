@@ -305,8 +305,13 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_attempts: int = 10
     offset_map_max_bytes: int = 3000
     fetch_max_records: int = 2000
+    #: Beside the urgent class in one process, the normal class's share of one event-loop
+    #: iteration (seconds; 0: no slicing). See worker/slicing.py.
+    loop_slice_seconds: float = 0.001
 
     def __post_init__(self) -> None:
+        if not (0 <= self.loop_slice_seconds <= 1):
+            raise SettingsError("engine.loop_slice_seconds", "must be from 0 to 1 (0: off)")
         for name in (
             "max_in_flight",
             "max_buffered_messages",

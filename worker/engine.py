@@ -42,6 +42,7 @@ from worker.outcomes import Done, Outcome, Park, Reject, Retry
 from worker.pacing import DeadlinePacer
 from worker.ready import DeadlineReady, FifoReady, PacedReady, ReadyQueue
 from worker.sinks import OutcomeSinks
+from worker.slicing import LoopSlice
 from worker.telemetry import EngineMetrics, Gauges
 from worker.tracing import MessageSpans
 
@@ -49,6 +50,9 @@ log = logging.getLogger("skuflow.engine")
 
 #: Records admitted between two yields to the event loop.
 ADMIT_CHUNK = 256
+
+#: With a loop slice, records admitted between two looks at the slice's clock.
+SLICED_ADMIT_CHUNK = 32
 
 #: The final commit at shutdown gets this long, even when the run was cancelled.
 FINAL_COMMIT_SECONDS = 10.0
@@ -108,6 +112,7 @@ class Engine:
         yield_to: Callable[[], bool] | None = None,
         tracer: trace.Tracer | None = None,
         pacer: DeadlinePacer | None = None,
+        loop_slice: LoopSlice | None = None,
     ) -> None:
         self._consumer = consumer
         #: The class's work waits for this rate limiter's tokens: lanes are picked when a token
@@ -136,7 +141,11 @@ class Engine:
             ready=ready,
             deadline=_deadline_of,
             quantum=1 if pacer is not None else FAIRNESS_QUANTUM,  # one token, one event
+            loop_slice=loop_slice,
         )
+        #: Background class beside urgent work: admission and runners share a bounded slice
+        #: of each event-loop iteration (see worker.slicing).
+        self._slice = loop_slice
         self._checkpoint = Checkpoint(
             consumer,
             self._metrics,
@@ -273,7 +282,10 @@ class Engine:
                 if part.revoked:
                     continue
                 self._metrics.consumed.add(len(records), {"messaging.destination.name": tp.topic})
+                sliced = self._slice
                 for index, record in enumerate(records, 1):
+                    if sliced is not None and not index % SLICED_ADMIT_CHUNK:
+                        await sliced.turn()
                     self._admit(part, record)
                     if not index % ADMIT_CHUNK:
                         # A big fetch must not hold the loop: other classes' fetches, runners

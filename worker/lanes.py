@@ -22,6 +22,7 @@ import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from worker.ready import FifoReady, ReadyQueue
+from worker.slicing import LoopSlice
 
 T = TypeVar("T")
 
@@ -44,6 +45,7 @@ class KeyLanes(Generic[T]):
         ready: ReadyQueue | None = None,
         deadline: Callable[[T], float | None] | None = None,
         quantum: int = FAIRNESS_QUANTUM,
+        loop_slice: LoopSlice | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -52,6 +54,8 @@ class KeyLanes(Generic[T]):
         #: Items a runner takes from one lane before the lane goes back to the ready queue
         #: (1 when every item must be picked on its own, e.g. at a rate limiter's token).
         self._quantum = quantum
+        #: Background work: each item waits for room in the event loop's current slice.
+        self._slice = loop_slice
         self._process = process
         self._skip = skip
         self._max_in_flight = max_in_flight
@@ -177,6 +181,8 @@ class KeyLanes(Generic[T]):
     async def _drain_lane(self, key: Hashable, scope: anyio.CancelScope) -> None:
         lane = self._lanes[key]
         for _ in range(self._quantum):
+            if self._slice is not None:
+                await self._slice.turn()  # room in this loop iteration (the lane stays ours)
             if not lane:
                 del self._lanes[key]
                 return
