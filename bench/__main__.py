@@ -101,9 +101,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("stock", "tracing", "deadlines", "staging"),
+        choices=("stock", "tracing", "deadlines", "metrics", "staging"),
         help="run only this case (stock: adjustments → B1 simulator; tracing: overhead; "
-        "deadlines: dispatch order at Amazon's quota behind a stock backlog; staging: the "
+        "deadlines: dispatch order at Amazon's quota behind a stock backlog; metrics: the "
+        "no-op engine with and without OTel SDK metrics, alternating rounds; staging: the "
         "stock flow's validation + group-commit staging against the no-op engine, a backlog)",
     )
     parser.add_argument(
@@ -211,15 +212,58 @@ def _row(case: str, m: Measurement, verdict: str) -> str:
     return f"| {case} | {m.messages:,} | {m.seconds:.1f} | {m.rate:,.0f} | {verdict} |"
 
 
+def _metrics_row(noops: list[Measurement], telemetry: list[Measurement]) -> str:
+    """The engine with OTel SDK metrics against the engine without, in the same rounds."""
+    ratio, rounds = _paired(noops, telemetry)
+    return _row(
+        "engine, no-op handler, OTel SDK metrics as in `skuflow run`",
+        _median(telemetry),
+        f"{ratio:.2f} x engine without (rounds {rounds}; target ≥ 0.85: {_check(ratio, 0.85)})",
+    )
+
+
+def _metrics_only(stack: Stack, plan: Plan) -> list[str]:
+    """``--only metrics``: alternating rounds of the no-op engine without metrics, with them, and
+    with every measurement through the SDK (as before issue 14); each round in another order."""
+    _on_uvloop(functools.partial(create_topics, stack.bootstrap, TOPIC))
+    records = events(plan.messages, plan.keys, seed=1)
+    _on_uvloop(functools.partial(produce, stack.bootstrap, TOPIC, records))
+    contenders = (("off", False, True), ("on", True, True), ("per measurement", True, False))
+    runs: list[list[Measurement]] = [[] for _ in contenders]
+    for round_ in range(1, plan.tracing_rounds + 1):
+        order = list(zip(contenders, runs, strict=True))
+        shift = (round_ - 1) % len(order)  # each round starts with the next contender
+        for (name, telemetry, pre_aggregate), measured in order[shift:] + order[:shift]:
+            run = functools.partial(
+                cases.engine, stack, TOPIC, plan.messages, handler_seconds=0,
+                telemetry=telemetry, pre_aggregate=pre_aggregate,
+            )  # fmt: skip
+            measured.append(_on_uvloop(run))
+            _note(f"round {round_}, metrics {name}: {measured[-1].rate:,.0f} msg/s")
+    noops, telemetry_runs, direct = runs
+    ratio, rounds = _paired(noops, direct)
+    return [
+        "| case | messages | seconds | msg/s | ratio / target |",
+        "|---|---:|---:|---:|---|",
+        _row("engine, no-op handler", _median(noops), "1.00 (reference)"),
+        _metrics_row(noops, telemetry_runs),
+        _row(
+            "same, every measurement through the SDK (before issue 14)",
+            _median(direct),
+            f"{ratio:.2f} x engine without (rounds {rounds})",
+        ),
+    ]
+
+
 def _check(value: float, target: float, *, below: bool = False) -> str:
     met = value < target if below else value >= target
     return "met" if met else "**missed**"
 
 
 class Results(msgspec.Struct, frozen=True):
-    ceilings: list[Measurement]  # one per round, alternating with ``noops``
+    ceilings: list[Measurement]  # one per round, alternating with ``noops`` and ``telemetry``
     noops: list[Measurement]
-    telemetry: Measurement
+    telemetry: list[Measurement]
     slow: Measurement
     plain: Measurement
     rss: RssReport
@@ -245,11 +289,7 @@ class Results(msgspec.Struct, frozen=True):
                 noop,
                 f"{ratio:.2f} x ceiling (rounds {rounds}; target ≥ 0.6: {_check(ratio, 0.6)})",
             ),
-            _row(
-                "engine, no-op handler, OTel SDK metrics as in `skuflow run`",
-                self.telemetry,
-                f"{self.telemetry.rate / ceiling.rate:.2f} x ceiling",
-            ),
+            _metrics_row(self.noops, self.telemetry),
             _row(
                 f"engine, {ms} handler, {plan.max_in_flight} in flight (window)",
                 self.slow,
@@ -377,6 +417,7 @@ def _measure(stack: Stack, plan: Plan) -> Results:
     n = plan.messages
     ceilings: list[Measurement] = []
     noops: list[Measurement] = []
+    telemetry: list[Measurement] = []
     for round_ in range(1, plan.rounds + 1):
         _note(f"round {round_}/{plan.rounds}: ceiling")
         ceilings.append(_on_uvloop(functools.partial(cases.ceiling, stack, TOPIC, n)))
@@ -384,12 +425,14 @@ def _measure(stack: Stack, plan: Plan) -> Results:
         noops.append(
             _on_uvloop(functools.partial(cases.engine, stack, TOPIC, n, handler_seconds=0))
         )
-        _note(f"{noops[-1].rate:,.0f} msg/s")
-    _note("engine, no-op handler, OTel SDK metrics")
-    telemetry = _on_uvloop(
-        functools.partial(cases.engine, stack, TOPIC, n, handler_seconds=0, telemetry=True)
-    )
-    _note(f"{telemetry.rate:,.0f} msg/s; engine, 5 ms handler")
+        _note(f"{noops[-1].rate:,.0f} msg/s; engine, no-op handler, OTel SDK metrics")
+        telemetry.append(
+            _on_uvloop(
+                functools.partial(cases.engine, stack, TOPIC, n, handler_seconds=0, telemetry=True)
+            )
+        )
+        _note(f"{telemetry[-1].rate:,.0f} msg/s")
+    _note("engine, 5 ms handler")
     slow = _on_uvloop(
         functools.partial(
             cases.engine, stack, TOPIC, n, handler_seconds=HANDLER_SECONDS, window=plan.window
@@ -493,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
         if plan.only == "deadlines":
             print()
             _print_deadlines(_deadlines(stack, plan))
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
+        if plan.only == "metrics":
+            print()
+            print("\n".join(_metrics_only(stack, plan)))
             print(f"Run time {time.perf_counter() - started:.0f} s.")
             return 0
         if plan.only == "staging":

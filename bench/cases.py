@@ -118,13 +118,15 @@ async def engine(
     handler_seconds: float,
     window: Window | None = None,
     telemetry: bool = False,
+    pre_aggregate: bool = True,
     tracer: Tracer | None = None,
 ) -> Measurement:
     """The engine with a handler that sleeps ``handler_seconds`` (0: returns DONE at once).
 
     Without a window: from the beginning until ``engine.processed`` reaches ``total``.
     ``telemetry``: OpenTelemetry SDK metrics wired as ``skuflow run`` wires them (else the API's
-    no-op meter, as with ``Engine(..., metrics=None)``).
+    no-op meter, as with ``Engine(..., metrics=None)``); ``pre_aggregate=False``: every
+    measurement through the SDK, as before issue 14.
     """
     progress = Progress(total)
 
@@ -135,7 +137,7 @@ async def engine(
         progress.add()
         return DONE
 
-    metrics = worker_metrics() if telemetry else None
+    metrics = worker_metrics(pre_aggregate=pre_aggregate) if telemetry else None
     async with (
         engine_for(
             stack, topic, handle, group=fresh_group("engine"), metrics=metrics, tracer=tracer

@@ -86,10 +86,10 @@ def worker_settings(stack: Stack, group: str, *, stock_topic: str, dispatch_topi
     )
 
 
-def worker_metrics() -> EngineMetrics:
+def worker_metrics(*, pre_aggregate: bool = True) -> EngineMetrics:
     """Engine metrics on an OpenTelemetry SDK meter with a Prometheus reader, as in ``Worker``."""
     provider = meter_provider([PrometheusMetricReader(registry=CollectorRegistry())])
-    return EngineMetrics(provider.get_meter("skuflow.worker", VERSION))
+    return EngineMetrics(provider.get_meter("skuflow.worker", VERSION), pre_aggregate=pre_aggregate)
 
 
 @asynccontextmanager
