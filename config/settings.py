@@ -96,6 +96,8 @@ def _http_url(key: str, value: str) -> None:
 
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+#: Kafka validates a group instance id as a topic name; the consumers append "-urgent" (7).
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,242}")
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,8 +110,24 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     sasl_password: Secret | None = None
     ssl_cafile: Path | None = None
     allow_insecure_sasl: bool = False
-    session_timeout_ms: int = 45_000
+    #: Static group membership (KIP-345): a stable id of this process, e.g. its pod name. ""
+    #: (default): dynamic membership. Each class's consumer joins as "<id>-urgent" or
+    #: "<id>-normal", and a restart with the same id gets its partitions back at once.
+    group_instance_id: str = ""
+    #: A member silent this long is dead and its partitions are reassigned (a static member's
+    #: partitions wait this long for it to come back).
+    session_timeout_ms: int = 15_000
+    heartbeat_interval_ms: int = 3_000
+    #: How long the group waits for every member to rejoin once a rebalance starts (each
+    #: member's revocation must finish within it).
+    rebalance_timeout_ms: int = 30_000
     max_poll_interval_ms: int = 300_000
+    #: A static member leaves the group when it stops (SIGTERM drain), so its partitions move
+    #: at once; false keeps them for its return within session_timeout_ms (stable ids, e.g. a
+    #: StatefulSet). A crash never leaves.
+    leave_group_on_shutdown: bool = True
+    #: Cluster metadata refresh: a subscribed topic created after start is consumed within this.
+    metadata_refresh_seconds: float = 10.0
     #: Idempotent producer for dead letters and retries (needs the broker's IDEMPOTENT_WRITE;
     #: turn off only for brokers without InitProducerId, e.g. the Tansu dev fallback).
     idempotent_producer: bool = True
@@ -122,8 +140,21 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 raise SettingsError("kafka.bootstrap", f"{broker.strip()!r} is not host:port")
         _non_empty("kafka.group", self.group)
         _non_empty("kafka.client_id", self.client_id)
+        if self.group_instance_id and not _INSTANCE_ID.fullmatch(self.group_instance_id):
+            raise SettingsError(
+                "kafka.group_instance_id",
+                "1-242 of A-Z a-z 0-9 . _ - (each consumer adds -urgent or -normal; Kafka "
+                "allows 249)",
+            )
         _at_least("kafka.session_timeout_ms", self.session_timeout_ms, 1)
+        _at_least("kafka.heartbeat_interval_ms", self.heartbeat_interval_ms, 1)
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise SettingsError(
+                "kafka.heartbeat_interval_ms", "must be below kafka.session_timeout_ms"
+            )
+        _at_least("kafka.rebalance_timeout_ms", self.rebalance_timeout_ms, 1)
         _at_least("kafka.max_poll_interval_ms", self.max_poll_interval_ms, 1)
+        _positive("kafka.metadata_refresh_seconds", self.metadata_refresh_seconds)
         protocol = self.security_protocol
         cleartext_password = protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN"
         if cleartext_password and not self.allow_insecure_sasl:

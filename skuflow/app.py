@@ -32,13 +32,15 @@ from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError, SkuflowError
 from worker.health import HealthServer
-from worker.kafka import build_consumer, build_producer, stop_client
+from worker.kafka import build_consumer, build_producer, group_instance_id, stop_client
+from worker.membership import InstanceFenced
 from worker.messages import Router
 from worker.pacing import DeadlinePacer
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
 from worker.store import create_pool, migrate, package_migrations, ping
 from worker.telemetry import EngineMetrics, meter_provider, metric_readers_from_env
+from worker.topics import TopicWatch
 from worker.tracing import http_trace_configs, resource
 
 log = logging.getLogger("skuflow.app")
@@ -52,6 +54,9 @@ CLASSES = frozenset({"urgent", "normal"})
 
 #: Each shutdown step (closing a Kafka client, the pool, the health server) gets this long.
 CLOSE_SECONDS = 10.0
+
+#: Exit status when another process took this one's group instance id (Kafka fenced it).
+EXIT_FENCED = 3
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -148,6 +153,10 @@ class Worker:
         self.retrier: ParkedRetrier | None = None
         self.pool: asyncpg.Pool | None = None
         self.health: HealthServer | None = None
+        #: Subscribed topics missing from the cluster, per consumer (``/readyz`` details).
+        self.topic_watches: list[TopicWatch] = []
+        #: Set when Kafka fenced this process's group instance id: it stops, exit EXIT_FENCED.
+        self.fenced: InstanceFenced | None = None
         self._stop = anyio.Event()
         self._ping_cache: tuple[float, bool] = (0.0, False)
 
@@ -177,6 +186,16 @@ class Worker:
         if len(engines) < len(self.classes) or not all(e.joined for e in engines):
             return False, "joining consumer groups"
         return True, "ready"
+
+    def _details(self) -> dict[str, object]:
+        """``/readyz`` details. A missing topic does not make the worker unready: it is a
+        healthy process that consumes the topic once it exists."""
+        return {"missing_topics": sorted(t for w in self.topic_watches for t in w.missing)}
+
+    @property
+    def exit_status(self) -> int:
+        """0, or EXIT_FENCED when Kafka fenced this process (another one took its id)."""
+        return EXIT_FENCED if self.fenced is not None else 0
 
     @property
     def stop_requested(self) -> bool:
@@ -209,6 +228,7 @@ class Worker:
             readiness=self._readiness,
             stall_seconds=settings.health.stall_seconds,
             registry=self.registry,
+            details=self._details,
         )
         await self.health.start(settings.health.host, settings.health.port)
         try:
@@ -234,7 +254,7 @@ class Worker:
                 sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
                 if "urgent" in self.classes:
                     urgent_consumer = await clients.enter_async_context(
-                        _started(build_consumer(settings.kafka, group=self.urgent_options.group))
+                        _started(self._consumer("urgent", self.urgent_options))
                     )
                     self.urgent = Engine(
                         urgent_consumer,
@@ -247,7 +267,7 @@ class Worker:
                     )
                 if "normal" in self.classes:
                     consumer = await clients.enter_async_context(
-                        _started(build_consumer(settings.kafka, group=self.options.group))
+                        _started(self._consumer("normal", self.options))
                     )
                     self.engine = Engine(
                         consumer,
@@ -266,13 +286,15 @@ class Worker:
                     extra={
                         "classes": ",".join(sorted(self.classes)),
                         "topics": ",".join(t for e in self.engines for t in e.topics),
+                        "group_instance_id": settings.kafka.group_instance_id or "(dynamic)",
                         "health_port": self.health.port,
                     },
                 )
                 task_status.started()
                 # The stock window flusher belongs to the normal class's processes.
                 extra = domain.background if self.engine is not None else []
-                await self._run_engines(self.engines, [self.retrier.run, *extra], pacer)
+                watches = [w.run for w in self.topic_watches]
+                await self._run_engines(self.engines, [self.retrier.run, *extra, *watches], pacer)
         finally:
             with anyio.move_on_after(CLOSE_SECONDS, shield=True) as closing:
                 if self.pool is not None:
@@ -299,8 +321,51 @@ class Worker:
                 tg.start_soon(task)
             async with anyio.create_task_group() as running:
                 for engine in engines:
-                    running.start_soon(engine.run)
+                    running.start_soon(self._run_engine, engine)
             tg.cancel_scope.cancel()
+
+    def _consumer(self, worker_class: str, options: EngineOptions) -> Any:
+        """One class's consumer (static member ``<kafka.group_instance_id>-<class>`` when the
+        id is set) and the watch over its subscribed topics."""
+        kafka = self.settings.kafka
+        consumer = build_consumer(
+            kafka, group=options.group, instance_id=group_instance_id(kafka, worker_class)
+        )
+        watch = TopicWatch(
+            consumer,
+            options.topics,
+            worker_class=worker_class,
+            refresh_seconds=kafka.metadata_refresh_seconds,
+        )
+        self.topic_watches.append(watch)
+        self.metrics.observe(
+            "skuflow.topics.missing",
+            "Subscribed topics the cluster does not have (yet): 1 per topic.",
+            "{topic}",
+            lambda: [(1, {"messaging.destination.name": t}) for t in watch.missing],
+        )
+        return consumer
+
+    async def _run_engine(self, engine: Engine) -> None:
+        """Run one class. Fenced (another process joined the group with this process's
+        instance id and Kafka gave it our partitions) the whole process stops: the other class
+        drains, and ``skuflow run`` exits EXIT_FENCED so the orchestrator can restart it."""
+        try:
+            await engine.run()
+        except* InstanceFenced as group:
+            fenced = group.exceptions[0]
+            assert isinstance(fenced, InstanceFenced)
+            self.fenced = fenced
+            log.error(  # noqa: TRY400  # one clear line: a traceback would say nothing more
+                "fenced: another process joined the consumer group with this process's group "
+                "instance id; stopping",
+                extra={
+                    "group": fenced.group,
+                    "group_instance_id": fenced.instance_id,
+                    "exit_status": EXIT_FENCED,
+                },
+            )
+            self.request_stop()
 
 
 def _parked_target(engine: Engine) -> ParkedTarget:
@@ -318,7 +383,8 @@ async def _started(client: Any) -> AsyncIterator[Any]:
 
 
 async def run_until_signalled(worker: Worker) -> int:
-    """Run ``worker``; the first SIGTERM/SIGINT drains (exit 0), a second exits at once (130)."""
+    """Run ``worker``; the first SIGTERM/SIGINT drains (exit 0), a second exits at once (130);
+    a process fenced by Kafka (another one took its group instance id) exits EXIT_FENCED."""
     forced = False
     async with anyio.create_task_group() as tg:
 
@@ -338,7 +404,7 @@ async def run_until_signalled(worker: Worker) -> int:
         tg.start_soon(watch_signals)
         await worker.run()
         tg.cancel_scope.cancel()
-    return 130 if forced else 0
+    return 130 if forced else worker.exit_status
 
 
 def tune_gc() -> None:

@@ -4,13 +4,15 @@ Liveness answers "is this process making progress?" only: the event loop answers
 and the fetch loop beat within ``stall_seconds`` (it beats while partitions are paused, too).
 It never looks at Kafka, PostgreSQL or the ERP, so an outage of theirs never restarts pods.
 Readiness answers "should this replica count?": joined the group, PostgreSQL reachable, and
-not draining.
+not draining. It answers JSON: ``ready``, ``detail`` (why not, or "ready") and the worker's
+details (e.g. ``missing_topics``), which inform and never decide readiness.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -27,9 +29,11 @@ class HealthServer:
         stall_seconds: float,
         registry: CollectorRegistry = REGISTRY,
         clock: Callable[[], float] = time.monotonic,
+        details: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
         self._readiness = readiness
+        self._details = details
         self._stall_seconds = stall_seconds
         self._registry = registry
         self._clock = clock
@@ -64,7 +68,10 @@ class HealthServer:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready, detail = await self._readiness()
-        return web.Response(status=200 if ready else 503, text=f"{detail}\n")
+        body = {"ready": ready, "detail": detail}
+        if self._details is not None:
+            body.update(self._details())
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self._registry)

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 
 from config.settings import KafkaSettings
+from worker.membership import GroupConsumer
 
 log = logging.getLogger("skuflow.kafka")
 
@@ -79,18 +80,42 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def build_consumer(settings: KafkaSettings, *, group: str | None = None) -> AIOKafkaConsumer:
-    """A group consumer with manual commits; bounded prefetch (fetch sizes), no auto-commit."""
-    return AIOKafkaConsumer(
+#: aiokafka's default request timeout (ms).
+REQUEST_TIMEOUT_MS = 40_000
+
+
+def group_instance_id(settings: KafkaSettings, worker_class: str) -> str | None:
+    """The static member id of one class's consumer: ``<kafka.group_instance_id>-<class>``, or
+    None (dynamic membership) when the setting is empty. Distinct per class, so the two
+    consumers of one process never claim one id even if both classes share a group."""
+    return f"{settings.group_instance_id}-{worker_class}" if settings.group_instance_id else None
+
+
+def build_consumer(
+    settings: KafkaSettings, *, group: str | None = None, instance_id: str | None = None
+) -> AIOKafkaConsumer:
+    """A group consumer with manual commits; bounded prefetch (fetch sizes), no auto-commit.
+
+    ``instance_id`` makes it a static member (:mod:`worker.membership`: fencing surfaces as
+    ``InstanceFenced``; it leaves the group when stopped if ``leave_group_on_shutdown``).
+    A JoinGroup is answered only when the rebalance completes, which may take the whole
+    rebalance timeout: the request timeout exceeds it (as the Java client's does), or aiokafka
+    abandons the join at 40 s and starts over.
+    """
+    return GroupConsumer(
         group_id=group or settings.group,
+        group_instance_id=instance_id,
+        leave_group_on_close=settings.leave_group_on_shutdown,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 10),
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        request_timeout_ms=max(REQUEST_TIMEOUT_MS, settings.rebalance_timeout_ms + 5_000),
+        metadata_max_age_ms=round(settings.metadata_refresh_seconds * 1000),
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=1024 * 1024,
-        rebalance_timeout_ms=max(60_000, settings.session_timeout_ms),
         **_common(settings),
     )
 

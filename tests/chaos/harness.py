@@ -193,7 +193,12 @@ def write_config(
         **(engine or {}),
     }
     sections: dict[str, dict[str, Any]] = {
-        "kafka": {"bootstrap": bootstrap, "group": f"{unique}.group", "session_timeout_ms": 6000},
+        "kafka": {
+            "bootstrap": bootstrap,
+            "group": f"{unique}.group",
+            "session_timeout_ms": 6000,  # the broker's minimum: a dead member is noticed fast
+            "heartbeat_interval_ms": 1000,
+        },
         "database": {"url": database_url},
         "topics": {
             "stock": f"{unique}.stock",

@@ -412,6 +412,18 @@ def test_rendered_settings_load_in_the_worker(values: str | None, tmp_path: Path
             is expected["spapi"]["enabled"]
         )
         assert container(deployment)["args"] == ["--class", worker_class]
+        # Static membership: the pod's name (downward API) is the group instance id.
+        instance = env_of(container(deployment)).get("SKUFLOW_KAFKA__GROUP_INSTANCE_ID")
+        if kafka["staticMembership"]:
+            assert instance is not None
+            assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+            assert (
+                settings.kafka.group_instance_id
+                == "skuflow_kafka__group_instance_id-from-the-downward-api"
+            )
+        else:
+            assert instance is None
+            assert settings.kafka.group_instance_id == ""
 
 
 def test_every_setting_of_the_full_values_reaches_the_worker(tmp_path: Path) -> None:
@@ -771,7 +783,14 @@ def test_the_config_schema_follows_the_worker_settings() -> None:
     accepted there or set by the chart (so a new setting cannot be forgotten)."""
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
     chart_owned = {
-        "kafka": {"bootstrap", "group", "security_protocol", "sasl_mechanism", "ssl_cafile"},
+        "kafka": {
+            "bootstrap",
+            "group",
+            "security_protocol",
+            "sasl_mechanism",
+            "ssl_cafile",
+            "group_instance_id",
+        },
         "database": {"url"},
         "topics": {"dispatch", "stock", "dead_letter"},
         "mappings": {"sku_map"},

@@ -84,7 +84,14 @@ def test_probes_report_ready_live_stalled_and_draining(
             await wait_for(lambda: worker.engine is not None and worker.engine.in_flight, 30, "B")
             worker.request_stop()
             status, body = await _get(port, "/readyz")
-            assert (status, body.strip()) == (503, "draining")
+            assert status == 503
+            # (the urgent class's topic was never created: a detail, not a reason)
+            missing = [f"{topic}.dispatch"]
+            assert json.loads(body) == {
+                "ready": False,
+                "detail": "draining",
+                "missing_topics": missing,
+            }
         assert [h[0] for h in recorder.handled] == ["A", "B"]
 
     anyio.run(main)

@@ -236,6 +236,11 @@ def test_out_of_range_value_names_the_key(tmp_path: Path) -> None:
         ("[topics]\ndead_letter = 'bad topic'", "topics.dead_letter"),
         ("[stock]\nwindow_seconds = -1", "stock.window_seconds"),
         ("[spapi]\nrate_per_second = 0", "spapi.rate_per_second"),
+        ("[kafka]\ngroup_instance_id = 'pod 0'", "kafka.group_instance_id"),
+        ("[kafka]\ngroup_instance_id = '" + "p" * 243 + "'", "kafka.group_instance_id"),
+        ("[kafka]\nheartbeat_interval_ms = 15000", "kafka.heartbeat_interval_ms"),
+        ("[kafka]\nrebalance_timeout_ms = 0", "kafka.rebalance_timeout_ms"),
+        ("[kafka]\nmetadata_refresh_seconds = 0", "kafka.metadata_refresh_seconds"),
     ],
 )
 @pytest.mark.timeout(5)
