@@ -38,6 +38,7 @@ from worker.messages import Router
 from worker.pacing import DeadlinePacer
 from worker.parking import ParkedRetrier, ParkedTarget
 from worker.sinks import OutcomeSinks
+from worker.slicing import LoopSlice
 from worker.store import create_pool, migrate, package_migrations, ping
 from worker.telemetry import EngineMetrics, meter_provider, metric_readers_from_env
 from worker.topics import TopicWatch
@@ -277,6 +278,7 @@ class Worker:
                         metrics=self.metrics,
                         yield_to=self.urgent.pressure if self.urgent is not None else None,
                         tracer=self.tracer,
+                        loop_slice=_loop_slice(self.options) if self.urgent is not None else None,
                     )
                 self.retrier = ParkedRetrier(self.pool, [_parked_target(e) for e in self.engines])
                 if self._stop.is_set():
@@ -366,6 +368,14 @@ class Worker:
                 },
             )
             self.request_stop()
+
+
+def _loop_slice(options: EngineOptions) -> LoopSlice | None:
+    """Beside the urgent class, the normal class takes a bounded share of each event-loop
+    iteration, so an urgent record's trip from the socket to a runner is not held up by a
+    stock backlog's long iterations (worker/slicing.py)."""
+    seconds = options.tuning.loop_slice_seconds
+    return LoopSlice(seconds) if seconds > 0 else None
 
 
 def _parked_target(engine: Engine) -> ParkedTarget:
