@@ -26,7 +26,6 @@ from __future__ import annotations
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
 import aiohttp
@@ -36,12 +35,13 @@ import msgspec
 from bench.data import create_topics, events, produce
 from bench.stack import Stack, fresh_group, worker_settings
 from config.settings import DatabaseSettings, HealthSettings, Secret, SpApiSettings
+from devstack.events import MARKETPLACE, dispatch_payload
 from devstack.spapi_sim import SpApiSimulator
 from handlers.connectors.lwa import LwaTokenProvider
 from handlers.connectors.ratelimit import TokenBucket
 from handlers.connectors.spapi import SpApiClient, spapi_client_from_settings
 from handlers.dispatch import DispatchHandler
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
+from handlers.events import StockAdjusted
 from handlers.families import default_families
 from handlers.router import DomainRouter
 from skuflow.app import Worker, connect_database
@@ -57,7 +57,6 @@ LABELS: dict[Mode, str] = {
 RATE, BURST = 2.0, 10  # Amazon's confirmShipment plan
 AT_RISK = 5
 STOCK_SECONDS = 0.002
-MARKETPLACE = "A1F83G8C2ARO7P"
 _CLIENT_ID = "amzn1.application-oa2-client.bench"
 _SECRET = "bench-secret"
 
@@ -76,28 +75,6 @@ class DeadlineReport(msgspec.Struct, frozen=True):
     at_risk_positions: list[int]  # 1-based, in confirmation order (dispatches + 1: never)
     throttled: int  # 429s the simulator answered
     stock_done: int  # adjustments handled meanwhile
-
-
-def _dispatch(order_id: str, ship_by: datetime) -> bytes:
-    return msgspec.json.encode(
-        DispatchConfirmed(
-            event_id=f"dsp-{order_id}",
-            occurred_at=datetime.now(UTC),
-            source="seko",
-            source_ref=f"SEKO-{order_id}",
-            channel="amazon",
-            order_id=order_id,
-            marketplace_id=MARKETPLACE,
-            ship_by=ship_by,
-            ship_date=datetime.now(UTC),
-            carrier_code="Royal Mail",
-            shipping_method="Tracked 24",
-            tracking_number=f"RM{order_id[-7:]}GB",
-            package_reference_id="1",
-            warehouse="LOC-01",
-            lines=[DispatchLine(order_item_id=f"{order_id}-1", sku="ABC-123", quantity=Decimal(1))],
-        )
-    )
 
 
 def inversions(confirmed: list[str], deadline: dict[str, datetime]) -> int:
@@ -130,7 +107,7 @@ async def deadline_run(
     at_risk = {order_id for order_id, by in orders if by - now < timedelta(hours=2)}
     await produce(stack.bootstrap, stock_topic, events(stock_backlog, 10_000, seed))
     await produce(
-        stack.bootstrap, dispatch_topic, ((o.encode(), _dispatch(o, b)) for o, b in orders)
+        stack.bootstrap, dispatch_topic, ((o.encode(), dispatch_payload(o, b)) for o, b in orders)
     )
 
     refresh = f"Atzr|bench-{tag}"  # a bucket row of its own per run
