@@ -105,6 +105,9 @@ class FaultProxy:
         self._drop = False
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
+        #: Connection handlers still running (stop() ends and awaits them: a handler left
+        #: pending is destroyed with its loop, which is an error under warnings-as-errors).
+        self._handlers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -117,6 +120,10 @@ class FaultProxy:
             self._server.close()
             for link in list(self._links):
                 link.abort()
+            handlers = [task for task in self._handlers if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
 
@@ -161,6 +168,15 @@ class FaultProxy:
             link.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._handlers.discard(handler)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.accepted += 1
         link = _Link(writer)
         if self._drop:
