@@ -163,6 +163,8 @@ class Engine:
         self._buffered = 0
         self._buffered_bytes = 0
         self._paused: set[TopicPartition] = set()
+        #: Bumped at every revocation: records fetched before it are not admitted after it.
+        self._generation = 0
         self._over_budget = False
         self._below_low_water = anyio.Event()
         self._parked_queued = 0
@@ -275,7 +277,14 @@ class Engine:
             batch = await consumer.getmany(
                 timeout_ms=opt.fetch_timeout_ms, max_records=self._tuning.fetch_max_records
             )
+            # Records fetched under one assignment are admitted only while it lasts: the loop
+            # suspends between chunks, and a rebalance meanwhile may revoke a partition (and
+            # assign it afresh, from its committed offset). The rest of such a batch is dropped,
+            # untracked: the partition's owner fetches it again from the committed offset.
+            generation = self._generation
             for tp, records in batch.items():
+                if generation != self._generation:
+                    break
                 part = self._partitions.get(tp)
                 if part is None:
                     part = self._partitions[tp] = PartitionState(tp, PartitionOffsets(None))
@@ -286,11 +295,13 @@ class Engine:
                 for index, record in enumerate(records, 1):
                     if sliced is not None and not index % SLICED_ADMIT_CHUNK:
                         await sliced.turn()
-                    self._admit(part, record)
-                    if not index % ADMIT_CHUNK:
+                    if index % ADMIT_CHUNK == 1 and index > 1:
                         # A big fetch must not hold the loop: other classes' fetches, runners
                         # and probes get a turn every chunk.
                         await anyio.lowlevel.checkpoint()
+                    if generation != self._generation:
+                        break
+                    self._admit(part, record)
 
     def _admit(self, part: PartitionState, record: Any) -> None:
         if not part.offsets.track(record.offset):
@@ -585,6 +596,7 @@ class Engine:
         log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1  # what the fetch loop holds was fetched under the old assignment
         parts = [self._partitions[tp] for tp in revoked if tp in self._partitions]
         for part in parts:
             part.revoked = True
