@@ -512,24 +512,7 @@ class StockPoster:
             "events": len(rows)})  # fmt: skip
         if not rows:
             return
-        first = rows[0]
-        exception_id = await self._exceptions.record(
-            Message(
-                topic=first["topic"],
-                partition=first["partition"],
-                offset=first["offset"],
-                key=first["key"],
-                value=first["payload"],
-                headers=(),
-                timestamp_ms=0,
-            ),
-            kind="erp_rejected",
-            reason=reason,
-            event_id=first["event_id"],
-            sku=first["sku"],
-            trace_id=first["traceparent"].split("-")[1] if first["traceparent"] else None,
-        )
-        await _reopen(conn, exception_id)
+        exception_id = await self._record_rejection(conn, rows[0], reason)
         await conn.execute(
             """UPDATE skuflow_stock_lines SET state = 'rejected', exception_id = $3
                WHERE posting_id = $1 AND line_no = ANY($2::int[]) AND state = 'batched'""",
@@ -538,6 +521,36 @@ class StockPoster:
             exception_id,
         )
         self._telemetry.rejected_movements.add(len(rows), {"error.type": exc.code})
+
+    async def _record_rejection(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, reason: str
+    ) -> int:
+        """The ``erp_rejected`` record of a staged movement (``row`` of skuflow_stock_lines).
+        A record that an earlier retry resolved (the retried copy was staged again, then refused
+        again) is the same problem: it is opened again, since ``record`` keeps a resolved record
+        resolved."""
+        exception_id = await self._exceptions.record(
+            Message(
+                topic=row["topic"],
+                partition=row["partition"],
+                offset=row["offset"],
+                key=row["key"],
+                value=row["payload"],
+                headers=(),
+                timestamp_ms=0,
+            ),
+            kind="erp_rejected",
+            reason=reason,
+            event_id=row["event_id"],
+            sku=row["sku"],
+            trace_id=row["traceparent"].split("-")[1] if row["traceparent"] else None,
+        )
+        await conn.execute(
+            "UPDATE skuflow_exceptions SET status = 'open', resolution = NULL "
+            "WHERE id = $1 AND status = 'resolved'",
+            exception_id,
+        )
+        return exception_id
 
     async def _wait(self, conn: asyncpg.Connection, posting: asyncpg.Record, exc: ErpError) -> None:
         attempts = posting["attempts"] + 1
@@ -569,28 +582,12 @@ class StockPoster:
             posting_id,
             list(line.sources),
         )
+        reason = (
+            f"{exc.message} (ERP code {exc.code}; item {line.item_code}, "
+            f"warehouse {line.warehouse_code})"
+        )
         for row in rows:
-            message = Message(
-                topic=row["topic"],
-                partition=row["partition"],
-                offset=row["offset"],
-                key=row["key"],
-                value=row["payload"],
-                headers=(),
-                timestamp_ms=0,
-            )
-            exception_id = await self._exceptions.record(
-                message,
-                kind="erp_rejected",
-                reason=f"{exc.message} (ERP code {exc.code}; item {line.item_code}, "
-                f"warehouse {line.warehouse_code})",
-                event_id=row["event_id"],
-                sku=row["sku"],
-                trace_id=row["traceparent"].split("-")[1] if row["traceparent"] else None,
-            )
-            # Retried, staged again (which resolved the record) and refused again: one record
-            # per problem, open again (ON CONFLICT keeps a resolved record resolved).
-            await _reopen(conn, exception_id)
+            await self._record_rejection(conn, row, reason)
         self._telemetry.rejected_movements.add(len(rows), {"error.type": exc.code})
         log.warning(
             "posting line rejected",
@@ -600,12 +597,3 @@ class StockPoster:
                 "events": json.dumps(list(line.sources)),
             },
         )
-
-
-async def _reopen(conn: asyncpg.Connection, exception_id: int) -> None:
-    """A record that an earlier retry resolved is the same problem again: open it."""
-    await conn.execute(
-        "UPDATE skuflow_exceptions SET status = 'open', resolution = NULL "
-        "WHERE id = $1 AND status = 'resolved'",
-        exception_id,
-    )
