@@ -285,18 +285,18 @@ class SpApiClient:
                     },
                 )
                 bucket = self._buckets[operation]
-                paced = isinstance(bucket, DeadlinePacer)
-                if throttled and isinstance(bucket, DeadlinePacer):
+                pacer = bucket if isinstance(bucket, DeadlinePacer) else None
+                if throttled and pacer is not None:
                     # Amazon's bucket is empty: nobody gets a token before Retry-After (and a
                     # retry of this call waits for its next one by its deadline, not at the back).
-                    bucket.throttled(delay)
+                    pacer.throttled(delay)
                 elapsed = time.monotonic() - started
                 if attempts >= self._retry.attempts or elapsed + delay > self._retry.max_elapsed:
                     raise failure from None
                 log.warning(
                     "%s attempt %d: %s; retrying in %.2fs", operation, attempts, failure, delay
                 )
-                if not (throttled and paced):
+                if not (throttled and pacer is not None):
                     await asyncio.sleep(delay)
 
     def _delay(self, failure: SpApiError, attempt: int) -> float:
