@@ -14,6 +14,7 @@ thousands of finished events behind one slow event.
 from __future__ import annotations
 
 import base64
+import bisect
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,8 @@ class OffsetMapError(ValueError):
 
 
 def _varint(value: int, out: bytearray) -> None:
+    if value < 0:
+        raise ValueError(f"varint of a negative value {value}")  # would never terminate
     while True:
         byte = value & 0x7F
         value >>= 7
@@ -208,12 +211,21 @@ class PartitionOffsets:
         return len(self._pending)
 
     def watermark(self) -> int | None:
-        """The offset to commit: nothing below it is unfinished. None: nothing known yet."""
+        """The offset to commit: nothing below it is unfinished. None: nothing known yet.
+
+        With nothing outstanding it is the next offset to fetch, moved past an inherited run
+        that starts there (a previous owner finished those offsets; they need no re-fetch).
+        """
         if self._pending:
             return self._pending[0]
-        if self._last is not None:
-            return self._last + 1
-        return self._start
+        following = self._last + 1 if self._last is not None else self._start
+        skip = self._skip
+        if following is None or skip is None:
+            return following
+        index = bisect.bisect_left(skip.runs, (following + 1,)) - 1
+        if index >= 0 and skip.runs[index][0] <= following <= skip.runs[index][1]:
+            return skip.runs[index][1] + 1
+        return following
 
     def offset_map(self) -> OffsetMap | None:
         """Completed offsets above the watermark (including inherited ones not yet re-fetched)."""
@@ -222,7 +234,7 @@ class PartitionOffsets:
             return None
         runs = _runs(self._done)
         if self._skip is not None:
-            beyond = self._last if self._last is not None else watermark - 1
+            beyond = max(self._last if self._last is not None else watermark - 1, watermark)
             inherited = [(max(f, beyond + 1), last) for f, last in self._skip.runs if last > beyond]
             runs = _merge(runs, inherited)
         return OffsetMap(watermark, runs) if runs else None

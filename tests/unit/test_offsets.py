@@ -96,6 +96,60 @@ def test_restart_with_offset_map_redoes_only_unfinished_work(
     assert second.watermark() == fetched[-1] + 1
 
 
+@settings(max_examples=300, deadline=None)
+@given(fetched_and_completion_order(), st.data())
+def test_an_inheriting_owner_commits_a_valid_map_at_every_step(
+    case: tuple[list[int], list[int]], data: st.DataObject
+) -> None:
+    """A new owner fetching and finishing work in any interleaving never commits a map that
+    lists an offset at or below its watermark (such a map cannot be encoded) and never lets the
+    watermark pass unfinished work or forget an inherited offset."""
+    fetched, _ = case
+    inherited = set(data.draw(st.sets(st.sampled_from(fetched[1:]))) if fetched[1:] else set())
+    carried = OffsetMap.from_offsets(fetched[0], inherited) if inherited else None
+    tracker = PartitionOffsets(fetched[0], carried)
+    unfinished: list[int] = []
+    finished = set(inherited)
+    queue = list(fetched)
+    while queue or unfinished:
+        if unfinished and (not queue or data.draw(st.booleans())):
+            offset = unfinished.pop(data.draw(st.integers(0, len(unfinished) - 1)))
+            tracker.complete(offset)
+            finished.add(offset)
+        else:
+            offset = queue.pop(0)
+            if tracker.track(offset):
+                unfinished.append(offset)
+        watermark = tracker.watermark()
+        assert watermark is not None
+        assert all(o in finished for o in fetched if o < watermark)
+        offset_map = tracker.offset_map()
+        if offset_map is not None:
+            assert all(first > watermark for first, _ in offset_map.runs)
+            decoded = OffsetMap.decode(offset_map.encode())
+            assert set(decoded.offsets()) == {o for o in finished if o > watermark}
+        else:
+            assert not {o for o in finished if o > watermark}
+
+
+def test_a_finished_offset_just_before_an_inherited_run_moves_the_watermark_past_it() -> None:
+    # Found by a process test: the new owner finished offset 0 before fetching 1, which the
+    # previous owner had finished; committing watermark 1 with a map starting at 1 sent the
+    # encoder into an endless loop (a negative gap), and the worker stopped answering signals.
+    tracker = PartitionOffsets(0, OffsetMap(0, [(1, 3000)]))
+    assert tracker.track(0)
+    tracker.complete(0)
+    assert tracker.watermark() == 3001
+    assert tracker.offset_map() is None
+    assert not tracker.track(1)
+    assert tracker.watermark() == 3001
+
+
+def test_an_encoder_asked_for_a_negative_gap_refuses_instead_of_looping() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        OffsetMap(5, [(5, 6)]).encode()
+
+
 def test_map_is_carried_forward_before_the_new_owner_refetches_it() -> None:
     carried = OffsetMap(10, [(12, 500)])
     tracker = PartitionOffsets(10, carried)
