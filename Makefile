@@ -39,6 +39,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: install
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 
 from bench.data import PARTITIONS
 from bench.stack import Stack, engine_for, fresh_group, kafka_settings, worker_metrics
-from handlers.events import StockAdjusted
+from handlers.stock.events import StockAdjusted
 from worker.kafka import build_consumer
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome

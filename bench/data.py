@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
-from handlers.events import StockAdjusted
+from handlers.stock.events import StockAdjusted
 
 PARTITIONS = 6
 _WAREHOUSES = ("WH-BER-1", "WH-HAM-2", "WH-MUC-1", "WH-LEJ-3")

@@ -36,14 +36,14 @@ from bench.data import create_topics, events, produce
 from bench.stack import Stack, fresh_group, worker_settings
 from config.settings import DatabaseSettings, HealthSettings, Secret, SpApiSettings
 from devstack.events import MARKETPLACE, dispatch_payload
-from devstack.spapi_sim import SpApiSimulator
-from handlers.connectors.lwa import LwaTokenProvider
+from devstack.sims.spapi.server import SpApiSimulator
+from handlers.common.router import DomainRouter
 from handlers.connectors.ratelimit import TokenBucket
-from handlers.connectors.spapi import SpApiClient, spapi_client_from_settings
-from handlers.dispatch import DispatchHandler
-from handlers.events import StockAdjusted
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.connectors.spapi.client import SpApiClient, spapi_client_from_settings
+from handlers.connectors.spapi.lwa import LwaTokenProvider
+from handlers.dispatch.handler import DispatchHandler
+from handlers.flows import default_families
+from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker, connect_database
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome

@@ -19,7 +19,7 @@ import msgspec
 
 from bench.cases import Progress
 from bench.stack import Stack, engine_for, fresh_group
-from handlers.events import StockAdjusted
+from handlers.stock.events import StockAdjusted
 from skuflow.app import tune_gc
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome

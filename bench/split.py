@@ -25,9 +25,9 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from bench.stack import Stack, outcome_sinks, started_consumer, worker_metrics, worker_settings
-from handlers.events import DispatchConfirmed
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.common.router import DomainRouter
+from handlers.dispatch.events import DispatchConfirmed
+from handlers.flows import default_families
 from skuflow.app import tune_gc, urgent_options
 from worker.engine import Engine
 from worker.messages import Message

@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from config.settings import EngineSettings, KafkaSettings, Settings, TopicsSettings
 from devstack.kafka import KafkaBroker
 from devstack.postgres import EmbeddedPostgres, create_database
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.common.router import DomainRouter
+from handlers.flows import default_families
 from skuflow.app import VERSION
 from worker.engine import Engine, EngineOptions
 from worker.kafka import build_consumer, build_producer

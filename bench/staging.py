@@ -26,10 +26,17 @@ import msgspec
 from bench.cases import Measurement, Progress, engine
 from bench.stack import Stack, engine_for, fresh_group, worker_metrics
 from config.settings import DatabaseSettings
-from handlers.erp import DocumentKind, ItemMaster, PostedDocument, StockDocument, WarehouseMaster
-from handlers.events import StockAdjusted
-from handlers.masterdata import MasterData
-from handlers.stock import StockHandler, StockMappings
+from handlers.common.masterdata import MasterData
+from handlers.flows import migrations as domain_migrations
+from handlers.ports.erp import (
+    DocumentKind,
+    ItemMaster,
+    PostedDocument,
+    StockDocument,
+    WarehouseMaster,
+)
+from handlers.stock.events import StockAdjusted
+from handlers.stock.handler import StockHandler, StockMappings
 from skuflow.app import tune_gc
 from worker.groupcommit import GroupCommitWriter
 from worker.messages import Message
@@ -76,9 +83,7 @@ async def staging(stack: Stack, topic: str, total: int) -> StagingRun:
     """The engine (metrics on) with the real stock handler staging every event of ``topic``."""
     pool = await create_pool(stack.database_url, min_size=1, max_size=10)
     try:
-        await migrate(
-            pool, [*package_migrations("worker", "engine"), *package_migrations("handlers", "h")]
-        )
+        await migrate(pool, [*package_migrations("worker", "engine"), *domain_migrations()])
         # The topic's event ids repeat between runs: each run stages into an empty table.
         await pool.execute("TRUNCATE skuflow_stock_lines")
         db = DatabaseSettings()

@@ -44,8 +44,8 @@ from config.settings import (
     StockSettings,
     TopicsSettings,
 )
-from devstack.b1_sim import B1Simulator
-from handlers.events import StockAdjusted
+from devstack.sims.b1.server import B1Simulator
+from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker, run_until_signalled, tune_gc
 from worker.logs import configure_logging
 

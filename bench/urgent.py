@@ -56,9 +56,10 @@ from bench.stack import (
     worker_settings,
 )
 from config.settings import EngineSettings
-from handlers.events import DispatchConfirmed, DispatchLine, StockAdjusted
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.common.router import DomainRouter
+from handlers.dispatch.events import DispatchConfirmed, DispatchLine
+from handlers.flows import default_families
+from handlers.stock.events import StockAdjusted
 from skuflow.app import engine_options, tune_gc, urgent_options
 from worker.engine import Engine
 from worker.messages import Message

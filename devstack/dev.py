@@ -34,10 +34,10 @@ from msgspec.structs import replace
 from rich.console import Console
 
 from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
-from devstack.b1_sim import B1Simulator
 from devstack.kafka import KAFKA_VERSION, TANSU_LIMITS, KafkaBroker, TansuBroker, start_broker
 from devstack.postgres import EmbeddedPostgres, create_database
-from devstack.spapi_sim import USAGE_PLANS, SpApiSimulator
+from devstack.sims.b1.server import B1Simulator
+from devstack.sims.spapi.server import USAGE_PLANS, SpApiSimulator
 from devstack.traffic import (
     BATCH_LOTS,
     DISPATCH_SHARE,

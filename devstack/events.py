@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import msgspec
 
-from handlers.events import DispatchConfirmed, DispatchLine
+from handlers.dispatch.events import DispatchConfirmed, DispatchLine
 
 MARKETPLACE = "A1F83G8C2ARO7P"  # Amazon.co.uk
 

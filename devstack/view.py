@@ -31,8 +31,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.settings import Settings
-from devstack.b1_sim import B1Simulator
-from devstack.spapi_sim import SpApiSimulator
+from devstack.sims.b1.server import B1Simulator
+from devstack.sims.spapi.server import SpApiSimulator
 from devstack.traffic import TrafficStats
 from skuflow.app import Worker
 from worker.logs import ConsoleFormatter

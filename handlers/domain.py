@@ -1,42 +1,31 @@
-"""The domain of this build, assembled from settings: handlers per family and their helpers.
+"""The domain of this build, assembled from settings: the external systems, then every flow.
 
-A family gets a handler when its connector is configured; without one its events become
-``no_handler`` exceptions (explicit and retryable), never silently acknowledged. Connectors
-that need work beside the event stream (the stock window flusher) hand it back as background
-tasks for the worker to run.
+The systems are connected first (a system without credentials is simply absent), then each
+flow of :data:`handlers.flows.FLOWS` builds its handlers from them. A family without a handler
+turns its events into ``no_handler`` exceptions (explicit and retryable), never silently
+acknowledged; each flow says at start-up what it is missing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
 
 import aiohttp
-import anyio
 import asyncpg
 
-from config.settings import Settings, load_sku_map
-from handlers.connectors.b1 import b1_client_from_settings
-from handlers.connectors.b1_port import KEY_FIELD, B1Erp
-from handlers.connectors.spapi import spapi_client_from_settings
-from handlers.dispatch import DispatchHandler
-from handlers.erp import ErpError, ErpPort
-from handlers.families import default_families
-from handlers.masterdata import MasterData
-from handlers.posting import StockPoster
-from handlers.router import DomainRouter
-from handlers.stock import StockHandler, StockMappings
-from handlers.telemetry import DomainTelemetry
-from worker.backoff import Backoff
-from worker.groupcommit import GroupCommitWriter
+from config.settings import Settings
+from handlers.common.flow import Background, FlowContext
+from handlers.common.router import DomainRouter
+from handlers.common.telemetry import DomainTelemetry
+from handlers.connectors.b1.client import b1_client_from_settings
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
+from handlers.connectors.spapi.client import spapi_client_from_settings
+from handlers.flows import FLOWS, default_families
+from handlers.ports.erp import capabilities
 from worker.messages import Handler
 from worker.pacing import DeadlinePacer
-from worker.windows import WindowScheduler
 
 log = logging.getLogger("skuflow.domain")
-
-Background = Callable[[], Coroutine[Any, Any, None]]
 
 
 def spapi_configured(settings: Settings) -> bool:
@@ -46,30 +35,6 @@ def spapi_configured(settings: Settings) -> bool:
 
 def b1_configured(settings: Settings) -> bool:
     return settings.b1.password is not None and bool(settings.b1.password.reveal())
-
-
-async def check_warehouses(master: MasterData, warehouses: Mapping[str, str]) -> None:
-    """At start-up: every mapped ERP warehouse must exist (retrying while the ERP is down).
-
-    An unknown one is reported loudly once; its movements become ``unknown_warehouse``
-    exceptions, so nothing is lost while the mapping or the ERP is fixed.
-    """
-    backoff = Backoff(1.0, 60.0)
-    for location, code in sorted(warehouses.items()):
-        attempt = 0
-        while True:
-            try:
-                found = await master.warehouse(code)
-                break
-            except ErpError as exc:
-                attempt += 1
-                log.warning("ERP not reachable for the warehouse check", extra={"error": str(exc)})
-                await anyio.sleep(backoff.delay(attempt))
-        if found is None:
-            log.error(
-                "mapped warehouse does not exist in the ERP",
-                extra={"location": location, "warehouse": code},
-            )
 
 
 class Domain:
@@ -90,52 +55,38 @@ def build_domain(
     pool: asyncpg.Pool,
     session: aiohttp.ClientSession,
     *,
-    erp: ErpPort | None = None,
+    erp: object | None = None,
     telemetry: DomainTelemetry | None = None,
 ) -> Domain:
+    """``erp``: an ERP connector to use instead of the configured one (tests, the bench)."""
     telemetry = telemetry or DomainTelemetry()
+    systems: dict[str, object] = {}
+    if spapi_configured(settings):
+        systems["spapi"] = spapi_client_from_settings(settings.spapi, session, telemetry, pool)
+    erp_name = "the given ERP"
+    if erp is None and b1_configured(settings):
+        erp = B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD))
+        erp_name = "SAP B1"
+    if erp is not None:
+        log.info("ERP connected", extra={"erp": erp_name, "capabilities": capabilities(erp)})
+    context = FlowContext(
+        settings=settings,
+        pool=pool,
+        session=session,
+        telemetry=telemetry,
+        erp=erp,
+        erp_name=erp_name,
+        systems=systems,
+    )
     handlers: dict[str, Handler] = {}
     background: list[Background] = []
     pacer: DeadlinePacer | None = None
-    if spapi_configured(settings):
-        client = spapi_client_from_settings(settings.spapi, session, telemetry, pool)
-        handlers["dispatch.confirmed"] = DispatchHandler(pool, client)
-        pacer = client.pacer
-    else:
-        log.warning("SP-API credentials not set: dispatch confirmations become exceptions")
-    if erp is None and b1_configured(settings):
-        erp = B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD))
-    if erp is not None:
-        skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
-        mappings = StockMappings(skus, settings.mappings.warehouses)
-        master = MasterData(erp)
-        db = settings.database
-        writer = GroupCommitWriter(
-            pool,
-            max_rows=db.batch_max_rows,
-            max_wait=db.batch_max_wait_seconds,
-            max_batches=db.batches_in_flight,
-            meter=telemetry.meter,
-        )
-        handlers["stock.adjusted"] = StockHandler(pool, mappings, master, writer)
-        background.append(writer.run)  # staging: many events' rows per transaction
-        poster = StockPoster(
-            pool,
-            erp,
-            max_lines=settings.stock.window_max_lines,
-            backoff=Backoff(1.0, settings.stock.retry_max_seconds, 2.0),
-            collision_retries=settings.stock.collision_retries,
-            telemetry=telemetry,
-        )
-        scheduler = WindowScheduler(
-            groups=poster.warehouses_with_work,
-            size=poster.staged_count,
-            flush=poster.flush,
-            window_seconds=settings.stock.window_seconds,
-            max_items=settings.stock.window_max_lines,
-        )
-        background.append(scheduler.run)
-        background.append(lambda: check_warehouses(master, settings.mappings.warehouses))
-    else:
-        log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
+    for flow in FLOWS:
+        parts = flow.build(context)
+        handlers.update(parts.handlers)
+        background.extend(parts.background)
+        if parts.pacer is not None:
+            if pacer is not None:
+                raise RuntimeError(f"flow {flow.name}: a second urgent pacer (one per worker)")
+            pacer = parts.pacer
     return Domain(DomainRouter(default_families(handlers)), background, pacer)

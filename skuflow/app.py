@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
+from handlers.common.telemetry import DomainTelemetry
 from handlers.domain import build_domain
-from handlers.erp import ErpPort
-from handlers.telemetry import DomainTelemetry
+from handlers.flows import migrations as domain_migrations
 from worker.backoff import Backoff
 from worker.engine import Engine, EngineOptions
 from worker.errors import InfrastructureError, SkuflowError
@@ -101,9 +101,7 @@ async def connect_database(settings: Settings, *, attempts: int | None = None) -
                 raise
             log.warning("PostgreSQL not reachable yet", extra={"error": str(exc)})
             await anyio.sleep(backoff.delay(attempt))
-    await migrate(
-        pool, [*package_migrations("worker", "engine"), *package_migrations("handlers", "handlers")]
-    )
+    await migrate(pool, [*package_migrations("worker", "engine"), *domain_migrations()])
     return pool
 
 
@@ -117,7 +115,7 @@ class Worker:
         router: Router | None = None,
         options: EngineOptions | None = None,
         urgent: EngineOptions | None = None,
-        erp: ErpPort | None = None,
+        erp: object | None = None,
         classes: frozenset[str] = CLASSES,
         tracer_provider: TracerProvider | None = None,
         pacer: DeadlinePacer | None = None,

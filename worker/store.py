@@ -34,8 +34,10 @@ class Migration:
 
 
 def package_migrations(package: str, component: str) -> list[Migration]:
-    """The ``migrations/*.sql`` files of ``package``, in version order."""
+    """The ``migrations/*.sql`` files of ``package``, in version order (none: no folder)."""
     folder = resources.files(package) / "migrations"
+    if not folder.is_dir():
+        return []
     found = [
         Migration(component, entry.name.removesuffix(".sql"), entry.read_text("utf-8"))
         for entry in folder.iterdir()

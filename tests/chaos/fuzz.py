@@ -1,6 +1,6 @@
 """Fuzzed payloads derived from the real event structs, mixed into valid traffic with a ledger.
 
-The strategies read the schema of :mod:`handlers.events` through ``msgspec.inspect`` (field
+The strategies read the schema of :mod:`handlers.common.events` through ``msgspec.inspect`` (field
 names, required fields, string and list limits, accepted JSON types, the union's tags), so the
 fuzz follows the schema as it changes. Every fuzzed payload says which exception kinds it may
 become (``kinds``); a payload with no kinds (valid traffic and its duplicates) must never become
@@ -26,14 +26,10 @@ from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from msgspec import inspect as mi
 
-from handlers.events import (
-    EVENT_TYPES,
-    DispatchConfirmed,
-    DispatchLine,
-    Event,
-    StockAdjusted,
-    event_type_name,
-)
+from handlers.common.events import Event, event_type_name
+from handlers.dispatch.events import DispatchConfirmed, DispatchLine
+from handlers.flows import event_types
+from handlers.stock.events import StockAdjusted
 
 T = TypeVar("T")
 
@@ -49,7 +45,7 @@ HANDLER_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
 MAX_PAYLOAD = 1024 * 1024
 
 STRUCTS: dict[str, type[Event]] = {"stock": StockAdjusted, "dispatch": DispatchConfirmed}
-TAGS = frozenset(event_type_name(cls) for cls in EVENT_TYPES)
+TAGS = frozenset(event_type_name(cls) for cls in event_types())
 
 
 @dataclass(frozen=True, slots=True)

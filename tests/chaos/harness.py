@@ -44,10 +44,10 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from devstack.b1_sim import B1Simulator
 from devstack.postgres import run_sync
-from devstack.spapi_sim import SpApiSimulator
-from handlers.events import StockAdjusted
+from devstack.sims.b1.server import B1Simulator
+from devstack.sims.spapi.server import SpApiSimulator
+from handlers.stock.events import StockAdjusted
 from tests.chaos.report import ChaosReport, ChaosRow
 from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce

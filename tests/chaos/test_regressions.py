@@ -19,11 +19,11 @@ import anyio
 import pytest
 
 from config.settings import Secret
-from devstack.b1_sim import B1Simulator
-from handlers.connectors.b1 import B1Client
-from handlers.connectors.b1_port import KEY_FIELD, B1Erp
-from handlers.erp import PostedDocument, StockDocument
-from handlers.posting import StockPoster
+from devstack.sims.b1.server import B1Simulator
+from handlers.connectors.b1.client import B1Client
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
+from handlers.ports.erp import PostedDocument, StockDocument
+from handlers.stock.posting import StockPoster
 from skuflow.app import connect_database
 from tests.support.stack import settings_for
 

@@ -42,13 +42,13 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from config.settings import Secret
-from devstack import b1_model
-from devstack.b1_sim import B1Simulator
 from devstack.postgres import run_sync
-from devstack.spapi_sim import SpApiSimulator
-from handlers.connectors.lwa import LwaTokenProvider
-from handlers.connectors.spapi import SpApiAuthError
-from handlers.events import StockAdjusted
+from devstack.sims.b1 import model as b1_model
+from devstack.sims.b1.server import B1Simulator
+from devstack.sims.spapi.server import SpApiSimulator
+from handlers.connectors.spapi.client import SpApiAuthError
+from handlers.connectors.spapi.lwa import LwaTokenProvider
+from handlers.stock.events import StockAdjusted
 from tests.chaos.harness import OPENING, WAREHOUSES, Simulators, WorkerProcess, wait_until
 from tests.support.events import dispatch_payload
 from tests.support.stack import produce

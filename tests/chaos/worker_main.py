@@ -24,8 +24,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from handlers.connectors.b1_port import B1Erp
-from handlers.connectors.spapi import SpApiClient
+from handlers.connectors.b1.port import B1Erp
+from handlers.connectors.spapi.client import SpApiClient
 from skuflow.cli import main
 
 T = TypeVar("T")

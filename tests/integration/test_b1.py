@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from config.settings import Secret
-from devstack import b1_model
-from devstack.b1_sim import B1Simulator
-from handlers.connectors.b1 import (
+from devstack.sims.b1 import model as b1_model
+from devstack.sims.b1.server import B1Simulator
+from handlers.connectors.b1.client import (
     B1AuthError,
     B1Client,
     B1DuplicateEntry,

@@ -17,6 +17,7 @@ import anyio
 import asyncpg
 import pytest
 
+from handlers.flows import migrations as domain_migrations
 from skuflow.cli import main as cli
 from worker.listing import FETCH_ROWS
 from worker.store import create_pool, migrate, package_migrations
@@ -41,7 +42,7 @@ def config(database_url: str, tmp_path: Path) -> Path:
                 pool,
                 [
                     *package_migrations("worker", "engine"),
-                    *package_migrations("handlers", "handlers"),
+                    *domain_migrations(),
                 ],
             )
         finally:

@@ -25,17 +25,16 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from config.settings import Secret
-from devstack import b1_model
-from devstack.b1_sim import B1Simulator
-from handlers.connectors.b1 import B1Client
-from handlers.connectors.b1_port import KEY_FIELD, B1Erp
-from handlers.erp import StockDocument
-from handlers.events import StockAdjusted
-from handlers.masterdata import MasterData
-from handlers.netting import DocumentLine
-from handlers.posting import StockPoster
-from handlers.stock import StockHandler, StockMappings
-from handlers.telemetry import DomainTelemetry
+from devstack.sims.b1 import model as b1_model
+from devstack.sims.b1.server import B1Simulator
+from handlers.common.masterdata import MasterData
+from handlers.common.telemetry import DomainTelemetry
+from handlers.connectors.b1.client import B1Client
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
+from handlers.ports.erp import DocumentLine, StockDocument
+from handlers.stock.events import StockAdjusted
+from handlers.stock.handler import StockHandler, StockMappings
+from handlers.stock.posting import StockPoster
 from skuflow.app import connect_database
 from tests.support.stack import settings_for
 from worker.backoff import Backoff

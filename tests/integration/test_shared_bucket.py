@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 
 from handlers.connectors.shared_bucket import SharedTokenBucket, bucket_name
+from handlers.flows import migrations as domain_migrations
 from worker.pacing import DeadlinePacer
-from worker.store import create_pool, migrate, package_migrations
+from worker.store import create_pool, migrate
 
 pytestmark = [pytest.mark.integration]
 
@@ -27,7 +28,7 @@ def test_two_replicas_together_never_exceed_the_plan_and_are_served_in_turn(
     async def main() -> list[float]:
         pools = [await create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
         try:
-            await migrate(pools[0], package_migrations("handlers", "handlers"))
+            await migrate(pools[0], domain_migrations())
             replicas = [SharedTokenBucket(pool, name, RATE, BURST) for pool in pools]
             granted: list[float] = []
 
@@ -67,7 +68,7 @@ def test_replicas_pacing_by_deadline_share_the_plan_and_each_serves_its_earliest
     async def main() -> tuple[list[float], list[list[float]], float, float]:
         pools = [await create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
         try:
-            await migrate(pools[0], package_migrations("handlers", "handlers"))
+            await migrate(pools[0], domain_migrations())
             sources = [SharedTokenBucket(pool, name, RATE, BURST) for pool in pools]
             pacers = [DeadlinePacer(source) for source in sources]
             grants: list[float] = []

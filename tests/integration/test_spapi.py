@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 from config.settings import Secret
-from devstack import spapi_sim
-from devstack.spapi_sim import SpApiSimulator
+from devstack.sims.spapi import server as spapi_sim
+from devstack.sims.spapi.server import SpApiSimulator
 from handlers.connectors.ratelimit import TokenBucket
-from handlers.connectors.spapi import (
+from handlers.connectors.spapi.client import (
     ConfirmShipmentItem,
     LwaTokenProvider,
     PackageDetail,

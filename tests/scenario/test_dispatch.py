@@ -19,13 +19,13 @@ import msgspec
 import pytest
 
 from config.settings import Secret, Settings, SpApiSettings
-from devstack.spapi_sim import SpApiSimulator
+from devstack.sims.spapi.server import SpApiSimulator
+from handlers.common.router import DomainRouter
 from handlers.connectors.ratelimit import TokenBucket
-from handlers.connectors.spapi import LwaTokenProvider, RetryPolicy, SpApiClient
-from handlers.dispatch import DispatchHandler
-from handlers.events import StockAdjusted
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.connectors.spapi.client import LwaTokenProvider, RetryPolicy, SpApiClient
+from handlers.dispatch.handler import DispatchHandler
+from handlers.flows import default_families
+from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker, connect_database, engine_options, urgent_options
 from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce, settings_for, wait_for

@@ -23,12 +23,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
-from devstack.b1_sim import B1Simulator
-from handlers.connectors.b1 import b1_client_from_settings
-from handlers.connectors.b1_port import KEY_FIELD, B1Erp
-from handlers.erp import ErpLocked, StockDocument
-from handlers.events import StockAdjusted
-from handlers.netting import DocumentLine
+from devstack.sims.b1.server import B1Simulator
+from handlers.connectors.b1.client import b1_client_from_settings
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
+from handlers.ports.erp import DocumentLine, ErpLocked, StockDocument
+from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker
 from tests.support.stack import produce, settings_for, wait_for
 from worker.exceptions import ExceptionStore, republish

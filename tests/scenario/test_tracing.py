@@ -35,9 +35,9 @@ from config.settings import (
     SpApiSettings,
     StockSettings,
 )
-from devstack.b1_sim import B1Simulator
-from devstack.spapi_sim import SpApiSimulator
-from handlers.events import StockAdjusted
+from devstack.sims.b1.server import B1Simulator
+from devstack.sims.spapi.server import SpApiSimulator
+from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker
 from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce, read_all, settings_for, wait_for

@@ -16,7 +16,7 @@ import anyio
 import asyncpg
 import msgspec
 
-from handlers.router import DomainRouter, Family
+from handlers.common.router import DomainRouter, Family
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import B1Settings, SettingsError, load_settings
-from handlers.connectors.b1_errors import (
+from handlers.connectors.b1.errors import (
     B1DuplicateEntry,
     B1Locked,
     B1Rejected,

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from handlers.events import DispatchConfirmed, StockAdjusted
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.common.router import DomainRouter
+from handlers.dispatch.events import DispatchConfirmed
+from handlers.flows import default_families
+from handlers.stock.events import StockAdjusted
 from worker.messages import DecodeFailure, Message
 
 pytestmark = pytest.mark.timeout(10)

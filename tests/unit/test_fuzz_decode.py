@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.events import DispatchConfirmed, Event, StockAdjusted, quantity_problem
-from handlers.families import default_families
-from handlers.router import DomainRouter
+from handlers.common.events import Event, quantity_problem
+from handlers.common.router import DomainRouter
+from handlers.dispatch.events import DispatchConfirmed
+from handlers.flows import default_families
+from handlers.stock.events import StockAdjusted
 from tests.chaos.fuzz import (
     CHARS,
     DECODE_KINDS,

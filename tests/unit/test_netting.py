@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.netting import StagedLine, net
+from handlers.stock.netting import StagedLine, net
 
 pytestmark = pytest.mark.timeout(30)
 

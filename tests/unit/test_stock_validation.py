@@ -9,11 +9,17 @@ from typing import Any
 import anyio
 import pytest
 
-from handlers.domain import check_warehouses
-from handlers.erp import DocumentKind, ItemMaster, PostedDocument, StockDocument, WarehouseMaster
-from handlers.events import StockAdjusted
-from handlers.masterdata import MasterData
-from handlers.stock import StockHandler, StockMappings
+from handlers.common.masterdata import MasterData
+from handlers.ports.erp import (
+    DocumentKind,
+    ItemMaster,
+    PostedDocument,
+    StockDocument,
+    WarehouseMaster,
+)
+from handlers.stock import check_warehouses
+from handlers.stock.events import StockAdjusted
+from handlers.stock.handler import StockHandler, StockMappings
 from worker.groupcommit import GroupCommitWriter
 from worker.outcomes import Reject
 

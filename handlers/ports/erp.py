@@ -1,17 +1,21 @@
-"""The ERP port: what the stock flow needs from a system of record, whatever the ERP.
+"""The ERP port: what the flows need from a system of record, whatever the ERP.
 
-SAP Business One (Service Layer) fills it today; SAP ECC (IDocs/BAPIs) fills the same port
-later. Errors are translated into these types at the connector edge, so the stock logic never
-sees HTTP or OData.
+Split by capability, so an ERP implements what it supports and the wiring says what is
+missing (``handlers.domain``): :class:`MasterDataSource` (items, warehouses) and
+:class:`StockDocuments` (summarised goods receipts and issues) today; sales documents and
+journals join as the order-to-cash and settlement flows arrive. SAP Business One (Service
+Layer) fills them in ``handlers.connectors.b1``; SAP ECC (IDocs/BAPIs) fills the same
+protocols. Errors are translated into these types at the connector edge, so no flow ever sees
+HTTP, OData or IDoc status codes.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from decimal import Decimal
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from handlers.netting import DocumentLine
 from worker.errors import SkuflowError
 
 DocumentKind = Literal["entry", "exit"]
@@ -29,6 +33,15 @@ class ItemMaster(msgspec.Struct, frozen=True, kw_only=True):
 class WarehouseMaster(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     name: str = ""
+
+
+class DocumentLine(msgspec.Struct, frozen=True, kw_only=True):
+    item_code: str
+    warehouse_code: str
+    quantity: Decimal  # positive: the document's direction says in or out
+    batch_number: str | None = None
+    serial_numbers: tuple[str, ...] = ()
+    sources: tuple[str, ...]  # event ids of the staged movements behind this line
 
 
 class StockDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,11 +105,35 @@ class ErpRejected(ErpError):
         self.line = line
 
 
-class ErpPort(Protocol):
+@runtime_checkable
+class MasterDataSource(Protocol):
+    """Item and warehouse master data (validation of every movement, cached by the caller)."""
+
     async def get_item(self, item_code: str) -> ItemMaster | None: ...
 
     async def get_warehouse(self, code: str) -> WarehouseMaster | None: ...
 
+
+@runtime_checkable
+class StockDocuments(Protocol):
+    """Summarised goods receipts / issues, each carrying an idempotency key it can be found by."""
+
     async def post_document(self, document: StockDocument) -> PostedDocument: ...
 
     async def find_document(self, kind: DocumentKind, key: str) -> PostedDocument | None: ...
+
+
+class StockErp(MasterDataSource, StockDocuments, Protocol):
+    """What the stock flow needs: master data to validate against and stock documents."""
+
+
+#: The capabilities an ERP connector may implement, by the name the wiring reports.
+CAPABILITIES: dict[str, type[object]] = {
+    "master data": MasterDataSource,
+    "stock documents": StockDocuments,
+}
+
+
+def capabilities(erp: object) -> list[str]:
+    """The names of the capabilities ``erp`` implements (for the start-up log)."""
+    return [name for name, protocol in CAPABILITIES.items() if isinstance(erp, protocol)]

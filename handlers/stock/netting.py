@@ -16,6 +16,8 @@ from decimal import Decimal
 
 import msgspec
 
+from handlers.ports.erp import DocumentLine
+
 
 class StagedLine(msgspec.Struct, frozen=True, kw_only=True):
     """One validated, staged stock movement (already mapped to ERP codes)."""
@@ -26,15 +28,6 @@ class StagedLine(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal  # signed
     batch_number: str | None = None
     serial_numbers: tuple[str, ...] = ()
-
-
-class DocumentLine(msgspec.Struct, frozen=True, kw_only=True):
-    item_code: str
-    warehouse_code: str
-    quantity: Decimal  # positive: the document's direction says in or out
-    batch_number: str | None = None
-    serial_numbers: tuple[str, ...] = ()
-    sources: tuple[str, ...]  # event ids of the staged movements behind this line
 
 
 class Netted(msgspec.Struct, frozen=True, kw_only=True):

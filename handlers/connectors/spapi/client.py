@@ -49,15 +49,15 @@ import msgspec
 from opentelemetry import trace
 
 from config.settings import Secret, SpApiSettings
-from handlers.connectors.lwa import LwaTokenProvider as LwaTokenProvider
-from handlers.connectors.lwa import SpApiAuthError as SpApiAuthError
-from handlers.connectors.lwa import SpApiError as SpApiError
-from handlers.connectors.lwa import SpApiRejected as SpApiRejected
-from handlers.connectors.lwa import SpApiThrottled as SpApiThrottled
-from handlers.connectors.lwa import SpApiUnavailable as SpApiUnavailable
+from handlers.common.telemetry import DomainTelemetry
 from handlers.connectors.ratelimit import TokenBucket
 from handlers.connectors.shared_bucket import SharedTokenBucket, bucket_name
-from handlers.telemetry import DomainTelemetry
+from handlers.connectors.spapi.lwa import LwaTokenProvider as LwaTokenProvider
+from handlers.connectors.spapi.lwa import SpApiAuthError as SpApiAuthError
+from handlers.connectors.spapi.lwa import SpApiError as SpApiError
+from handlers.connectors.spapi.lwa import SpApiRejected as SpApiRejected
+from handlers.connectors.spapi.lwa import SpApiThrottled as SpApiThrottled
+from handlers.connectors.spapi.lwa import SpApiUnavailable as SpApiUnavailable
 from worker.pacing import DeadlinePacer
 
 log = logging.getLogger("skuflow.spapi")

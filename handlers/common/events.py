@@ -1,8 +1,9 @@
-"""The contract's events as frozen msgspec Structs, tagged by ``type``.
+"""What every event of the contract shares: the base Struct, field types and checks.
 
-Each event family is one Struct with ``tag=<type>``; :data:`EVENT_TYPES` lists them and the
-decoder is built once from their union. Adding a family = a Struct here + a handler module;
-the engine does not change. Quantities are decimals, never floats.
+Each event family is one frozen msgspec Struct with ``tag=<type>``, defined in its flow's
+package (``handlers.stock.events``, ``handlers.dispatch.events``, ...) on the :class:`Event`
+base; the router's decoder is built once from the union of the registered families
+(``handlers.flows``). Quantities are decimals, never floats.
 """
 
 from __future__ import annotations
@@ -86,72 +87,6 @@ def quantity_problem(value: Decimal, *, allow_negative: bool) -> str | None:
     if value >= MAX_QUANTITY or value <= -MAX_QUANTITY:
         return f"magnitude must be below {MAX_QUANTITY}"
     return None
-
-
-class StockAdjusted(Event, frozen=True, kw_only=True, tag="stock.adjusted"):
-    """A non-sales stock movement in the warehouse (signed, non-zero quantity)."""
-
-    sku: NonEmpty
-    warehouse: NonEmpty
-    quantity: Decimal
-    reason: Text
-    batch_number: NonEmpty | None = None
-    serial_numbers: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] = []
-
-    def problems(self) -> list[tuple[str, str]]:
-        # (the year test inline: this runs for every stock event, and almost every year passes)
-        found = (
-            []
-            if 1 < self.occurred_at.year < 9999
-            else timestamp_problems(("$.occurred_at", self.occurred_at))
-        )
-        problem = quantity_problem(self.quantity, allow_negative=True)
-        if problem:
-            found.append(("$.quantity", problem))
-        if self.serial_numbers and len(set(self.serial_numbers)) != len(self.serial_numbers):
-            found.append(("$.serial_numbers", "serial numbers must be unique"))
-        return found
-
-
-class DispatchLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    order_item_id: NonEmpty
-    sku: NonEmpty
-    quantity: Decimal
-
-
-class DispatchConfirmed(Event, frozen=True, kw_only=True, tag="dispatch.confirmed"):
-    """A marketplace order left the warehouse; ``ship_by`` is the deadline."""
-
-    channel: NonEmpty
-    order_id: NonEmpty
-    marketplace_id: NonEmpty
-    ship_by: Timestamp
-    ship_date: Timestamp
-    carrier_code: NonEmpty
-    carrier_name: NonEmpty | None = None
-    shipping_method: NonEmpty | None = None
-    tracking_number: NonEmpty
-    package_reference_id: NonEmpty
-    warehouse: NonEmpty
-    lines: Annotated[list[DispatchLine], msgspec.Meta(min_length=1, max_length=1000)]
-
-    def problems(self) -> list[tuple[str, str]]:
-        found = timestamp_problems(
-            ("$.occurred_at", self.occurred_at),
-            ("$.ship_by", self.ship_by),
-            ("$.ship_date", self.ship_date),
-        )
-        for index, line in enumerate(self.lines):
-            problem = quantity_problem(line.quantity, allow_negative=False)
-            if problem is None and line.quantity != line.quantity.to_integral_value():
-                problem = "must be a whole number of units"
-            if problem:
-                found.append((f"$.lines[{index}].quantity", problem))
-        return found
-
-
-#: Every event family this build knows, in one tagged union.
-EVENT_TYPES: tuple[type[Event], ...] = (StockAdjusted, DispatchConfirmed)
 
 
 def event_type_name(cls: type[Any]) -> str:

@@ -7,7 +7,7 @@ out after ``SessionTimeout`` minutes: then 401, code 301. ``Items`` (with
 ``ItemWarehouseInfoCollection``), ``Warehouses``, ``InventoryGenEntries``/``InventoryGenExits``:
 GET by key (404, -2028), GET a collection (``$filter``, ``$select``, ``$top``, ``$skip``, pages
 of 20 with ``odata.nextLink``), POST → 201 with ``DocEntry``/``DocNum``. A posting moves stock
-only if every line passes :mod:`devstack.b1_model`, else B1's error; one touching an item that
+only if every line passes :mod:`devstack.sims.b1.model`, else B1's error; one touching an item that
 another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039.
 
 Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serials``;
@@ -50,8 +50,8 @@ from urllib.parse import quote, unquote, urlencode
 import msgspec
 from aiohttp import web
 
-from devstack import b1_model as model
-from devstack.httpsim import LocalServer
+from devstack.sims.b1 import model
+from devstack.sims.http import LocalServer
 
 PREFIX = "/b1s/v1"
 VERSION = "1000190"  # a 10.0 release, in the form Service Layer reports it

@@ -16,7 +16,7 @@ usage plan), ``expire_tokens``, and the records ``requests``/``confirmations`` â
 recorded token requests are stored as ``***``.
 
 The model itself (error answers, carrier list, confirmShipment checks) is
-:mod:`devstack.spapi_model`.
+:mod:`devstack.sims.spapi.model`.
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
-from devstack.httpsim import LocalServer
-from devstack.spapi_model import BAD_CARRIER as BAD_CARRIER
-from devstack.spapi_model import BAD_ITEM as BAD_ITEM
-from devstack.spapi_model import BAD_REFERENCE as BAD_REFERENCE
-from devstack.spapi_model import CARRIER_CODES as CARRIER_CODES
-from devstack.spapi_model import DENIED as DENIED
-from devstack.spapi_model import FULFILLED as FULFILLED
-from devstack.spapi_model import LWA_ERRORS as LWA_ERRORS
-from devstack.spapi_model import OVERFULFILLED as OVERFULFILLED
-from devstack.spapi_model import REPLIES as REPLIES
-from devstack.spapi_model import REQUIRED as REQUIRED
-from devstack.spapi_model import Order, Reply, check_confirmation
+from devstack.sims.http import LocalServer
+from devstack.sims.spapi.model import BAD_CARRIER as BAD_CARRIER
+from devstack.sims.spapi.model import BAD_ITEM as BAD_ITEM
+from devstack.sims.spapi.model import BAD_REFERENCE as BAD_REFERENCE
+from devstack.sims.spapi.model import CARRIER_CODES as CARRIER_CODES
+from devstack.sims.spapi.model import DENIED as DENIED
+from devstack.sims.spapi.model import FULFILLED as FULFILLED
+from devstack.sims.spapi.model import LWA_ERRORS as LWA_ERRORS
+from devstack.sims.spapi.model import OVERFULFILLED as OVERFULFILLED
+from devstack.sims.spapi.model import REPLIES as REPLIES
+from devstack.sims.spapi.model import REQUIRED as REQUIRED
+from devstack.sims.spapi.model import Order, Reply, check_confirmation
 
 #: Default (rate per second, burst) of each operation, from the Orders v0 model.
 USAGE_PLANS: dict[str, tuple[float, int]] = {

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from handlers.connectors.b1 import B1Client, BatchQuantity, StockLine
-from handlers.connectors.b1 import StockDocument as B1Document
-from handlers.connectors.b1_errors import (
+from handlers.connectors.b1.client import B1Client, BatchQuantity, StockLine
+from handlers.connectors.b1.client import StockDocument as B1Document
+from handlers.connectors.b1.errors import (
     B1AuthError,
     B1DuplicateEntry,
     B1Locked,
     B1Rejected,
     B1Unavailable,
 )
-from handlers.erp import (
+from handlers.ports.erp import (
     DocumentKind,
     ErpAuthFailed,
     ErpDuplicateEntry,

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import msgspec
 
-from handlers.events import event_type_name, nul_paths
+from handlers.common.events import event_type_name, nul_paths
 from worker.messages import DecodeFailure, EventInfo, Handler, Message
 
 #: Payloads above this size are refused before decoding (a data error, not an event).

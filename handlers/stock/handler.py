@@ -11,7 +11,7 @@ case the retried movement is staged again) through the group-commit writer
 after the COMMIT) and only then is the handler ``Done``: the offset
 may commit, and the window flusher posts it in a summarised ERP document. One exception record
 can stand for a whole refused document (B1 -2035 past its retries, see
-:mod:`handlers.posting`): retrying it stages every movement that points at it again.
+:mod:`handlers.stock.posting`): retrying it stages every movement that points at it again.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from handlers.erp import ErpAuthFailed, ErpError
-from handlers.events import StockAdjusted
-from handlers.masterdata import MasterData
+from handlers.common.masterdata import MasterData
+from handlers.ports.erp import ErpAuthFailed, ErpError
+from handlers.stock.events import StockAdjusted
 from worker.exceptions import retry_of
 from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
 from worker.messages import Message

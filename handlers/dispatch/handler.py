@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from handlers.connectors.spapi import (
+from handlers.connectors.spapi.client import (
     ConfirmShipmentItem,
     PackageDetail,
     SpApiAuthError,
@@ -31,7 +31,7 @@ from handlers.connectors.spapi import (
     SpApiThrottled,
     SpApiUnavailable,
 )
-from handlers.events import DispatchConfirmed
+from handlers.dispatch.events import DispatchConfirmed
 from worker.backoff import Backoff
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Park, Reject

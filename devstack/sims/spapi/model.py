@@ -1,4 +1,4 @@
-"""The Orders v0 model as the SP-API simulator enforces it (see :mod:`devstack.spapi_sim`).
+"""The Orders v0 model as the SP-API simulator enforces it (see :mod:`devstack.sims.spapi.server`).
 
 Amazon's (and Login with Amazon's) error answers and :class:`Reply` to raise them, the carrier
 list, an order's shipped state (:class:`Order`), and the checks a ``confirmShipment`` request

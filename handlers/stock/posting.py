@@ -39,19 +39,20 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from handlers.erp import (
+from handlers.common.telemetry import DomainTelemetry
+from handlers.ports.erp import (
     DocumentKind,
+    DocumentLine,
     ErpDuplicateEntry,
     ErpError,
     ErpLocked,
-    ErpPort,
     ErpRejected,
     ErpUnavailable,
     PostedDocument,
     StockDocument,
+    StockDocuments,
 )
-from handlers.netting import DocumentLine, StagedLine, net
-from handlers.telemetry import DomainTelemetry
+from handlers.stock.netting import StagedLine, net
 from worker.backoff import Backoff
 from worker.exceptions import ExceptionStore
 from worker.messages import Message
@@ -131,7 +132,7 @@ class StockPoster:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        erp: ErpPort,
+        erp: StockDocuments,
         *,
         max_lines: int = 500,
         backoff: Backoff = POSTING_BACKOFF,

@@ -9,7 +9,7 @@ document's idempotency ``key`` goes into a queryable header field, ``key_field``
 screen); ``JournalMemo`` (50) or a ``U_`` field for longer keys — and into ``Comments`` as
 ``skuflow posting <key>``; after a :class:`B1Unavailable` with ``ambiguous`` true,
 :meth:`B1Client.find_document` finds the document by that key before anything is posted again.
-Every failure is a :class:`~handlers.connectors.b1_errors.B1Error` (:class:`B1Locked`,
+Every failure is a :class:`~handlers.connectors.b1.errors.B1Error` (:class:`B1Locked`,
 :class:`B1DuplicateEntry` for the ``collision_codes`` (ODBC -2035), :class:`B1Unavailable`,
 :class:`B1Rejected` with B1's ``code``/``message``/``line``, :class:`B1AuthError`), never an
 aiohttp exception.
@@ -39,13 +39,13 @@ import msgspec
 from yarl import URL
 
 from config.settings import B1Settings, Secret
-from handlers.connectors.b1_errors import COLLISION_CODES, parse_answer, redact, translate
-from handlers.connectors.b1_errors import B1AuthError as B1AuthError
-from handlers.connectors.b1_errors import B1DuplicateEntry as B1DuplicateEntry
-from handlers.connectors.b1_errors import B1Error as B1Error
-from handlers.connectors.b1_errors import B1Locked as B1Locked
-from handlers.connectors.b1_errors import B1Rejected as B1Rejected
-from handlers.connectors.b1_errors import B1Unavailable as B1Unavailable
+from handlers.connectors.b1.errors import COLLISION_CODES, parse_answer, redact, translate
+from handlers.connectors.b1.errors import B1AuthError as B1AuthError
+from handlers.connectors.b1.errors import B1DuplicateEntry as B1DuplicateEntry
+from handlers.connectors.b1.errors import B1Error as B1Error
+from handlers.connectors.b1.errors import B1Locked as B1Locked
+from handlers.connectors.b1.errors import B1Rejected as B1Rejected
+from handlers.connectors.b1.errors import B1Unavailable as B1Unavailable
 
 log = logging.getLogger("skuflow.b1")
 

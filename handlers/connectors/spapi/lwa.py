@@ -2,7 +2,7 @@
 
 :class:`LwaTokenProvider` runs the refresh-token grant and caches the access token until
 shortly before it expires. The :class:`SpApiError` family lives here because the token
-provider raises it too; :mod:`handlers.connectors.spapi` re-exports it and documents the
+provider raises it too; :mod:`handlers.connectors.spapi.client` re-exports it and documents the
 contract for callers.
 """
 

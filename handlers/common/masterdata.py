@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from handlers.erp import ErpPort, ItemMaster, WarehouseMaster
+from handlers.ports.erp import ItemMaster, MasterDataSource, WarehouseMaster
 
 V = TypeVar("V")
 
@@ -69,7 +69,7 @@ class _Cache(Generic[V]):
 class MasterData:
     def __init__(
         self,
-        erp: ErpPort,
+        erp: MasterDataSource,
         *,
         ttl: float = 300.0,
         negative_ttl: float = 30.0,

@@ -1,4 +1,4 @@
-"""The SAP Business One model the Service Layer simulator enforces (see :mod:`devstack.b1_sim`).
+"""The SAP Business One model the Service Layer simulator (:mod:`devstack.sims.b1.server`) enforces.
 
 Service Layer's error answers and :class:`SLError` to raise them, the master data
 (:class:`Item`, :class:`Warehouse`), the stock book (:class:`StockBook`: on hand per item and
@@ -48,7 +48,7 @@ MODIFIED = (  # verified: the text of ODBC -2039, B1's concurrent-modification e
 )
 #: Observed (integrators quote it from live Service Layer answers, code and text as here): B1's
 #: duplicate-key error on insert. What collides is not named ("the following tables" lists
-#: none); see :mod:`devstack.b1_sim` for how the simulator models when it is answered.
+#: none); see :mod:`devstack.sims.b1.server` for how the simulator models when it is answered.
 DUPLICATE = (-2035, "This entry already exists in the following tables (ODBC -2035)")
 NO_BATCH_SERIAL = (-4014, "Cannot add row without complete selection of batch/serial numbers")
 INACTIVE = "10001069 - Item {item} is inactive"  # verified (code -10, KB 2693418)

@@ -1,0 +1,1 @@
+"""Amazon SP-API + Login with Amazon simulator: ``model`` (orders, quotas), ``server``."""

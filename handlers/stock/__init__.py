@@ -1,0 +1,114 @@
+"""The stock flow: ``stock.adjusted`` → validated, staged, netted, posted to the ERP in
+summarised documents (one per warehouse per window).
+
+``events`` (the contract's Struct), ``handler`` (validation against mappings and master data,
+staging through the group-commit writer), ``netting`` (a window's movements → document lines),
+``posting`` (the window flusher: documents, retries, collisions, exception records),
+``migrations/`` (``skuflow_stock_lines``, ``skuflow_postings``). Needs an ERP with the
+``master data`` and ``stock documents`` capabilities of :mod:`handlers.ports.erp`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import anyio
+
+from config.settings import load_sku_map
+from handlers.common.flow import Flow, FlowContext, FlowParts
+from handlers.common.masterdata import MasterData
+from handlers.common.router import Family
+from handlers.ports.erp import ErpError, MasterDataSource, StockDocuments
+from handlers.stock.events import StockAdjusted
+from handlers.stock.handler import StockHandler, StockMappings
+from handlers.stock.posting import StockPoster
+from worker.backoff import Backoff
+from worker.groupcommit import GroupCommitWriter
+from worker.windows import WindowScheduler
+
+log = logging.getLogger("skuflow.domain")
+
+
+def stock_key(event: StockAdjusted) -> str:
+    return f"sku:{event.sku}"
+
+
+async def check_warehouses(master: MasterData, warehouses: Mapping[str, str]) -> None:
+    """At start-up: every mapped ERP warehouse must exist (retrying while the ERP is down).
+
+    An unknown one is reported loudly once; its movements become ``unknown_warehouse``
+    exceptions, so nothing is lost while the mapping or the ERP is fixed.
+    """
+    backoff = Backoff(1.0, 60.0)
+    for location, code in sorted(warehouses.items()):
+        attempt = 0
+        while True:
+            try:
+                found = await master.warehouse(code)
+                break
+            except ErpError as exc:
+                attempt += 1
+                log.warning("ERP not reachable for the warehouse check", extra={"error": str(exc)})
+                await anyio.sleep(backoff.delay(attempt))
+        if found is None:
+            log.error(
+                "mapped warehouse does not exist in the ERP",
+                extra={"location": location, "warehouse": code},
+            )
+
+
+def build(ctx: FlowContext) -> FlowParts:
+    erp = ctx.erp
+    if erp is None:
+        log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
+        return FlowParts()
+    if not (isinstance(erp, MasterDataSource) and isinstance(erp, StockDocuments)):
+        log.warning(
+            "the ERP lacks master data or stock documents: stock adjustments become exceptions",
+            extra={"erp": ctx.erp_name},
+        )
+        return FlowParts()
+    settings = ctx.settings
+    skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
+    mappings = StockMappings(skus, settings.mappings.warehouses)
+    master = MasterData(erp)
+    db = settings.database
+    writer = GroupCommitWriter(
+        ctx.pool,
+        max_rows=db.batch_max_rows,
+        max_wait=db.batch_max_wait_seconds,
+        max_batches=db.batches_in_flight,
+        meter=ctx.telemetry.meter,
+    )
+    poster = StockPoster(
+        ctx.pool,
+        erp,
+        max_lines=settings.stock.window_max_lines,
+        backoff=Backoff(1.0, settings.stock.retry_max_seconds, 2.0),
+        collision_retries=settings.stock.collision_retries,
+        telemetry=ctx.telemetry,
+    )
+    scheduler = WindowScheduler(
+        groups=poster.warehouses_with_work,
+        size=poster.staged_count,
+        flush=poster.flush,
+        window_seconds=settings.stock.window_seconds,
+        max_items=settings.stock.window_max_lines,
+    )
+    return FlowParts(
+        handlers={"stock.adjusted": StockHandler(ctx.pool, mappings, master, writer)},
+        background=[
+            writer.run,  # staging: many events' rows per transaction
+            scheduler.run,
+            lambda: check_warehouses(master, settings.mappings.warehouses),
+        ],
+    )
+
+
+FLOW = Flow(
+    name="stock",
+    families=(Family(event=StockAdjusted, ordering_key=stock_key, sku=lambda event: event.sku),),
+    build=build,
+    package=__name__,
+)
