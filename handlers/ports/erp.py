@@ -137,3 +137,9 @@ CAPABILITIES: dict[str, type[object]] = {
 def capabilities(erp: object) -> list[str]:
     """The names of the capabilities ``erp`` implements (for the start-up log)."""
     return [name for name, protocol in CAPABILITIES.items() if isinstance(erp, protocol)]
+
+
+def missing_capabilities(erp: object, needed: tuple[str, ...]) -> list[str]:
+    """Which of the ``needed`` capabilities ``erp`` does not implement."""
+    have = capabilities(erp)
+    return [name for name in needed if name not in have]

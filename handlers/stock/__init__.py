@@ -19,7 +19,7 @@ from config.settings import load_sku_map
 from handlers.common.flow import Flow, FlowContext, FlowParts
 from handlers.common.masterdata import MasterData
 from handlers.common.router import Family
-from handlers.ports.erp import ErpError, MasterDataSource, StockDocuments
+from handlers.ports.erp import ErpError, MasterDataSource, StockDocuments, missing_capabilities
 from handlers.stock.events import StockAdjusted
 from handlers.stock.handler import StockHandler, StockMappings
 from handlers.stock.posting import StockPoster
@@ -28,6 +28,10 @@ from worker.groupcommit import GroupCommitWriter
 from worker.windows import WindowScheduler
 
 log = logging.getLogger("skuflow.domain")
+
+
+#: The ERP capabilities the stock flow needs (names of :data:`handlers.ports.erp.CAPABILITIES`).
+NEEDS = ("master data", "stock documents")
 
 
 def stock_key(event: StockAdjusted) -> str:
@@ -65,8 +69,8 @@ def build(ctx: FlowContext) -> FlowParts:
         return FlowParts()
     if not (isinstance(erp, MasterDataSource) and isinstance(erp, StockDocuments)):
         log.warning(
-            "the ERP lacks master data or stock documents: stock adjustments become exceptions",
-            extra={"erp": ctx.erp_name},
+            "the ERP lacks a capability of the stock flow: stock adjustments become exceptions",
+            extra={"erp": ctx.erp_name, "missing": missing_capabilities(erp, NEEDS)},
         )
         return FlowParts()
     settings = ctx.settings

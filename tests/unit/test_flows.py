@@ -1,0 +1,73 @@
+"""The flow registry: every family routed, migrations numbered across flows, capabilities named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handlers import stock
+from handlers.common.events import event_type_name
+from handlers.flows import FLOWS, default_families, event_types, migrations
+from handlers.ports.erp import (
+    DocumentKind,
+    ItemMaster,
+    PostedDocument,
+    StockDocument,
+    WarehouseMaster,
+    capabilities,
+    missing_capabilities,
+)
+from worker.messages import Message
+from worker.outcomes import DONE, Outcome
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _MasterDataOnly:
+    async def get_item(self, item_code: str) -> ItemMaster | None:
+        return None
+
+    async def get_warehouse(self, code: str) -> WarehouseMaster | None:
+        return None
+
+
+class _Both(_MasterDataOnly):
+    async def post_document(self, document: StockDocument) -> PostedDocument:
+        return PostedDocument(doc_entry=1, doc_num=1)
+
+    async def find_document(self, kind: DocumentKind, key: str) -> PostedDocument | None:
+        return None
+
+
+def test_every_family_of_every_flow_is_routed_once() -> None:
+    names = [event_type_name(cls) for cls in event_types()]
+    assert names == ["stock.adjusted", "dispatch.confirmed"]
+    assert len(set(names)) == len(names)
+    families = default_families({"stock.adjusted": _handler})
+    assert [f.handler for f in families] == [_handler, None]
+    assert [f.priority for f in families] == ["normal", "urgent"]
+
+
+async def _handler(_event: Any, _message: Message) -> Outcome:
+    return DONE
+
+
+def test_migrations_are_numbered_across_flows_and_keep_their_recorded_names() -> None:
+    found = migrations()
+    assert [m.version for m in found] == [
+        "0001_dispatch",
+        "0002_stock",
+        "0003_stock_trace",
+        "0004_rate_buckets",
+        "0005_posting_collisions",
+    ]  # the names applied databases recorded before the flows had packages of their own
+    assert {m.component for m in found} == {"handlers"}
+    assert {flow.package for flow in FLOWS} == {"handlers.stock", "handlers.dispatch"}
+
+
+def test_an_erp_names_what_it_can_and_the_stock_flow_what_it_misses() -> None:
+    assert capabilities(_Both()) == ["master data", "stock documents"]
+    assert capabilities(_MasterDataOnly()) == ["master data"]
+    assert missing_capabilities(_MasterDataOnly(), stock.NEEDS) == ["stock documents"]
+    assert missing_capabilities(_Both(), stock.NEEDS) == []
