@@ -1,0 +1,185 @@
+"""SOAP-RFC for SAP ECC: ``RFC_READ_TABLE`` through the ICF handler ``/sap/bc/soap/rfc``.
+
+The handler takes a SOAP envelope whose body element is the function module in the namespace
+``urn:sap-com:document:sap:rfc:functions`` [DOC: help.sap.com scm700 "Structure of a SOAP
+Message"], answers ``<FM>.Response`` with the export parameters and tables, each table's rows
+as ``<item>`` elements [OBS: SAP::WAS::SOAP (CPAN), which reads
+``//Envelope/Body/<FM>.Response/<TABLE>/item``]. ``RFC_READ_TABLE`` [OBS: public connectors
+calling it over this handler] takes ``QUERY_TABLE``, ``ROWCOUNT``, ``ROWSKIPS``, ``OPTIONS``
+(the WHERE clause in lines of 72 characters, ``TEXT``) and ``FIELDS`` (``FIELDNAME``), and
+answers ``FIELDS`` (with each field's ``OFFSET`` and ``LENGTH`` in the row) and ``DATA`` (one
+``WA`` per row). Rows are read by those offsets with no ``DELIMITER``, so a value containing
+any character reads back whole. Exceptions (``TABLE_NOT_AVAILABLE``, ``FIELD_NOT_VALID``,
+``OPTION_NOT_VALID``, ``NOT_AUTHORIZED``, ...) come back as a SOAP fault; the exception's name
+is read from the fault's detail (an element ``Name``) or its ``faultstring`` [UNCONF: the exact
+detail layout; both places are read].
+
+``RFC_READ_TABLE`` needs the table authorisation ``S_TABU_DIS`` (or ``S_TABU_NAM``) for the
+tables the connector reads; the README lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from xml.etree import ElementTree as ET
+
+import msgspec
+from defusedxml import ElementTree as SafeET
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+RFC_NS = "urn:sap-com:document:sap:rfc:functions"
+#: OPTIONS-TEXT is CHAR 72: a longer WHERE clause is split over several lines.
+OPTION_LINE = 72
+
+
+class RfcError(ValueError):
+    """An answer that is not a readable ``RFC_READ_TABLE`` response."""
+
+
+class RfcException(Exception):
+    """The function module raised an ABAP exception (a SOAP fault naming it)."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(f"{name}: {text}" if text and text != name else name)
+        self.name = name
+        self.text = text
+
+
+class Field(msgspec.Struct, frozen=True):
+    name: str
+    offset: int
+    length: int
+
+
+def literal(value: str) -> str:
+    """An ABAP Open SQL string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def where(conditions: Sequence[tuple[str, str | Sequence[str]]]) -> str:
+    """``FIELD = 'v' AND FIELD IN ('a', 'b')`` from (field, value or values) pairs."""
+    parts = []
+    for field, value in conditions:
+        if not field.isidentifier() and not field.replace("/", "").isidentifier():
+            raise ValueError(f"not a field name: {field!r}")
+        if isinstance(value, str):
+            parts.append(f"{field} = {literal(value)}")
+        else:
+            if not value:
+                raise ValueError(f"{field}: IN needs at least one value")
+            parts.append(f"{field} IN ({', '.join(literal(v) for v in value)})")
+    return " AND ".join(parts)
+
+
+def option_lines(clause: str) -> list[str]:
+    """The WHERE clause in ``OPTIONS`` lines of at most 72 characters, broken between words
+    (a literal longer than a line is broken inside, which Open SQL joins back [UNCONF])."""
+    lines: list[str] = []
+    current = ""
+    for word in clause.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) <= OPTION_LINE:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while len(word) > OPTION_LINE:
+            lines.append(word[:OPTION_LINE])
+            word = word[OPTION_LINE:]
+        current = word
+    if current:
+        lines.append(current)
+    return lines
+
+
+def read_table_request(
+    table: str,
+    fields: Sequence[str],
+    clause: str = "",
+    *,
+    row_count: int = 0,
+    row_skips: int = 0,
+) -> bytes:
+    """The SOAP envelope of one ``RFC_READ_TABLE`` call."""
+    envelope = ET.Element(f"{{{SOAP_ENV}}}Envelope")
+    body = ET.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+    call = ET.SubElement(body, f"{{{RFC_NS}}}RFC_READ_TABLE")
+    ET.SubElement(call, "QUERY_TABLE").text = table
+    ET.SubElement(call, "ROWCOUNT").text = str(row_count)
+    ET.SubElement(call, "ROWSKIPS").text = str(row_skips)
+    options = ET.SubElement(call, "OPTIONS")
+    for line in option_lines(clause):
+        ET.SubElement(ET.SubElement(options, "item"), "TEXT").text = line
+    wanted = ET.SubElement(call, "FIELDS")
+    for name in fields:
+        ET.SubElement(ET.SubElement(wanted, "item"), "FIELDNAME").text = name
+    ET.SubElement(call, "DATA")
+    data: bytes = ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(element: ET.Element, name: str) -> ET.Element | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return child
+    return None
+
+
+def _items(element: ET.Element | None) -> list[ET.Element]:
+    if element is None:
+        return []
+    return [child for child in element if _local(child.tag) == "item"]
+
+
+def _text(element: ET.Element | None, name: str) -> str:
+    if element is None:
+        return ""
+    child = _child(element, name)
+    return (child.text or "") if child is not None else ""
+
+
+def parse_read_table(raw: bytes) -> list[dict[str, str]]:
+    """The rows of an ``RFC_READ_TABLE`` answer, each a field → value (trailing blanks
+    removed) mapping; a SOAP fault raises :class:`RfcException` with the exception's name."""
+    try:
+        root = SafeET.fromstring(raw)
+    except (ET.ParseError, ValueError) as exc:
+        raise RfcError(f"not XML: {exc}") from None
+    body = _child(root, "Body") if _local(root.tag) == "Envelope" else None
+    if body is None:
+        raise RfcError("not a SOAP envelope")
+    fault = _child(body, "Fault")
+    if fault is not None:
+        detail = _child(fault, "detail")
+        name = ""
+        if detail is not None:
+            for element in detail.iter():
+                if _local(element.tag) == "Name" and element.text:
+                    name = element.text.strip()
+                    break
+        faultstring = _text(fault, "faultstring").strip()
+        raise RfcException(name or faultstring or "SOAP fault", faultstring)
+    response = _child(body, "RFC_READ_TABLE.Response")
+    if response is None:
+        raise RfcError("no RFC_READ_TABLE.Response in the answer")
+    fields = []
+    for item in _items(_child(response, "FIELDS")):
+        try:
+            fields.append(
+                Field(
+                    _text(item, "FIELDNAME").strip(),
+                    int(_text(item, "OFFSET") or 0),
+                    int(_text(item, "LENGTH") or 0),
+                )
+            )
+        except ValueError:
+            raise RfcError("a FIELDS entry without a numeric OFFSET/LENGTH") from None
+    rows = []
+    for item in _items(_child(response, "DATA")):
+        line = _text(item, "WA")
+        rows.append({f.name: line[f.offset : f.offset + f.length].rstrip() for f in fields})
+    return rows
