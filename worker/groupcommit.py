@@ -35,7 +35,10 @@ written (harmless for an idempotent statement: the redelivered event writes it a
 
 Bounded: ``max_rows`` per batch, ``max_queued`` rows waiting (``write`` waits when full:
 backpressure, never unbounded memory), ``max_batches`` transactions in flight (each on its own
-pool connection). :meth:`~GroupCommitWriter.run` owns the batches; on cancellation it lets the
+pool connection). The writer keeps those connections from batch to batch (no pool acquire and
+reset round trip per batch; each statement's :meth:`~Statement.setup` once per connection) and
+gives a connection back to the pool when a batch broke it (or was cancelled mid-way) and when
+it stops. :meth:`~GroupCommitWriter.run` owns the batches; on cancellation it lets the
 batches in flight finish and flushes what is queued within ``shutdown_seconds``, then fails the
 callers still waiting with an :class:`~worker.errors.InfrastructureError`.
 """
@@ -89,9 +92,17 @@ class RowRefused(SkuflowError):
 
 
 class Statement(Protocol):
-    """One kind of row: how a list of them is written inside the batch's transaction."""
+    """One kind of row: how a list of them is written inside the batch's transaction.
+
+    ``setup`` runs once per connection before the statement's first ``apply`` on it, outside
+    any transaction (so no rollback undoes it): e.g. :class:`CopyInsert` creates its temporary
+    table there. The writer holds its connections from batch to batch, so that is once per
+    connection's life, not once per batch.
+    """
 
     name: str
+
+    async def setup(self, conn: asyncpg.Connection) -> None: ...
 
     async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None: ...
 
@@ -103,6 +114,9 @@ class Executemany:
         self.name = name
         self.sql = sql
 
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        """Nothing to prepare (asyncpg caches the prepared statement per connection)."""
+
     async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
         await conn.executemany(self.sql, rows)
 
@@ -111,6 +125,8 @@ class CopyInsert:
     """Rows of ``columns`` into ``table``: binary ``COPY`` into a temporary table of those
     columns (per connection, emptied at every commit), then one ``INSERT … SELECT`` followed by
     ``tail`` (e.g. ``ON CONFLICT (id) DO NOTHING``; ``EXCLUDED`` works as in a plain INSERT).
+    The temporary table is created by :meth:`setup` (once per connection: one round trip less
+    per batch than creating it ``IF NOT EXISTS`` in every batch).
 
     The temporary table has the columns' types and no constraints: the target's constraints
     apply at the INSERT. ``table`` and ``columns`` are trusted identifiers (constants).
@@ -127,8 +143,11 @@ class CopyInsert:
         )
         self._insert = f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM {self._staging} {tail}"
 
-    async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        """Create the temporary table (outside a transaction: a rollback cannot undo it)."""
         await conn.execute(self._create)
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
         await conn.copy_records_to_table(self._staging, records=rows, columns=self.columns)
         await conn.execute(self._insert)
 
@@ -142,6 +161,16 @@ class _Row:
         self.statement = statement
         self.args = args
         self.future = future
+
+
+class _Held:
+    """A pool connection the writer keeps between batches, and the statements set up on it."""
+
+    __slots__ = ("conn", "ready")
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.ready: set[Statement] = set()
 
 
 class GroupCommitWriter:
@@ -178,6 +207,9 @@ class GroupCommitWriter:
         self._slots = anyio.Semaphore(max_batches)
         self._stopped = False
         self._scopes: set[anyio.CancelScope] = set()  # the batches in flight
+        #: Connections kept between batches (at most max_batches): no pool acquire and reset
+        #: round trip per batch, and each statement's setup once per connection.
+        self._idle: list[_Held] = []
         #: Transactions committed (splits count each half), rows written, callers refused.
         self.transactions = 0
         self.rows_written = 0
@@ -252,6 +284,17 @@ class GroupCommitWriter:
         finally:
             self._stopped = True
             self._fail_queued("group-commit writer stopped")
+            with anyio.move_on_after(self._shutdown_seconds, shield=True):
+                await self._release_idle()
+
+    async def _release_idle(self) -> None:
+        while self._idle:
+            held = self._idle.pop()
+            try:
+                await self._pool.release(held.conn)
+            except Exception as exc:  # (e.g. the pool closed first): the connection goes
+                log.warning("group-commit connection not released", extra={"error": f"{exc}"})
+                held.conn.terminate()
 
     async def _gather(self) -> list[_Row]:
         """Wait for a first row; then up to ``max_rows`` or until ``max_wait`` after it."""
@@ -354,12 +397,29 @@ class GroupCommitWriter:
                 groups[id(row.statement)] = (row.statement, [row.args])
             else:
                 group[1].append(row.args)
-        async with (
-            self._pool.acquire(timeout=self._acquire_timeout) as conn,
-            conn.transaction(),
-        ):
-            for statement, rows in groups.values():
-                await statement.apply(conn, rows)
+        if self._idle:
+            held = self._idle.pop()
+        else:
+            held = _Held(await self._pool.acquire(timeout=self._acquire_timeout))
+        conn = held.conn
+        try:
+            for statement, _rows in groups.values():
+                if statement not in held.ready:
+                    await statement.setup(conn)  # (autocommit: before the transaction)
+                    held.ready.add(statement)
+            async with conn.transaction():
+                for statement, rows in groups.values():
+                    await statement.apply(conn, rows)
+        except BaseException as exc:
+            healthy = isinstance(exc, Exception) and _classify(exc) != "infrastructure"
+            if healthy and not conn.is_closed():
+                self._idle.append(held)  # rolled back; the connection is fine
+                raise
+            # Broken, timed out or cancelled mid-way: back to the pool, which resets the
+            # connection or replaces it; the next batch takes another.
+            await self._pool.release(conn)
+            raise
+        self._idle.append(held)
 
     def _fail_queued(self, reason: str) -> None:
         rows = list(self._queue)

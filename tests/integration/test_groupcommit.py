@@ -48,6 +48,9 @@ class Gated:
         self.gate = anyio.Event()
         self.entered = 0
 
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        await COPY.setup(conn)
+
     async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
         self.entered += 1
         await self.gate.wait()
@@ -59,9 +62,30 @@ class KillsItsConnection:
 
     name = "killer"
 
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        await COPY.setup(conn)
+
     async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
         await COPY.apply(conn, rows)
         await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+class Recorded:
+    """Inserts like COPY; records each batch's backend pid and every setup call."""
+
+    name = "recorded"
+
+    def __init__(self) -> None:
+        self.setups: list[int] = []
+        self.backends: list[int] = []
+
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        self.setups.append(await conn.fetchval("SELECT pg_backend_pid()"))
+        await COPY.setup(conn)
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Sequence[Any]]) -> None:
+        self.backends.append(await conn.fetchval("SELECT pg_backend_pid()"))
+        await COPY.apply(conn, rows)
 
 
 Running = tuple[GroupCommitWriter, asyncpg.Pool]
@@ -288,5 +312,37 @@ def test_a_cancelled_writer_does_not_cancel_its_batch(database_url: str) -> None
             assert waiting.cancelled_caught
             assert await ids(pool) == {"b", "c"}
             assert writer.transactions == 1
+
+    anyio.run(main)
+
+
+def test_the_writer_keeps_its_connection_between_batches_and_sets_a_statement_up_once(
+    database_url: str,
+) -> None:
+    async def main() -> None:
+        recorded = Recorded()
+        pool = await create_pool(database_url, min_size=3, max_size=3)
+        try:
+            await pool.execute(TABLE)
+            writer = GroupCommitWriter(pool, max_rows=10, max_wait=0.0, max_batches=1)
+            async with anyio.create_task_group() as tg:
+                await tg.start(writer.run)
+                for n in range(5):  # one row at a time: five batches, one after the other
+                    await writer.write(recorded, (f"s{n}", 1, "x"))
+                # Held between batches: the pool lends it to nobody else meanwhile.
+                assert pool.get_idle_size() == pool.get_size() - 1
+                # A row refused: its batch rolled back; the setup (outside it) still stands.
+                with pytest.raises(RowRefused):
+                    await writer.write(recorded, ("bad", 0, "x"))
+                await writer.write(recorded, ("after", 1, "x"))
+                tg.cancel_scope.cancel()
+            assert writer.transactions == 6
+            assert len(set(recorded.backends)) == 1  # one connection for every batch
+            assert recorded.setups == recorded.backends[:1]  # set up once, on that connection
+            # Stopped: the connection is back in the pool.
+            assert pool.get_idle_size() == pool.get_size()
+            assert await ids(pool) == {f"s{n}" for n in range(5)} | {"after"}
+        finally:
+            await pool.close()
 
     anyio.run(main)
