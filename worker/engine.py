@@ -57,6 +57,10 @@ SLICED_ADMIT_CHUNK = 32
 #: The final commit at shutdown gets this long, even when the run was cancelled.
 FINAL_COMMIT_SECONDS = 10.0
 
+#: While every partition is paused, the fetch loop still polls (it returns nothing) at least
+#: this often, far inside any sensible ``kafka.max_poll_interval_ms``.
+POLL_KEEPALIVE_SECONDS = 1.0
+
 
 class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     """What one engine consumes and how it is tuned (``[engine]`` of the settings)."""
@@ -173,6 +177,7 @@ class Engine:
         self.joined = False
         self.draining = False
         self.fetch_heartbeat = clock()
+        self._polled_at = clock()
         self.processed = 0
         self._register_gauges()
 
@@ -264,19 +269,27 @@ class Engine:
         while not self._stop.is_set():
             self.fetch_heartbeat = self._clock()
             self._apply_backpressure()
-            if self._over_budget:
-                # Every partition is paused: a fetch cannot return anything. Wait for the
-                # runners to drain below the low-water mark instead (beating regularly).
-                self._below_low_water = anyio.Event()
-                with anyio.move_on_after(opt.fetch_timeout_ms / 1000):
-                    await self._below_low_water.wait()
-                continue
-            if self._pressured:
-                await anyio.sleep(0.01)  # a higher class has work waiting: yield to it
-                continue
+            timeout_ms = opt.fetch_timeout_ms
+            if self._over_budget or self._pressured:
+                if self._over_budget:
+                    # Every partition is paused: a fetch cannot return anything. Wait for the
+                    # runners to drain below the low-water mark instead (beating regularly).
+                    self._below_low_water = anyio.Event()
+                    with anyio.move_on_after(opt.fetch_timeout_ms / 1000):
+                        await self._below_low_water.wait()
+                else:
+                    await anyio.sleep(0.01)  # a higher class has work waiting: yield to it
+                if self._clock() - self._polled_at < POLL_KEEPALIVE_SECONDS:
+                    continue
+                # Still a poll now and then, with every partition paused (it returns nothing):
+                # the Kafka client counts polls as the consumer being alive, and one that has
+                # not polled for max_poll_interval_ms leaves its group — a long ERP outage
+                # that fills the buffer would otherwise hand every partition away.
+                timeout_ms = 0
             batch = await consumer.getmany(
-                timeout_ms=opt.fetch_timeout_ms, max_records=self._tuning.fetch_max_records
+                timeout_ms=timeout_ms, max_records=self._tuning.fetch_max_records
             )
+            self._polled_at = self._clock()
             # Records fetched under one assignment are admitted only while it lasts: the loop
             # suspends between chunks, and a rebalance meanwhile may revoke a partition (and
             # assign it afresh, from its committed offset). The rest of such a batch is dropped,

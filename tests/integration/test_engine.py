@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 import anyio
 import asyncpg
+import msgspec
 import pytest
 
 from tests.support.recording import Recorder, TestEvent, encode, random_latency
@@ -280,4 +282,70 @@ def test_a_backlog_far_beyond_the_buffer_is_consumed_with_bounded_buffers_and_pa
     # One fetch may land on top of a full budget; never more.
     assert budget <= peak_buffered <= budget + 3 * fetch
     assert paused_seen == 3
+    assert sorted((h[0], h[1]) for h in recorder.handled) == sorted(events)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_blocked_past_max_poll_interval_with_a_full_buffer_keeps_its_partitions(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A long outage of what the handlers write to fills the buffer and pauses every
+    partition; the consumer must still count as polling, or after ``max_poll_interval_ms`` the
+    Kafka client leaves the group and hands every partition away."""
+    topic, group = f"{unique}.stock", f"{unique}.group"
+    create_topics(topic, partitions=2)
+    events = _events(400, 40)
+    max_poll_interval_ms = 1_500
+    released: list[anyio.Event] = []
+
+    async def hold(_event: TestEvent, _message: Message) -> Outcome | None:
+        await released[0].wait()  # the outage
+        return None
+
+    caplog.set_level(logging.INFO, logger="skuflow.engine")
+    recorder = Recorder(before=hold)
+    settings = settings_for(
+        kafka_bootstrap, database_url, group, topic,
+        max_buffered_messages=50, fetch_max_records=50, max_in_flight=8,
+    )  # fmt: skip
+    settings = msgspec.structs.replace(
+        settings,
+        kafka=msgspec.structs.replace(settings.kafka, max_poll_interval_ms=max_poll_interval_ms),
+    )
+
+    async def main() -> None:
+        released.append(anyio.Event())
+        await produce(kafka_bootstrap, topic, _records(events))
+        async with running_worker(settings, recorder.router()) as worker:
+
+            def full() -> bool:
+                engine = worker.engine
+                return (
+                    engine is not None and engine.buffered >= 50 and engine.paused_partitions == 2
+                )
+
+            await wait_for(full, 60, "a full buffer, every partition paused")
+            engine = worker.engine
+            assert engine is not None
+            buffered, before = engine.buffered, len(caplog.records)
+            # Three poll intervals with every partition paused and every runner blocked. A
+            # consumer that left its group has its queued work discarded at once (the
+            # revocation's log line comes only once the blocked runners give up).
+            await anyio.sleep(3 * max_poll_interval_ms / 1000)
+            assert engine.buffered == buffered, "the consumer left its group"
+            assert engine.paused_partitions == 2
+            revoked = [
+                r for r in caplog.records[before:]
+                if r.name == "skuflow.engine" and r.getMessage() == "partitions revoked"
+            ]  # fmt: skip
+            assert not revoked
+            assert not recorder.handled
+            released[0].set()
+            await wait_for(lambda: len(recorder.handled) >= len(events), 60, "every event")
+
+    anyio.run(main)
     assert sorted((h[0], h[1]) for h in recorder.handled) == sorted(events)
