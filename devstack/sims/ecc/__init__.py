@@ -1,0 +1,3 @@
+"""SAP ECC simulator: ``idoc`` (IDoc-XML, SOAP and ALEAUD01 on the wire), ``model`` (master
+data, stock and BAPI_GOODSMVT_CREATE semantics), ``rfc`` (RFC_READ_TABLE over SOAP-RFC),
+``server`` (the ICF services, asynchronous IDoc application, ALE audit, fault knobs)."""
