@@ -1,3 +1,4 @@
 """SAP ECC simulator: ``idoc`` (IDoc-XML, SOAP and ALEAUD01 on the wire), ``model`` (master
 data, stock and BAPI_GOODSMVT_CREATE semantics), ``rfc`` (RFC_READ_TABLE over SOAP-RFC),
+``tables`` (the tables it reads), ``records`` (stored IDocs, applied movements, deliveries),
 ``server`` (the ICF services, asynchronous IDoc application, ALE audit, fault knobs)."""

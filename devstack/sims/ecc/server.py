@@ -68,7 +68,6 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -78,9 +77,10 @@ import msgspec
 from aiohttp import web
 
 from devstack.sims.ecc import idoc as xml
-from devstack.sims.ecc import model, rfc
+from devstack.sims.ecc import model, rfc, tables
 from devstack.sims.ecc.idoc import IdocDocument, IdocXmlError
 from devstack.sims.ecc.model import Message, Place, Rejected
+from devstack.sims.ecc.records import Applied, AuditDelivery, Idoc, RecordedRequest, StatusRecord
 from devstack.sims.http import LocalServer
 
 log = logging.getLogger(__name__)
@@ -145,87 +145,6 @@ class Audit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     duplicate_rate: float = 0.0  # share sent again in the next round
     delay_ms: float = 0.0  # a final status waits this long before it is confirmed
     content_type: str = "application/x-sap.idoc"
-
-
-class StatusRecord(msgspec.Struct, frozen=True):
-    """One EDIDS row."""
-
-    status: str
-    text: str
-    stamid: str
-    stamno: str
-    statyp: str  # S success, E error, "" technical
-    stapa: tuple[str, str, str, str]
-    uname: str
-    at: datetime
-
-
-@dataclass
-class Idoc:
-    """A stored inbound IDoc (EDIDC + its data + EDIDS)."""
-
-    docnum: str
-    sequence: int  # arrival order
-    document: IdocDocument
-    user: str
-    statuses: list[StatusRecord] = field(default_factory=list)
-    ready_at: float = 0.0
-    final_at: float = 0.0
-    material_document: model.MaterialDocument | None = None
-
-    @property
-    def status(self) -> str:
-        return self.statuses[-1].status if self.statuses else ""
-
-    @property
-    def control(self) -> dict[str, str]:
-        return self.document.control
-
-    @property
-    def sender_docnum(self) -> str:
-        return self.control.get("DOCNUM", "")
-
-    @property
-    def arckey(self) -> str:
-        return self.control.get("ARCKEY", "")
-
-    @property
-    def partner(self) -> str:
-        return self.control.get("SNDPRN", "")
-
-
-@dataclass(frozen=True)
-class Applied:
-    """One MSEG line as it changed one place's stock, in posting order."""
-
-    mblnr: str
-    mjahr: str
-    zeile: int
-    bwart: str
-    delta: Decimal
-    charg: str
-    xblnr: str
-    idoc: str
-    sender_docnum: str
-    at: float
-
-
-@dataclass(frozen=True)
-class AuditDelivery:
-    docnum: str  # the ALEAUD01 IDoc's own number
-    partner: str
-    confirmed: tuple[str, ...]  # sender DOCNUMs
-    status: int  # HTTP status, 0: no answer
-    at: float
-
-
-class RecordedRequest(msgspec.Struct, frozen=True):
-    method: str
-    path: str
-    query: str
-    content_type: str
-    status: int
-    at: float
 
 
 class EccSimulator:
@@ -675,7 +594,10 @@ class EccSimulator:
         return _soap(xml.soap_envelope(answer), 200)
 
     def _rows(self, table: str) -> Iterator[rfc.Row]:
-        return _TABLE_ROWS[table](self)
+        db = tables.Database(
+            self.master, self.book, self.idocs, self.documents, self.processing.job_user
+        )
+        return tables.rows(table, db)
 
     # --- ALE audit ---
 
@@ -781,101 +703,3 @@ def _confirmation(entry: Idoc) -> xml.Confirmation:
         objtype="BUS2017" if document else "",
         objkey=f"{document.mblnr}{document.mjahr}" if document else "",
     )
-
-
-# --- the tables RFC_READ_TABLE reads ---
-
-
-def _flag(value: bool) -> str:
-    return "X" if value else ""
-
-
-def _mara(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for m in sim.master.materials.values():
-        yield {"MATNR": m.matnr, "MTART": m.mtart, "MEINS": m.meins, "LVORM": _flag(m.deleted)}
-
-
-def _marc(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for p in sim.master.plants.values():
-        yield {
-            "MATNR": p.matnr, "WERKS": p.werks, "LVORM": _flag(p.deleted), "MMSTA": p.status,
-            "XCHPF": _flag(p.batches), "SERNP": p.serial_profile,
-        }  # fmt: skip
-
-
-def _t001l(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for (werks, lgort), name in sorted(sim.master.storage_locations.items()):
-        yield {"WERKS": werks, "LGORT": lgort, "LGOBE": name}
-
-
-def _mard(sim: EccSimulator) -> Iterator[rfc.Row]:
-    zero = Decimal(0)
-    for (matnr, werks, lgort), labst in sorted(sim.book.mard.items()):
-        yield {
-            "MATNR": matnr, "WERKS": werks, "LGORT": lgort, "LVORM": "", "LABST": labst,
-            "INSME": zero, "SPEME": zero,
-        }  # fmt: skip
-
-
-def _mchb(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for (matnr, werks, lgort, charg), clabs in sorted(sim.book.mchb.items()):
-        yield {"MATNR": matnr, "WERKS": werks, "LGORT": lgort, "CHARG": charg, "CLABS": clabs}
-
-
-def _mkpf(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for d in sim.documents:
-        posted = sim.idocs[d.idoc].statuses[-1].at
-        yield {
-            "MBLNR": d.mblnr, "MJAHR": d.mjahr, "VGART": "WA", "BLART": "WA", "BLDAT": d.bldat,
-            "BUDAT": d.budat, "CPUDT": posted.strftime("%Y%m%d"),
-            "CPUTM": posted.strftime("%H%M%S"), "USNAM": sim.processing.job_user,
-            "XBLNR": d.xblnr, "BKTXT": d.bktxt,
-        }  # fmt: skip
-
-
-def _mseg(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for d in sim.documents:
-        for line in d.lines:
-            yield {
-                "MBLNR": d.mblnr, "MJAHR": d.mjahr, "ZEILE": str(line.zeile),
-                "BWART": line.bwart, "XAUTO": _flag(line.xauto), "MATNR": line.matnr,
-                "WERKS": line.werks, "LGORT": line.lgort, "CHARG": line.charg,
-                "SHKZG": line.shkzg, "MENGE": line.menge, "MEINS": line.meins,
-                "ERFMG": line.menge, "ERFME": line.meins, "UMWRK": line.umwrk,
-                "UMLGO": line.umlgo, "UMCHA": line.umcha,
-            }  # fmt: skip
-
-
-def _edidc(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for entry in sorted(sim.idocs.values(), key=lambda i: i.docnum):
-        c, first, last = entry.control, entry.statuses[0].at, entry.statuses[-1].at
-        yield {
-            "DOCNUM": entry.docnum, "DOCREL": "700", "STATUS": entry.status, "DIRECT": "2",
-            "IDOCTP": entry.document.basic_type, "MESTYP": c.get("MESTYP", ""),
-            "SNDPOR": c.get("SNDPOR", ""), "SNDPRT": c.get("SNDPRT", ""),
-            "SNDPRN": c.get("SNDPRN", ""), "RCVPOR": c.get("RCVPOR", ""),
-            "RCVPRT": c.get("RCVPRT", ""), "RCVPRN": c.get("RCVPRN", ""),
-            "CREDAT": first.strftime("%Y%m%d"), "CRETIM": first.strftime("%H%M%S"),
-            "UPDDAT": last.strftime("%Y%m%d"), "UPDTIM": last.strftime("%H%M%S"),
-            "SERIAL": c.get("SERIAL", ""), "ARCKEY": entry.arckey,
-        }  # fmt: skip
-
-
-def _edids(sim: EccSimulator) -> Iterator[rfc.Row]:
-    for entry in sorted(sim.idocs.values(), key=lambda i: i.docnum):
-        for countr, s in enumerate(entry.statuses, start=1):
-            yield {
-                "DOCNUM": entry.docnum, "LOGDAT": s.at.strftime("%Y%m%d"),
-                "LOGTIM": s.at.strftime("%H%M%S"), "COUNTR": str(countr),
-                "CREDAT": s.at.strftime("%Y%m%d"), "CRETIM": s.at.strftime("%H%M%S"),
-                "STATUS": s.status, "UNAME": s.uname, "STATXT": s.text,
-                "STAMQU": "SAP" if s.stamid else "", "STAMID": s.stamid, "STAMNO": s.stamno,
-                "STATYP": s.statyp, "STAPA1": s.stapa[0], "STAPA2": s.stapa[1],
-                "STAPA3": s.stapa[2], "STAPA4": s.stapa[3],
-            }  # fmt: skip
-
-
-_TABLE_ROWS: dict[str, Callable[[EccSimulator], Iterator[rfc.Row]]] = {
-    "MARA": _mara, "MARC": _marc, "T001L": _t001l, "MARD": _mard, "MCHB": _mchb,
-    "MKPF": _mkpf, "MSEG": _mseg, "EDIDC": _edidc, "EDIDS": _edids,
-}  # fmt: skip
