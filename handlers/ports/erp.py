@@ -22,17 +22,34 @@ DocumentKind = Literal["entry", "exit"]
 
 
 class ItemMaster(msgspec.Struct, frozen=True, kw_only=True):
+    """An item as the ERP knows it. ``plants``: for an ERP whose items are maintained per plant
+    (SAP ECC's MARC), the plant-level views by plant; ``None`` when the item is the same in
+    every warehouse (SAP B1). ``unit``: the base unit of measure, when the ERP needs it."""
+
     item_code: str
     valid: bool
     frozen: bool
     inventory_item: bool
     manages_batches: bool
     manages_serials: bool
+    unit: str = ""
+    plants: dict[str, ItemMaster] | None = None
+
+    def at(self, plant: str | None) -> ItemMaster | None:
+        """The item as seen in ``plant`` (None: not maintained there); itself when the ERP
+        has no plants or the warehouse names none."""
+        if plant is None or self.plants is None:
+            return self
+        return self.plants.get(plant)
 
 
 class WarehouseMaster(msgspec.Struct, frozen=True, kw_only=True):
+    """A warehouse. ``plant``: the plant it belongs to, for an ERP with plants (ECC: a storage
+    location of a plant, code ``<plant>/<storage location>``)."""
+
     code: str
     name: str = ""
+    plant: str | None = None
 
 
 class DocumentLine(msgspec.Struct, frozen=True, kw_only=True):

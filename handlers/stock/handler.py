@@ -146,12 +146,20 @@ class StockHandler:
                 "unmapped_warehouse",
                 f"location {event.warehouse!r} has no ERP warehouse in [mappings.warehouses]",
             )
-        if await self._master.warehouse(warehouse_code) is None:
+        warehouse = await self._master.warehouse(warehouse_code)
+        if warehouse is None:
             return Reject("unknown_warehouse", f"ERP warehouse {warehouse_code!r} does not exist")
-        item = await self._master.item(item_code)
-        if item is None:
+        master = await self._master.item(item_code)
+        if master is None:
             return Reject(
                 "unknown_sku", f"SKU {event.sku!r} (item {item_code!r}) is not an ERP item"
+            )
+        item = master.at(warehouse.plant)
+        if item is None:
+            return Reject(
+                "unknown_sku",
+                f"SKU {event.sku!r}: material {item_code!r} is not maintained in plant "
+                f"{warehouse.plant}",
             )
         if not item.valid or item.frozen:
             state = "frozen" if item.frozen else "inactive"

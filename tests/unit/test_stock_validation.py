@@ -48,10 +48,12 @@ class MasterDataOnly:
         raise AssertionError("validation never posts")
 
 
-def item(code: str, **flags: bool) -> ItemMaster:
-    values = {"valid": True, "frozen": False, "inventory_item": True, "manages_batches": False,
-              "manages_serials": False, **flags}  # fmt: skip
-    return ItemMaster(item_code=code, **values)
+def item(code: str, plants: dict[str, ItemMaster] | None = None, **flags: bool) -> ItemMaster:
+    values: dict[str, Any] = {
+        "valid": True, "frozen": False, "inventory_item": True, "manages_batches": False,
+        "manages_serials": False, **flags,
+    }  # fmt: skip
+    return ItemMaster(item_code=code, plants=plants, **values)
 
 
 ERP = MasterDataOnly(
@@ -76,11 +78,16 @@ def adjusted(
     )  # fmt: skip
 
 
-def validate(event: StockAdjusted, skus: dict[str, str] | None = None) -> Any:
+def validate(
+    event: StockAdjusted,
+    skus: dict[str, str] | None = None,
+    erp: MasterDataOnly = ERP,
+    warehouses: dict[str, str] | None = None,
+) -> Any:
     handler = StockHandler(
         pool=None,  # validation does not touch the database
-        mappings=StockMappings(skus, {"LOC-01": "01", "LOC-09": "09"}),
-        master=MasterData(ERP),
+        mappings=StockMappings(skus, warehouses or {"LOC-01": "01", "LOC-09": "09"}),
+        master=MasterData(erp),
         writer=GroupCommitWriter(None),  # (not run: validation stages nothing)
     )
 
@@ -116,6 +123,44 @@ def test_invalid_movements_are_rejected_with_a_precise_kind(
     assert isinstance(verdict, Reject)
     assert verdict.kind == kind
     assert fragment in verdict.reason
+
+
+class PlantErp(MasterDataOnly):
+    """An ERP with plants (SAP ECC): a warehouse is ``<plant>/<storage location>``, an item is
+    maintained per plant (its MARC views), each with flags of its own."""
+
+    async def get_warehouse(self, code: str) -> WarehouseMaster | None:
+        if code not in self.warehouses:
+            return None
+        return WarehouseMaster(code=code, plant=code.split("/")[0])
+
+
+def test_with_plants_an_item_is_judged_by_its_view_in_the_warehouses_plant() -> None:
+    erp = PlantErp(
+        {
+            "M1": item(
+                "M1",
+                plants={
+                    "1000": item("M1"),
+                    "2000": item("M1", frozen=True),
+                    "3000": item("M1", manages_batches=True),
+                },
+            ),
+        },
+        {"1000/0001", "2000/0001", "3000/0001", "4000/0001"},
+    )
+    locations = {f"LOC-{p}": f"{p}/0001" for p in ("1000", "2000", "3000", "4000")}
+    assert validate(adjusted("M1", "LOC-1000"), None, erp, locations) == ("M1", "1000/0001")
+    frozen = validate(adjusted("M1", "LOC-2000"), None, erp, locations)
+    assert isinstance(frozen, Reject)
+    assert (frozen.kind, "frozen" in frozen.reason) == ("inactive_item", True)
+    batch = validate(adjusted("M1", "LOC-3000"), None, erp, locations)
+    assert isinstance(batch, Reject)
+    assert batch.kind == "missing_batch"
+    elsewhere = validate(adjusted("M1", "LOC-4000"), None, erp, locations)
+    assert isinstance(elsewhere, Reject)
+    assert elsewhere.kind == "unknown_sku"
+    assert "not maintained in plant 4000" in elsewhere.reason
 
 
 def test_batch_and_serial_managed_items_pass_with_what_they_need() -> None:
