@@ -512,6 +512,21 @@ def test_lock_next_forces_transient_lock_errors_then_postings_succeed() -> None:
 
 
 @pytest.mark.timeout(20)
+def test_rbdmanin_reposts_a_lock_failed_idoc_later_on_its_own() -> None:
+    async def scenario() -> None:
+        async with stack(reprocess_locks_ms=50) as s:
+            s.sim.set_faults(lock_next=1)
+            docnum = await s.send(mbgmcr(item(quantity="2")))
+            await until(lambda: s.sim.idoc(docnum).status == "51")
+            await s.sim.settle()
+            statuses = [r.status for r in s.sim.idoc(docnum).statuses]
+            assert statuses == ["50", "64", "62", "51", "62", "53"]
+            assert s.sim.stock(MAT, "1000", "0001") == 12
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
 def test_slow_application_keeps_the_idoc_in_62() -> None:
     async def scenario() -> None:
         async with stack(apply_ms=300) as s:
@@ -946,9 +961,14 @@ def test_aleaud_waits_for_its_delay() -> None:
             s.sim.set_audit(url=url, interval_ms=60_000, delay_ms=200)
             await s.send(mbgmcr(item()))
             await s.sim.settle()
+            started = time.monotonic()
             assert await s.sim.send_audit() == 0
-            await asyncio.sleep(0.25)  # the configured audit delay, not a wait for processing
-            assert await s.sim.send_audit() == 1
+            sent = 0
+            while not sent:  # bounded polling (the test's timeout) until the delay has passed
+                await asyncio.sleep(0.02)
+                sent = await s.sim.send_audit()
+            assert sent == 1
+            assert time.monotonic() - started >= 0.18
 
     run(scenario)
 

@@ -39,6 +39,10 @@ are taken together and applied ``in_order`` (arrival), ``random``, ``reverse`` o
 A posting locks the plant data of its materials ([DOC] material block) for ``apply_ms``;
 in ``parallel`` a second posting of the same material+plant gets 51 M3 897 (transient,
 [UNCONF] number). ``lock_next`` forces that error on the next N postings.
+``reprocess_locks_ms`` models RBDMANIN scheduled on the ECC side ([DOC] help.sap.com 4.70
+"Processing Logical IDoc Errors": lock conflicts end in 51, "Schedule report RBDMANIN"): a
+lock-failed IDoc is posted again that much later, on its own — the same IDoc then ends 53,
+after 51 was already reported (a sender that re-sent it meanwhile has posted twice).
 
 **ALE audit** (``set_audit(url=…)``): every ``interval_ms``, ALEAUD01 IDoc-XML (≤ 500
 confirmations each [DOC]) POSTed to ``url`` with basic auth: one ``E1STATE`` per IDoc that
@@ -133,6 +137,7 @@ class Processing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     inventory_differences: bool = True  # 701/702 accepted by the BAPI [UNCONF]
     overlong: Literal["reject", "truncate"] = "reject"
     job_user: str = "ALEREMOTE"  # the user the job posts as (named in M3 897)
+    reprocess_locks_ms: float | None = None  # RBDMANIN: re-post lock-failed IDocs this later
 
 
 class Audit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -177,6 +182,7 @@ class EccSimulator:
         self._ready: list[Idoc] = []
         self._locks: dict[tuple[str, str], str] = {}  # (MATNR, WERKS) → user holding it
         self._pending_audit: list[Idoc] = []
+        self._reprocess: list[tuple[float, Idoc]] = []  # (monotonic due time, 51 lock IDoc)
         self._next_number = 1_000_000
         self._blocks: list[list[int]] = []
         self._next_mblnr = 4_900_000_000
@@ -300,9 +306,9 @@ class EccSimulator:
         return [i for i in self.idocs.values() if i.sender_docnum == sender_docnum]
 
     async def settle(self, within: float = 5.0) -> None:
-        """Wait (polling, bounded) until no IDoc is in 50, 64 or 62."""
+        """Wait (polling, bounded) until no IDoc is in 50, 64 or 62 or due to be reprocessed."""
         deadline = time.monotonic() + within
-        while any(i.status not in FINAL for i in self.idocs.values()):
+        while self._reprocess or any(i.status not in FINAL for i in self.idocs.values()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"IDocs still in process: {self.idocs_by_status()}")
             await asyncio.sleep(0.01)
@@ -497,6 +503,11 @@ class EccSimulator:
         if processing.paused:
             return 0
         now, delay = time.monotonic(), processing.delay_ms / 1000
+        again = [entry for due_at, entry in self._reprocess if due_at <= now]
+        self._reprocess = [(due_at, entry) for due_at, entry in self._reprocess if due_at > now]
+        for entry in again:
+            entry.ready_at = now - delay
+            self._ready.append(entry)
         due = [entry for entry in self._ready if now - entry.ready_at >= delay]
         if not due:
             return 0
@@ -534,9 +545,12 @@ class EccSimulator:
                 for key in keys:
                     self._locks.pop(key, None)
         except Rejected as error:
+            self._status(entry, "51", error.message, *error.values, statyp="E")
             if error.message is model.LOCKED:
                 self.counters["lock_errors"] += 1
-            self._status(entry, "51", error.message, *error.values, statyp="E")
+                later = self.processing.reprocess_locks_ms
+                if later is not None:
+                    self._reprocess.append((time.monotonic() + later / 1000, entry))
             return
         document = self._document(entry, movement, lines)
         self._status(entry, "53", model.POSTED, document.mblnr, statyp="S")
