@@ -13,6 +13,14 @@ Facts and their sources:
   uppercase letters" — so ``"42"`` is not material ``000000000000000042`` (no conversion exit
   runs); always fill PSTNG_DATE.
 - [OBS] ``MATERIAL_LONG`` (40) is read when ``MATERIAL`` is empty.
+- [UNCONF, recollection of BAPI2017_GM_SERIALNUMBER] ``E1BP2017_GM_SERIALNUMBER`` carries
+  ``MATDOC_ITM`` (the item's position, 1-based, ``0001``) and ``SERIALNO``; a serialised
+  material (MARC-SERNP set) needs exactly ``ENTRY_QNT`` distinct serials per item.
+- ``ENTRY_QNT`` is read with a decimal point (``5.000``); ``ENTRY_UOM`` must be the base unit
+  (MARA-MEINS, internal format) or empty — no unit conversion is modelled. ``MOVE_BATCH``
+  defaults to ``BATCH``, ``MOVE_PLANT`` to ``PLANT``. ``E1MBGMCR-TESTRUN`` is ignored.
+- Receipts create the MARD/MCHB record if missing (automatic creation of storage location
+  data / new batches on receipt, customising-dependent in reality [UNCONF]).
 - [DOC] GM_CODE 01 GR for PO, 02 GR for order, 03 goods issue, 04 transfer posting, 05 other
   receipts, 06 reversal, 07 subcontracting (SAP wiki "How To Goods Movements with BAPI").
   [DOC] movement types (help.sap.com 4.6C): 201 GI to cost centre, 301 plant→plant, 311
