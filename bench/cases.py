@@ -120,6 +120,7 @@ async def engine(
     telemetry: bool = False,
     pre_aggregate: bool = True,
     tracer: Tracer | None = None,
+    max_in_flight: int = 256,
 ) -> Measurement:
     """The engine with a handler that sleeps ``handler_seconds`` (0: returns DONE at once).
 
@@ -140,7 +141,13 @@ async def engine(
     metrics = worker_metrics(pre_aggregate=pre_aggregate) if telemetry else None
     async with (
         engine_for(
-            stack, topic, handle, group=fresh_group("engine"), metrics=metrics, tracer=tracer
+            stack,
+            topic,
+            handle,
+            group=fresh_group("engine"),
+            metrics=metrics,
+            tracer=tracer,
+            max_in_flight=max_in_flight,
         ) as eng,
         anyio.create_task_group() as tg,
     ):

@@ -129,7 +129,8 @@ async def engine_for(
 ) -> AsyncIterator[Engine]:
     """An :class:`Engine` on ``topic`` with the production clients, router and sinks.
 
-    Everything but ``max_in_flight`` is an :class:`EngineOptions` default. The pool only backs
+    Everything but ``max_in_flight`` is an :class:`EngineOptions` default (256: the main
+    table's engine rows; the staging case passes ``engine.max_in_flight``). The pool only backs
     :class:`OutcomeSinks` (a ``Done`` outcome of a first delivery writes nothing).
     """
     async with (

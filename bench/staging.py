@@ -1,7 +1,8 @@
 """Staging throughput (issue 14): the real stock flow — validate against cached master data,
 stage through the group-commit writer — against the no-op engine with metrics on.
 
-The stock case is the engine as ``skuflow run`` wires it (OTel SDK metrics) with the real
+Both cases run ``engine.max_in_flight`` runners (the default, as ``skuflow run``). The stock case
+is the engine as ``skuflow run`` wires it (OTel SDK metrics) with the real
 :class:`~handlers.stock.StockHandler`, :class:`~handlers.masterdata.MasterData` and
 :class:`~worker.groupcommit.GroupCommitWriter` (``[database]`` defaults); the ERP port answers
 master data from memory (every SKU an inventory item, every warehouse known), so the cache fills
@@ -25,7 +26,7 @@ import msgspec
 
 from bench.cases import Measurement, Progress, engine
 from bench.stack import Stack, engine_for, fresh_group, worker_metrics
-from config.settings import DatabaseSettings
+from config.settings import DatabaseSettings, EngineSettings
 from handlers.common.masterdata import MasterData
 from handlers.flows import migrations as domain_migrations
 from handlers.ports.erp import (
@@ -105,7 +106,12 @@ async def staging(stack: Stack, topic: str, total: int) -> StagingRun:
 
         async with (
             engine_for(
-                stack, topic, handle, group=fresh_group("staging"), metrics=worker_metrics()
+                stack,
+                topic,
+                handle,
+                group=fresh_group("staging"),
+                metrics=worker_metrics(),
+                max_in_flight=EngineSettings().max_in_flight,
             ) as eng,
             anyio.create_task_group() as tg,
         ):
@@ -156,7 +162,15 @@ def rounds(
     for round_ in range(1, count + 1):
         noops.append(
             on_loop(
-                functools.partial(engine, stack, topic, total, handler_seconds=0, telemetry=True)
+                functools.partial(
+                    engine,
+                    stack,
+                    topic,
+                    total,
+                    handler_seconds=0,
+                    telemetry=True,
+                    max_in_flight=EngineSettings().max_in_flight,
+                )
             )
         )
         runs.append(on_loop(functools.partial(staging, stack, topic, total)))

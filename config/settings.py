@@ -323,7 +323,10 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_in_flight: int = 256
+    #: Runners of the normal class (the urgent class has dispatch.max_in_flight). A runner
+    #: waits while its event's row is group-committed, so this bounds the rows in flight: 1024
+    #: keeps two batches of database.batch_max_rows overlapping (256 left the second empty).
+    max_in_flight: int = 1024
     max_buffered_messages: int = 20_000
     max_buffered_bytes: int = 64 * 1024 * 1024
     resume_ratio: float = 0.5

@@ -586,3 +586,11 @@ def test_echoed_credentials_are_redacted_in_every_form_a_server_sends_them_back(
     assert "cnry" not in redacted, redacted
     assert redacted.count("***") == 5
     assert redact_secrets("a b a", "a") == "*** b ***"  # the raw form, however short
+
+
+def test_the_normal_class_has_runners_for_every_group_commit_batch_in_flight() -> None:
+    # A stock runner waits while its row is group-committed: fewer runners than
+    # batches_in_flight x batch_max_rows leave a batch slot empty (batches never overlap).
+    defaults = Settings()
+    database = defaults.database
+    assert defaults.engine.max_in_flight >= database.batches_in_flight * database.batch_max_rows
