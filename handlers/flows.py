@@ -25,7 +25,7 @@ FLOWS: tuple[Flow, ...] = (
 
 #: Packages with migrations that belong to no single flow (connector state, e.g. shared
 #: rate-limit buckets).
-SHARED_MIGRATIONS = ("handlers.connectors",)
+SHARED_MIGRATIONS = ("handlers.connectors", "handlers.connectors.ecc")
 
 #: The component every domain migration is recorded under in ``skuflow_schema``; versions
 #: are numbered across all flows (``NNNN_name``), so the order of the whole schema is fixed.

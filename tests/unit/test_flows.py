@@ -61,7 +61,9 @@ def test_migrations_are_numbered_across_flows_and_keep_their_recorded_names() ->
         "0003_stock_trace",
         "0004_rate_buckets",
         "0005_posting_collisions",
-    ]  # the names applied databases recorded before the flows had packages of their own
+        "0006_ecc_idocs",
+        "0007_posting_numbers",
+    ]  # 0001-0005: the names applied databases recorded before flows had packages of their own
     assert {m.component for m in found} == {"handlers"}
     assert {flow.package for flow in FLOWS} == {"handlers.stock", "handlers.dispatch"}
 

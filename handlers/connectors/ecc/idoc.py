@@ -174,9 +174,15 @@ def _segment(parent: ET.Element, tag: str, fields: list[tuple[str, str | None]])
 
 
 def goods_movement_xml(
-    control: ControlRecord, docnum: int, movement: GoodsMovement, *, created: datetime
+    control: ControlRecord,
+    docnum: int,
+    movement: GoodsMovement,
+    *,
+    created: datetime,
+    arckey: str | None = None,
 ) -> bytes:
-    """The ``MBGMCR03`` IDoc-XML of ``movement`` (UTF-8 bytes with an XML declaration)."""
+    """The ``MBGMCR03`` IDoc-XML of ``movement`` (UTF-8 bytes with an XML declaration);
+    ``arckey`` defaults to the movement's key."""
     if not movement.items:
         raise IdocError("a goods movement needs at least one item")
     if not 0 < len(movement.key) <= REF_DOC_NO_MAX or not movement.key.isprintable():
@@ -201,7 +207,7 @@ def goods_movement_xml(
             ("RCVPRN", control.rcvprn),
             ("CREDAT", created.strftime("%Y%m%d")),
             ("CRETIM", created.strftime("%H%M%S")),
-            ("ARCKEY", movement.key[:ARCKEY_MAX]),
+            ("ARCKEY", (arckey or movement.key)[:ARCKEY_MAX]),
         ],
     )
     body = ET.SubElement(idoc, "E1MBGMCR", {"SEGMENT": "1"})
