@@ -257,6 +257,78 @@ class B1Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         _positive("b1.timeout_seconds", self.timeout_seconds)
 
 
+class ErpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: The ERP the stock flow posts to: SAP Business One ([b1]) or SAP ECC ([ecc]).
+    kind: Literal["b1", "ecc"] = "b1"
+
+
+def _default_movement_types() -> dict[str, str]:
+    return {"entry": "501", "exit": "201"}
+
+
+def _default_gm_codes() -> dict[str, str]:
+    return {
+        "501": "05", "502": "05", "561": "05", "562": "05", "701": "05", "702": "03",
+        "201": "03", "202": "03", "551": "03", "552": "03", "311": "04", "301": "04",
+    }  # fmt: skip
+
+
+class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """SAP ECC over its ICF services: IDoc-XML in, SOAP-RFC table reads back."""
+
+    url: str = "https://127.0.0.1:44300"
+    client: str = "100"  # sap-client / MANDT
+    sid: str = "PRD"  # the system id: receiver port SAP<SID>, partner <SID>CLNT<client>
+    user: str = "SKUFLOW"
+    password: Secret | None = None
+    verify_tls: bool = True
+    timeout_seconds: float = 30.0
+    #: "idoc_xml": POST /sap/bc/idoc_xml; "soap": POST /sap/bc/srt/idoc (SRTIDOC registered).
+    inbound: Literal["idoc_xml", "soap"] = "idoc_xml"
+    #: EDI_DC40 as the WE20 inbound partner profile of skuflow's logical system expects.
+    sender_port: str = "SKUFLOW"
+    sender_partner: str = "SKUFLOW"
+    receiver_port: str = ""  # empty: SAP<SID>
+    receiver_partner: str = ""  # empty: <SID>CLNT<client>
+    #: Movement type per summarised document kind; GM code per movement type (T158G).
+    movement_types: dict[str, str] = msgspec.field(default_factory=_default_movement_types)
+    gm_codes: dict[str, str] = msgspec.field(default_factory=_default_gm_codes)
+    #: How long a posting follows its IDoc before it waits and follows it again later.
+    application_wait_seconds: float = 120.0
+    poll_seconds: float = 0.5
+    poll_max_seconds: float = 10.0
+    #: An IDoc whose answer was lost is looked up in EDIDC only this long after sending.
+    lookup_grace_seconds: float = 60.0
+    #: A 51 on a material lock: "resend" a new IDoc, or "reprocessed" — ECC's RBDMANIN job
+    #: posts the same IDoc again, so skuflow follows it (resending would post twice).
+    lock_errors: Literal["resend", "reprocessed"] = "resend"
+
+    def __post_init__(self) -> None:
+        _http_url("ecc.url", self.url)
+        if not (len(self.client) == 3 and self.client.isdigit()):
+            raise msgspec.ValidationError("ecc.client must be three digits (sap-client)")
+        if not (len(self.sid) == 3 and self.sid.isalnum()):
+            raise msgspec.ValidationError("ecc.sid must be the three-character system id")
+        _non_empty("ecc.user", self.user)
+        _non_empty("ecc.sender_port", self.sender_port)
+        _non_empty("ecc.sender_partner", self.sender_partner)
+        _positive("ecc.timeout_seconds", self.timeout_seconds)
+        _positive("ecc.application_wait_seconds", self.application_wait_seconds)
+        _positive("ecc.poll_seconds", self.poll_seconds)
+        _at_least("ecc.poll_max_seconds", self.poll_max_seconds, self.poll_seconds)
+        _at_least("ecc.lookup_grace_seconds", self.lookup_grace_seconds, 0)
+        for kind in ("entry", "exit"):
+            move_type = self.movement_types.get(kind)
+            if move_type is None:
+                raise msgspec.ValidationError(
+                    f"ecc.movement_types needs a movement type for {kind}"
+                )
+            if move_type not in self.gm_codes:
+                raise msgspec.ValidationError(
+                    f"ecc.gm_codes has no GM code for movement type {move_type}"
+                )
+
+
 class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     endpoint: str = "https://sellingpartnerapi-eu.amazon.com"
     lwa_endpoint: str = "https://api.amazon.com/auth/o2/token"
@@ -377,7 +449,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     topics: TopicsSettings = msgspec.field(default_factory=TopicsSettings)
     mappings: MappingsSettings = msgspec.field(default_factory=MappingsSettings)
+    erp: ErpSettings = msgspec.field(default_factory=ErpSettings)
     b1: B1Settings = msgspec.field(default_factory=B1Settings)
+    ecc: EccSettings = msgspec.field(default_factory=EccSettings)
     spapi: SpApiSettings = msgspec.field(default_factory=SpApiSettings)
     stock: StockSettings = msgspec.field(default_factory=StockSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)

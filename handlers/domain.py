@@ -19,6 +19,7 @@ from handlers.common.router import DomainRouter
 from handlers.common.telemetry import DomainTelemetry
 from handlers.connectors.b1.client import b1_client_from_settings
 from handlers.connectors.b1.port import KEY_FIELD, B1Erp
+from handlers.connectors.ecc.port import ecc_erp_from_settings
 from handlers.connectors.spapi.client import spapi_client_from_settings
 from handlers.flows import FLOWS, default_families
 from handlers.ports.erp import capabilities
@@ -35,6 +36,23 @@ def spapi_configured(settings: Settings) -> bool:
 
 def b1_configured(settings: Settings) -> bool:
     return settings.b1.password is not None and bool(settings.b1.password.reveal())
+
+
+def ecc_configured(settings: Settings) -> bool:
+    return settings.ecc.password is not None and bool(settings.ecc.password.reveal())
+
+
+def connect_erp(
+    settings: Settings, pool: asyncpg.Pool, session: aiohttp.ClientSession
+) -> tuple[object | None, str]:
+    """The configured ERP connector (``erp.kind``) and its name; None without credentials."""
+    if settings.erp.kind == "ecc":
+        if not ecc_configured(settings):
+            return None, "SAP ECC"
+        return ecc_erp_from_settings(settings.ecc, session, pool), "SAP ECC"
+    if not b1_configured(settings):
+        return None, "SAP B1"
+    return B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD)), "SAP B1"
 
 
 class Domain:
@@ -64,9 +82,8 @@ def build_domain(
     if spapi_configured(settings):
         systems["spapi"] = spapi_client_from_settings(settings.spapi, session, telemetry, pool)
     erp_name = "the given ERP"
-    if erp is None and b1_configured(settings):
-        erp = B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD))
-        erp_name = "SAP B1"
+    if erp is None:
+        erp, erp_name = connect_erp(settings, pool, session)
     if erp is not None:
         log.info("ERP connected", extra={"erp": erp_name, "capabilities": capabilities(erp)})
     context = FlowContext(

@@ -65,7 +65,7 @@ async def check_warehouses(master: MasterData, warehouses: Mapping[str, str]) ->
 def build(ctx: FlowContext) -> FlowParts:
     erp = ctx.erp
     if erp is None:
-        log.warning("SAP B1 credentials not set: stock adjustments become exceptions")
+        log.warning("%s credentials not set: stock adjustments become exceptions", ctx.erp_name)
         return FlowParts()
     if not (isinstance(erp, MasterDataSource) and isinstance(erp, StockDocuments)):
         log.warning(

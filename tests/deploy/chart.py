@@ -145,6 +145,7 @@ FAKE_SECRET = {
     "kafka-sasl-username": "skuflow",
     "kafka-sasl-password": "kafka-pw",
     "b1-password": "b1-pw",
+    "ecc-password": "ecc-pw",
     "lwa-client-id": "amzn1.application-oa2-client.test",
     "lwa-client-secret": "lwa-secret",
     "lwa-refresh-token": "Atzr|token",

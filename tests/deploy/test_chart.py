@@ -28,7 +28,7 @@ import msgspec
 import pytest
 
 from config.settings import Secret, Settings, load_settings
-from handlers.domain import b1_configured
+from handlers.domain import b1_configured, ecc_configured
 from skuflow.app import engine_options, urgent_options
 from tests.deploy.chart import (
     CHART,
@@ -53,13 +53,14 @@ from tests.deploy.chart import (
 from worker.health import HealthServer
 from worker.tracing import resource as tracing_resource
 
-VALUE_SETS = [None, "full.yaml", "all-in-one.yaml"]
+VALUE_SETS = [None, "full.yaml", "all-in-one.yaml", "ecc.yaml"]
 SECRET_ENV = {
     "PGPASSWORD",
     "SKUFLOW_DATABASE_URL",
     "SKUFLOW_KAFKA_SASL_USERNAME",
     "SKUFLOW_KAFKA_SASL_PASSWORD",
     "SKUFLOW_B1_PASSWORD",
+    "SKUFLOW_ECC__PASSWORD",
     "SKUFLOW_LWA_CLIENT_ID",
     "SKUFLOW_LWA_CLIENT_SECRET",
     "SKUFLOW_LWA_REFRESH_TOKEN",
@@ -406,6 +407,13 @@ def test_rendered_settings_load_in_the_worker(values: str | None, tmp_path: Path
             assert settings.kafka.sasl_mechanism == kafka["saslMechanism"]
             assert settings.kafka.sasl_password is not None
         assert b1_configured(settings) is expected["b1"]["enabled"]
+        assert ecc_configured(settings) is expected["ecc"]["enabled"]
+        assert settings.erp.kind == ("ecc" if expected["ecc"]["enabled"] else "b1")
+        if expected["ecc"]["enabled"]:
+            assert (settings.ecc.url, settings.ecc.sid) == (
+                expected["ecc"]["url"],
+                expected["ecc"]["sid"],
+            )
         sp = settings.spapi
         assert (
             bool(sp.client_id and sp.client_secret and sp.refresh_token)
@@ -539,7 +547,7 @@ def test_credentials_never_reach_the_config_map_or_thepod_spec() -> None:
         env = env_of(container(deployment))
         # database.host is set: the URL (no password) is in the ConfigMap, PGPASSWORD secret.
         assert "SKUFLOW_DATABASE_URL" not in env
-        for name in SECRET_ENV - {"SKUFLOW_DATABASE_URL"}:
+        for name in SECRET_ENV - {"SKUFLOW_DATABASE_URL", "SKUFLOW_ECC__PASSWORD"}:  # (B1 here)
             ref = env[name]["valueFrom"]["secretKeyRef"]
             assert ref["name"] == secret["metadata"]["name"]
             assert ref["key"] in secret["data"]
@@ -548,6 +556,25 @@ def test_credentials_never_reach_the_config_map_or_thepod_spec() -> None:
                 word in name for word in ("PASSWORD", "SECRET", "TOKEN", "DATABASE_URL", "HEADERS")
             ):
                 assert "value" not in entry, f"{name} must come from a Secret"
+
+
+def test_with_sap_ecc_its_password_comes_from_the_secret_and_b1s_is_not_asked_for() -> None:
+    rendered = render_file("ecc.yaml")
+    for deployment in rendered.of_kind("Deployment"):
+        env = env_of(container(deployment))
+        ref = env["SKUFLOW_ECC__PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "ecc-password"
+        assert "SKUFLOW_B1_PASSWORD" not in env
+    config = rendered.one("ConfigMap")
+    assert "ecc-pw" not in json.dumps(config)
+
+
+def test_one_erp_at_a_time() -> None:
+    with pytest.raises(helm.HelmRenderError, match="enable b1 or ecc"):
+        render({
+            "b1": {"enabled": True, "url": "https://b1:50000/b1s/v1"},
+            "ecc": {"enabled": True, "url": "https://ecc:44300"},
+        })  # fmt: skip
 
 
 def test_an_existing_secret_is_referenced_and_no_secret_is_made() -> None:
@@ -795,6 +822,8 @@ def test_the_config_schema_follows_the_worker_settings() -> None:
         "topics": {"dispatch", "stock", "dead_letter"},
         "mappings": {"sku_map"},
         "b1": {"url", "company", "user"},
+        "ecc": {"url", "client", "sid", "user"},
+        "erp": {"kind"},
         "spapi": {"endpoint", "lwa_endpoint"},
         "health": {"port", "host"},
     }

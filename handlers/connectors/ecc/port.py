@@ -57,10 +57,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Literal
 
+import aiohttp
 import anyio
 import asyncpg
 import msgspec
 
+from config.settings import EccSettings
 from handlers.connectors.ecc.client import (
     EccAuthError,
     EccClient,
@@ -589,4 +591,29 @@ async def record_audit(pool: asyncpg.Pool, confirmations: Sequence[AuditConfirma
     return changed
 
 
-__all__ = ["EccErp", "EccOptions", "record_audit", "split_warehouse"]
+def ecc_erp_from_settings(
+    settings: EccSettings, session: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> EccErp:
+    """The ECC connector of ``[ecc]`` (its password must be set)."""
+    if settings.password is None:
+        raise ValueError("ecc.password is required")
+    client = EccClient(
+        settings.url, settings.client, settings.user, settings.password, session,
+        inbound=settings.inbound, timeout=settings.timeout_seconds,
+        verify_tls=settings.verify_tls,
+    )  # fmt: skip
+    control = ControlRecord(
+        client=settings.client, sid=settings.sid, sender_port=settings.sender_port,
+        sender_partner=settings.sender_partner, receiver_port=settings.receiver_port or None,
+        receiver_partner=settings.receiver_partner or None,
+    )  # fmt: skip
+    options = EccOptions(
+        movement_types=dict(settings.movement_types), gm_codes=dict(settings.gm_codes),
+        application_wait_seconds=settings.application_wait_seconds,
+        poll_seconds=settings.poll_seconds, poll_max_seconds=settings.poll_max_seconds,
+        lookup_grace_seconds=settings.lookup_grace_seconds, lock_errors=settings.lock_errors,
+    )  # fmt: skip
+    return EccErp(client, control, pool, options)
+
+
+__all__ = ["EccErp", "EccOptions", "ecc_erp_from_settings", "record_audit", "split_warehouse"]

@@ -125,6 +125,10 @@ app.kubernetes.io/component: {{ .class }}
 {{- if $v.b1.enabled -}}
 {{- $_ := set $owned "b1" (dict "url" (required "b1.url: the Service Layer base URL is required when b1.enabled" $v.b1.url) "company" $v.b1.company "user" $v.b1.user) -}}
 {{- end -}}
+{{- if $v.ecc.enabled -}}
+{{- $_ := set $owned "ecc" (dict "url" (required "ecc.url: the ECC system's ICF base URL is required when ecc.enabled" $v.ecc.url) "client" $v.ecc.client "sid" $v.ecc.sid "user" $v.ecc.user) -}}
+{{- end -}}
+{{- $_ := set $owned "erp" (dict "kind" (ternary "ecc" "b1" (and $v.ecc.enabled true))) -}}
 {{- if $v.spapi.enabled -}}
 {{- $_ := set $owned "spapi" (dict "endpoint" $v.spapi.endpoint "lwa_endpoint" $v.spapi.lwaEndpoint) -}}
 {{- end -}}
@@ -197,6 +201,9 @@ app.kubernetes.io/component: {{ .class }}
 {{- if .Values.b1.enabled -}}
 {{- $_ := set $env "b1-password" "SKUFLOW_B1_PASSWORD" -}}
 {{- end -}}
+{{- if .Values.ecc.enabled -}}
+{{- $_ := set $env "ecc-password" "SKUFLOW_ECC__PASSWORD" -}}
+{{- end -}}
 {{- if .Values.spapi.enabled -}}
 {{- $_ := set $env "lwa-client-id" "SKUFLOW_LWA_CLIENT_ID" -}}
 {{- $_ := set $env "lwa-client-secret" "SKUFLOW_LWA_CLIENT_SECRET" -}}
@@ -216,6 +223,9 @@ app.kubernetes.io/component: {{ .class }}
 {{- $grace := $v.terminationGracePeriodSeconds | float64 -}}
 {{- if lt $grace (addf $drain 10) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be at least config.engine.drain_timeout_seconds (%v) + 10: after the drain the worker commits its offsets and closes its Kafka clients, and Kubernetes sends SIGKILL when the grace period ends" $grace $drain) -}}
+{{- end -}}
+{{- if and $v.b1.enabled $v.ecc.enabled -}}
+{{- fail "b1.enabled and ecc.enabled: the stock flow posts to one ERP; enable b1 or ecc" -}}
 {{- end -}}
 {{- $w := $v.workers -}}
 {{- if not (or $w.urgent.enabled $w.normal.enabled $w.all.enabled) -}}
