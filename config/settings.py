@@ -262,11 +262,20 @@ class ErpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     kind: Literal["b1", "ecc"] = "b1"
 
 
-def _default_movement_types() -> dict[str, str]:
-    return {"entry": "501", "exit": "201"}
+def default_movement_types() -> dict[str, str]:
+    """Reason → movement types of a net increase / net decrease (ECC)."""
+    return {
+        "*": "501/201",  # any other reason: receipt without PO / goods issue to cost centre
+        "receipt": "501/502",  # a negative receipt reverses one
+        "found": "501/502",
+        "count": "701/702",  # inventory differences [UNCONF: through MBGMCR]
+        "damaged": "552/551",  # scrapping; a positive one reverses it
+        "write-off": "552/551",
+        "issue": "202/201",
+    }
 
 
-def _default_gm_codes() -> dict[str, str]:
+def default_gm_codes() -> dict[str, str]:
     return {
         "501": "05", "502": "05", "561": "05", "562": "05", "701": "05", "702": "03",
         "201": "03", "202": "03", "551": "03", "552": "03", "311": "04", "301": "04",
@@ -290,9 +299,11 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sender_partner: str = "SKUFLOW"
     receiver_port: str = ""  # empty: SAP<SID>
     receiver_partner: str = ""  # empty: <SID>CLNT<client>
-    #: Movement type per summarised document kind; GM code per movement type (T158G).
-    movement_types: dict[str, str] = msgspec.field(default_factory=_default_movement_types)
-    gm_codes: dict[str, str] = msgspec.field(default_factory=_default_gm_codes)
+    #: Per reason (lower case; "*": every other), the movement types of a window's net
+    #: increase and net decrease, "501/502"; movements of different reasons never net together.
+    movement_types: dict[str, str] = msgspec.field(default_factory=default_movement_types)
+    #: Movement type → BAPI_GOODSMVT_CREATE GM code (T158G).
+    gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
     #: How long a posting follows its IDoc before it waits and follows it again later.
     application_wait_seconds: float = 120.0
     poll_seconds: float = 0.5
@@ -317,16 +328,20 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         _positive("ecc.poll_seconds", self.poll_seconds)
         _at_least("ecc.poll_max_seconds", self.poll_max_seconds, self.poll_seconds)
         _at_least("ecc.lookup_grace_seconds", self.lookup_grace_seconds, 0)
-        for kind in ("entry", "exit"):
-            move_type = self.movement_types.get(kind)
-            if move_type is None:
+        if "*" not in self.movement_types:
+            raise msgspec.ValidationError('ecc.movement_types needs "*" (every other reason)')
+        for reason, pair in self.movement_types.items():
+            types = pair.split("/")
+            if len(types) != 2 or not all(len(t) == 3 and t.isdigit() for t in types):
                 raise msgspec.ValidationError(
-                    f"ecc.movement_types needs a movement type for {kind}"
+                    f"ecc.movement_types.{reason}: increase/decrease movement types "
+                    f"such as 501/502, not {pair!r}"
                 )
-            if move_type not in self.gm_codes:
-                raise msgspec.ValidationError(
-                    f"ecc.gm_codes has no GM code for movement type {move_type}"
-                )
+            for move_type in types:
+                if move_type not in self.gm_codes:
+                    raise msgspec.ValidationError(
+                        f"ecc.gm_codes has no GM code for movement type {move_type}"
+                    )
 
 
 class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

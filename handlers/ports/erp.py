@@ -68,6 +68,8 @@ class StockDocument(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     lines: tuple[DocumentLine, ...]
     remarks: str
+    #: The reason class of every line (:class:`ReasonClasses`); "" for an ERP without.
+    reason_class: str = ""
 
 
 class PostedDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +140,15 @@ class StockDocuments(Protocol):
     async def post_document(self, document: StockDocument) -> PostedDocument: ...
 
     async def find_document(self, kind: DocumentKind, key: str) -> PostedDocument | None: ...
+
+
+@runtime_checkable
+class ReasonClasses(Protocol):
+    """An ERP that books stock movements differently by their reason (SAP ECC: a movement
+    type per reason) names the class of a reason; movements of different classes go in
+    different documents and are never netted against each other."""
+
+    def reason_class(self, reason: str) -> str: ...
 
 
 class StockErp(MasterDataSource, StockDocuments, Protocol):

@@ -28,6 +28,9 @@ class StagedLine(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal  # signed
     batch_number: str | None = None
     serial_numbers: tuple[str, ...] = ()
+    #: The ERP's class of the movement's reason (ECC: which movement types it posts with);
+    #: movements of different classes are never netted against each other. "": one class.
+    reason_class: str = ""
 
 
 class Netted(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,3 +79,12 @@ def net(lines: Iterable[StagedLine]) -> Netted:
         )
         (entries if direction > 0 else exits).append(document_line)
     return Netted(entries=tuple(entries), exits=tuple(exits), settled=tuple(settled))
+
+
+def net_by_class(lines: Iterable[StagedLine]) -> list[tuple[str, Netted]]:
+    """Net one warehouse window per reason class (classes in order of first appearance): a
+    receipt is never netted against a write-off when the ERP books them differently."""
+    classes: dict[str, list[StagedLine]] = defaultdict(list)
+    for line in lines:
+        classes[line.reason_class].append(line)
+    return [(reason_class, net(group)) for reason_class, group in classes.items()]

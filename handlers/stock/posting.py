@@ -49,10 +49,11 @@ from handlers.ports.erp import (
     ErpRejected,
     ErpUnavailable,
     PostedDocument,
+    ReasonClasses,
     StockDocument,
     StockDocuments,
 )
-from handlers.stock.netting import StagedLine, net
+from handlers.stock.netting import StagedLine, net_by_class
 from worker.backoff import Backoff
 from worker.exceptions import ExceptionStore
 from worker.messages import Message
@@ -185,7 +186,7 @@ class StockPoster:
         async with conn.transaction():
             rows = await conn.fetch(
                 """SELECT event_id, item_code, warehouse_code, quantity, batch_number,
-                          serial_numbers
+                          serial_numbers, reason
                    FROM skuflow_stock_lines WHERE state = 'staged' AND warehouse_code = $1
                    ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED""",
                 warehouse,
@@ -193,7 +194,8 @@ class StockPoster:
             )
             if not rows:
                 return False
-            netted = net(
+            classify = self._erp.reason_class if isinstance(self._erp, ReasonClasses) else None
+            by_class = net_by_class(
                 StagedLine(
                     event_id=r["event_id"],
                     item_code=r["item_code"],
@@ -201,37 +203,48 @@ class StockPoster:
                     quantity=Decimal(r["quantity"]),
                     batch_number=r["batch_number"],
                     serial_numbers=tuple(r["serial_numbers"]),
+                    reason_class=classify(r["reason"]) if classify is not None else "",
                 )
                 for r in rows
             )
-            for kind, lines in (("entry", netted.entries), ("exit", netted.exits)):
-                if lines:
-                    await self._create_posting(conn, warehouse, kind, lines)
-            if netted.settled:
-                posting_id = await self._create_posting(conn, warehouse, "settled", ())
-                self._telemetry.postings.add(
-                    1, {"skuflow.posting.kind": "settled", "result": "settled"}
-                )
-                await conn.execute(
-                    "UPDATE skuflow_stock_lines SET state = 'settled', posting_id = $1 "
-                    "WHERE event_id = ANY($2::text[])",
-                    posting_id,
-                    list(netted.settled),
-                )
+            for reason_class, netted in by_class:
+                for kind, lines in (("entry", netted.entries), ("exit", netted.exits)):
+                    if lines:
+                        await self._create_posting(conn, warehouse, kind, lines, reason_class)
+                if netted.settled:
+                    posting_id = await self._create_posting(
+                        conn, warehouse, "settled", (), reason_class
+                    )
+                    self._telemetry.postings.add(
+                        1, {"skuflow.posting.kind": "settled", "result": "settled"}
+                    )
+                    await conn.execute(
+                        "UPDATE skuflow_stock_lines SET state = 'settled', posting_id = $1 "
+                        "WHERE event_id = ANY($2::text[])",
+                        posting_id,
+                        list(netted.settled),
+                    )
             return True
 
     async def _create_posting(
-        self, conn: asyncpg.Connection, warehouse: str, kind: str, lines: Sequence[DocumentLine]
+        self,
+        conn: asyncpg.Connection,
+        warehouse: str,
+        kind: str,
+        lines: Sequence[DocumentLine],
+        reason_class: str = "",
     ) -> int:
         posting_id = int(
             await conn.fetchval(
-                """INSERT INTO skuflow_postings (key, warehouse_code, kind, status, lines)
-                   VALUES ('pending-' || gen_random_uuid(), $1, $2, $3, $4::jsonb)
+                """INSERT INTO skuflow_postings
+                     (key, warehouse_code, kind, status, lines, reason_class)
+                   VALUES ('pending-' || gen_random_uuid(), $1, $2, $3, $4::jsonb, $5)
                    RETURNING id""",
                 warehouse,
                 kind,
                 "settled" if kind == "settled" else "pending",
                 _lines_json(lines),
+                reason_class,
             )
         )
         await conn.execute(
@@ -251,7 +264,7 @@ class StockPoster:
         """Post the warehouse's pending postings in order; False when one has to wait."""
         postings = await conn.fetch(
             """SELECT id, key, kind, warehouse_code, lines::text AS lines, ambiguous, attempts,
-                      next_attempt_at, collisions,
+                      next_attempt_at, collisions, reason_class,
                       slices::text AS slices, documents::text AS documents,
                       rejected_lines::text AS rejected_lines
                FROM skuflow_postings WHERE status = 'pending' AND warehouse_code = $1
@@ -320,8 +333,9 @@ class StockPoster:
                 await plan.save(conn, posting["id"])
                 try:
                     document = await self._send(
-                        posting["kind"], key, [lines[i] for i in indexes], searched
-                    )
+                        posting["kind"], key, [lines[i] for i in indexes], searched,
+                        posting["reason_class"],
+                    )  # fmt: skip
                 except ErpDuplicateEntry as exc:  # never bisected: ours already, or a collision
                     outcome = await self._collided(conn, posting, key, indexes, plan, exc)
                     if outcome == "wait":
@@ -411,15 +425,21 @@ class StockPoster:
         await self._reject_sources(conn, posting_id, lines[bad], exc)
 
     async def _send(
-        self, kind: DocumentKind, key: str, lines: list[DocumentLine], ambiguous: bool
+        self,
+        kind: DocumentKind,
+        key: str,
+        lines: list[DocumentLine],
+        ambiguous: bool,
+        reason_class: str = "",
     ) -> PostedDocument:
         if ambiguous:
             found = await self._erp.find_document(kind, key)
             if found is not None:
                 return found  # the earlier, ambiguous attempt did reach the ERP
         document = StockDocument(
-            kind=kind, key=key, lines=tuple(lines), remarks=f"skuflow posting {key}"
-        )
+            kind=kind, key=key, lines=tuple(lines), remarks=f"skuflow posting {key}",
+            reason_class=reason_class,
+        )  # fmt: skip
         result = "ok"
         try:
             posted = await self._erp.post_document(document)

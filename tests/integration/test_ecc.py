@@ -80,10 +80,13 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     anyio.run(scenario)
 
 
-def document(key: str, *lines: tuple[str, str, str], kind: str = "exit") -> StockDocument:
+def document(
+    key: str, *lines: tuple[str, str, str], kind: str = "exit", reason_class: str = ""
+) -> StockDocument:
     return StockDocument(
         kind=kind,  # type: ignore[arg-type]
         key=key,
+        reason_class=reason_class,
         lines=tuple(
             DocumentLine(
                 item_code=item,
@@ -157,6 +160,25 @@ def test_a_document_is_posted_once_ecc_applied_its_idoc(database_url: str) -> No
             assert s.sim.stock(MATNR, "1000", "0001") == 96
             assert await s.erp.find_document("exit", "SKF1") == posted
             assert await s.erp.find_document("exit", "SKF9") is None
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_each_reason_posts_with_its_own_movement_types(database_url: str) -> None:
+    async def scenario() -> None:
+        async with stack(database_url) as s:
+            assert s.erp.reason_class(" Damaged") == "damaged"
+            assert s.erp.reason_class("relabelled") == "*"
+            for key, kind, reason_class in (
+                ("SKF21", "exit", "damaged"), ("SKF22", "entry", "damaged"),
+                ("SKF23", "entry", "count"), ("SKF24", "exit", "count"),
+                ("SKF25", "entry", "*"), ("SKF26", "exit", "issue"),
+            ):  # fmt: skip
+                doc = document(key, (MAT, "1000/0001", "1"), kind=kind, reason_class=reason_class)
+                await s.erp.post_document(doc)
+            applied = [h.bwart for h in s.sim.history(MATNR, "1000", "0001")]
+            assert applied == ["551", "552", "701", "702", "501", "201"]
 
     run(scenario)
 

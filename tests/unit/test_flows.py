@@ -63,6 +63,7 @@ def test_migrations_are_numbered_across_flows_and_keep_their_recorded_names() ->
         "0005_posting_collisions",
         "0006_ecc_idocs",
         "0007_posting_numbers",
+        "0008_posting_reason_class",
     ]  # 0001-0005: the names applied databases recorded before flows had packages of their own
     assert {m.component for m in found} == {"handlers"}
     assert {flow.package for flow in FLOWS} == {"handlers.stock", "handlers.dispatch"}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from decimal import Decimal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.stock.netting import StagedLine, net
+from handlers.stock.netting import StagedLine, net, net_by_class
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -82,3 +83,24 @@ def test_posted_quantities_equal_staged_quantities_and_every_source_appears_once
     )
     assert sources == Counter(staged_line.event_id for staged_line in lines)
     assert all(d.quantity > 0 for d in (*netted.entries, *netted.exits))
+
+
+def test_movements_of_different_reason_classes_are_never_netted_together() -> None:
+    lines = [
+        StagedLine(event_id="r1", item_code="A", warehouse_code="01", quantity=Decimal(5),
+                   reason_class="receipt"),
+        StagedLine(event_id="d1", item_code="A", warehouse_code="01", quantity=Decimal(-5),
+                   reason_class="damaged"),
+        StagedLine(event_id="r2", item_code="A", warehouse_code="01", quantity=Decimal(-2),
+                   reason_class="receipt"),
+    ]  # fmt: skip
+    by_class = dict(net_by_class(lines))
+    assert list(by_class) == ["receipt", "damaged"]
+    receipt, damaged = by_class["receipt"], by_class["damaged"]
+    assert [(x.quantity, x.sources) for x in receipt.entries] == [(Decimal(3), ("r1", "r2"))]
+    assert [(x.quantity, x.sources) for x in damaged.exits] == [(Decimal(5), ("d1",))]
+    assert not receipt.settled
+    assert not damaged.settled
+    # One class (an ERP that books every reason alike): the same lines net to -2.
+    alike = net_by_class([msgspec.structs.replace(x, reason_class="") for x in lines])
+    assert [(c, [x.quantity for x in n.exits]) for c, n in alike] == [("", [Decimal(2)])]

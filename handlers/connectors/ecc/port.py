@@ -62,7 +62,7 @@ import anyio
 import asyncpg
 import msgspec
 
-from config.settings import EccSettings
+from config.settings import EccSettings, default_gm_codes, default_movement_types
 from handlers.connectors.ecc.client import (
     EccAuthError,
     EccClient,
@@ -107,26 +107,10 @@ LockErrors = Literal["resend", "reprocessed"]
 class EccOptions(msgspec.Struct, frozen=True, kw_only=True):
     """The connector's behaviour (from ``[ecc]`` settings)."""
 
-    #: Movement type per document kind, then the GM code per movement type (T158G).
-    movement_types: dict[str, str] = msgspec.field(
-        default_factory=lambda: {"entry": "501", "exit": "201"}
-    )
-    gm_codes: dict[str, str] = msgspec.field(
-        default_factory=lambda: {
-            "501": "05",
-            "502": "05",
-            "561": "05",
-            "562": "05",
-            "701": "05",
-            "702": "03",
-            "201": "03",
-            "202": "03",
-            "551": "03",
-            "552": "03",
-            "311": "04",
-            "301": "04",
-        }
-    )
+    #: Per reason (lower case; "*": any other), the movement types of a net increase and of
+    #: a net decrease ("501/502"), then the GM code per movement type (T158G).
+    movement_types: dict[str, str] = msgspec.field(default_factory=default_movement_types)
+    gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
     #: Material types with no stock (services, non-stock material).
     non_stock_types: frozenset[str] = frozenset({"DIEN", "NLAG"})
     #: How long ``post_document`` follows an IDoc before the posting waits and tries later.
@@ -356,11 +340,21 @@ class EccErp:
         with anyio.CancelScope(shield=True):
             await self._update(docnum, state="lost", message="not stored by ECC")
 
+    def reason_class(self, reason: str) -> str:
+        """The reason itself where ``movement_types`` names it, else ``"*"``: movements of
+        different classes post with different movement types, never netted together."""
+        name = reason.strip().lower()
+        return name if name in self._options.movement_types else "*"
+
     def _movement(self, document: StockDocument, units: dict[str, str]) -> GoodsMovement:
         options = self._options
-        move_type = options.movement_types.get(document.kind)
-        if move_type is None:
-            raise ErpAuthFailed(f"[ecc] has no movement type for {document.kind!r} documents")
+        pair = options.movement_types.get(document.reason_class or "*")
+        if pair is None:
+            pair = options.movement_types.get("*")
+        if pair is None or "/" not in pair:
+            raise ErpAuthFailed(f"[ecc] movement_types has no pair for {document.reason_class!r}")
+        increase, decrease = pair.split("/", 1)
+        move_type = increase if document.kind == "entry" else decrease
         gm_code = options.gm_codes.get(move_type)
         if gm_code is None:
             raise ErpAuthFailed(f"[ecc] has no GM code for movement type {move_type}")
