@@ -279,7 +279,7 @@ class SampleEvents:
         if flaw == "missing":
             del payload[self._rng.choice(("sku", "quantity", "occurred_at", "event_id"))]
         else:
-            payload["type"] = "stock.transferred"
+            payload["type"] = "stock.recounted"
         return Sample("bad", key.encode(), msgspec.json.encode(payload))
 
 

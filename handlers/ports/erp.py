@@ -18,7 +18,9 @@ import msgspec
 
 from worker.errors import SkuflowError
 
-DocumentKind = Literal["entry", "exit"]
+#: entry: goods receipt (net increase); exit: goods issue (net decrease); transfer: stock moved
+#: between two warehouses (each line names its destination).
+DocumentKind = Literal["entry", "exit", "transfer"]
 
 
 class ItemMaster(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +61,7 @@ class DocumentLine(msgspec.Struct, frozen=True, kw_only=True):
     batch_number: str | None = None
     serial_numbers: tuple[str, ...] = ()
     sources: tuple[str, ...]  # event ids of the staged movements behind this line
+    to_warehouse_code: str | None = None  # a transfer line's destination
 
 
 class StockDocument(msgspec.Struct, frozen=True, kw_only=True):

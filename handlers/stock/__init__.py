@@ -1,5 +1,6 @@
-"""The stock flow: ``stock.adjusted`` → validated, staged, netted, posted to the ERP in
-summarised documents (one per warehouse per window).
+"""The stock flow: ``stock.adjusted`` and ``stock.transferred`` → validated, staged, netted,
+posted to the ERP in summarised documents (one per warehouse per window; transfers as
+transfers).
 
 ``events`` (the contract's Struct), ``handler`` (validation against mappings and master data,
 staging through the group-commit writer), ``netting`` (a window's movements → document lines),
@@ -20,7 +21,7 @@ from handlers.common.flow import Flow, FlowContext, FlowParts
 from handlers.common.masterdata import MasterData
 from handlers.common.router import Family
 from handlers.ports.erp import ErpError, MasterDataSource, StockDocuments, missing_capabilities
-from handlers.stock.events import StockAdjusted
+from handlers.stock.events import StockAdjusted, StockTransferred
 from handlers.stock.handler import StockHandler, StockMappings
 from handlers.stock.posting import StockPoster
 from worker.backoff import Backoff
@@ -34,7 +35,8 @@ log = logging.getLogger("skuflow.domain")
 NEEDS = ("master data", "stock documents")
 
 
-def stock_key(event: StockAdjusted) -> str:
+def stock_key(event: StockAdjusted | StockTransferred) -> str:
+    """Adjustments and transfers of a SKU share one lane: they take effect in offset order."""
     return f"sku:{event.sku}"
 
 
@@ -100,8 +102,9 @@ def build(ctx: FlowContext) -> FlowParts:
         window_seconds=settings.stock.window_seconds,
         max_items=settings.stock.window_max_lines,
     )
+    handler = StockHandler(ctx.pool, mappings, master, writer)
     return FlowParts(
-        handlers={"stock.adjusted": StockHandler(ctx.pool, mappings, master, writer)},
+        handlers={"stock.adjusted": handler, "stock.transferred": handler},
         background=[
             writer.run,  # staging: many events' rows per transaction
             scheduler.run,
@@ -112,7 +115,10 @@ def build(ctx: FlowContext) -> FlowParts:
 
 FLOW = Flow(
     name="stock",
-    families=(Family(event=StockAdjusted, ordering_key=stock_key, sku=lambda event: event.sku),),
+    families=(
+        Family(event=StockAdjusted, ordering_key=stock_key, sku=lambda event: event.sku),
+        Family(event=StockTransferred, ordering_key=stock_key, sku=lambda event: event.sku),
+    ),
     build=build,
     package=__name__,
 )

@@ -1,4 +1,5 @@
-"""The stock flow's event: ``stock.adjusted``, a non-sales movement in a warehouse."""
+"""The stock flow's events: ``stock.adjusted`` (a non-sales movement in a warehouse) and
+``stock.transferred`` (stock moved between two locations)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,30 @@ class StockAdjusted(Event, frozen=True, kw_only=True, tag="stock.adjusted"):
         problem = quantity_problem(self.quantity, allow_negative=True)
         if problem:
             found.append(("$.quantity", problem))
+        if self.serial_numbers and len(set(self.serial_numbers)) != len(self.serial_numbers):
+            found.append(("$.serial_numbers", "serial numbers must be unique"))
+        return found
+
+
+class StockTransferred(Event, frozen=True, kw_only=True, tag="stock.transferred"):
+    """Stock moved from one location to another (a positive quantity): posted as one transfer
+    (B1 ``StockTransfers``, ECC 311/301), never as an unrelated issue plus receipt."""
+
+    sku: NonEmpty
+    from_warehouse: NonEmpty
+    to_warehouse: NonEmpty
+    quantity: Decimal
+    reason: Text = "transfer"
+    batch_number: NonEmpty | None = None
+    serial_numbers: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] = []
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = timestamp_problems(("$.occurred_at", self.occurred_at))
+        problem = quantity_problem(self.quantity, allow_negative=False)
+        if problem:
+            found.append(("$.quantity", problem))
+        if self.from_warehouse == self.to_warehouse:
+            found.append(("$.to_warehouse", "must differ from from_warehouse"))
         if self.serial_numbers and len(set(self.serial_numbers)) != len(self.serial_numbers):
             found.append(("$.serial_numbers", "serial numbers must be unique"))
         return found

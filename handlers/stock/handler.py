@@ -22,7 +22,7 @@ import asyncpg
 
 from handlers.common.masterdata import MasterData
 from handlers.ports.erp import ErpAuthFailed, ErpError
-from handlers.stock.events import StockAdjusted
+from handlers.stock.events import StockAdjusted, StockTransferred
 from worker.exceptions import retry_of
 from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
 from worker.messages import Message
@@ -49,11 +49,12 @@ class StockMappings:
 _COLUMNS = (
     "event_id", "sku", "location", "item_code", "warehouse_code", "quantity", "batch_number",
     "serial_numbers", "reason", "source", "source_ref", "occurred_at", "topic", "partition",
-    "offset", "key", "payload", "traceparent",
+    "offset", "key", "payload", "traceparent", "to_warehouse_code",
 )  # fmt: skip
 _ON_CONFLICT = """ON CONFLICT (event_id) DO UPDATE SET
     -- a movement the ERP rejected comes back (``exceptions retry``): stage it again
     item_code = EXCLUDED.item_code, warehouse_code = EXCLUDED.warehouse_code,
+    to_warehouse_code = EXCLUDED.to_warehouse_code,
     quantity = EXCLUDED.quantity, batch_number = EXCLUDED.batch_number,
     serial_numbers = EXCLUDED.serial_numbers, state = 'staged',
     posting_id = NULL, line_no = NULL, staged_at = now(),
@@ -85,7 +86,7 @@ class StockHandler:
         self._master = master
         self._writer = writer
 
-    async def __call__(self, event: StockAdjusted, message: Message) -> Outcome:
+    async def __call__(self, event: StockAdjusted | StockTransferred, message: Message) -> Outcome:
         try:
             verdict = await self._validate(event)
         except ErpAuthFailed as exc:  # misconfigured: bounded retries, then an exception record
@@ -94,11 +95,11 @@ class StockHandler:
             return Retry(f"ERP master data unavailable: {exc}", dependency=True)
         if isinstance(verdict, Reject):
             return verdict
-        item_code, warehouse_code = verdict
+        item_code, warehouse_code, to_warehouse_code = verdict
         row = (
             event.event_id,
             event.sku,
-            event.warehouse,
+            event.from_warehouse if isinstance(event, StockTransferred) else event.warehouse,
             item_code,
             warehouse_code,
             event.quantity,
@@ -114,6 +115,7 @@ class StockHandler:
             message.key,
             message.value,
             traceparent(),  # the posting span links back to this event's process span
+            to_warehouse_code,  # a transfer's destination (staged in its source's window)
         )
         record = retry_of(message)
         if record is None:
@@ -136,15 +138,41 @@ class StockHandler:
             )
         return DONE
 
-    async def _validate(self, event: StockAdjusted) -> tuple[str, str] | Reject:
+    async def _validate(
+        self, event: StockAdjusted | StockTransferred
+    ) -> tuple[str, str, str | None] | Reject:
+        """(item code, ERP warehouse, destination ERP warehouse of a transfer) or why not."""
         item_code = self._mappings.item_code(event.sku)
         if item_code is None:
             return Reject("unknown_sku", f"SKU {event.sku!r} is not in the SKU map")
-        warehouse_code = self._mappings.warehouse_code(event.warehouse)
+        if isinstance(event, StockTransferred):
+            source = await self._place(event, item_code, event.from_warehouse)
+            if isinstance(source, Reject):
+                return source
+            target = await self._place(event, item_code, event.to_warehouse)
+            if isinstance(target, Reject):
+                return target
+            if target == source:
+                return Reject(
+                    "invalid_transfer",
+                    f"locations {event.from_warehouse!r} and {event.to_warehouse!r} are both "
+                    f"ERP warehouse {source!r}: nothing moves",
+                )
+            return item_code, source, target
+        place = await self._place(event, item_code, event.warehouse)
+        if isinstance(place, Reject):
+            return place
+        return item_code, place, None
+
+    async def _place(
+        self, event: StockAdjusted | StockTransferred, item_code: str, location: str
+    ) -> str | Reject:
+        """The ERP warehouse of ``location``, if the item can move there (or why not)."""
+        warehouse_code = self._mappings.warehouse_code(location)
         if warehouse_code is None:
             return Reject(
                 "unmapped_warehouse",
-                f"location {event.warehouse!r} has no ERP warehouse in [mappings.warehouses]",
+                f"location {location!r} has no ERP warehouse in [mappings.warehouses]",
             )
         warehouse = await self._master.warehouse(warehouse_code)
         if warehouse is None:
@@ -176,4 +204,4 @@ class StockHandler:
                     f"item {item_code!r} is serial-managed: {count} serial number(s) needed, "
                     f"{len(event.serial_numbers)} given",
                 )
-        return item_code, warehouse_code
+        return warehouse_code

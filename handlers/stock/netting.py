@@ -31,20 +31,28 @@ class StagedLine(msgspec.Struct, frozen=True, kw_only=True):
     #: The ERP's class of the movement's reason (ECC: which movement types it posts with);
     #: movements of different classes are never netted against each other. "": one class.
     reason_class: str = ""
+    #: A transfer's destination (its ``warehouse_code`` is the source; ``quantity`` > 0).
+    to_warehouse_code: str | None = None
 
 
 class Netted(msgspec.Struct, frozen=True, kw_only=True):
     entries: tuple[DocumentLine, ...]  # InventoryGenEntries lines (net increases)
     exits: tuple[DocumentLine, ...]  # InventoryGenExits lines (net decreases)
     settled: tuple[str, ...]  # event ids whose movements netted to zero
+    #: Transfer lines: summed per (item, batch, destination), never netted with adjustments.
+    transfers: tuple[DocumentLine, ...] = ()
 
 
 def net(lines: Iterable[StagedLine]) -> Netted:
     """Net one warehouse window; lines keep the order in which their items first appear."""
     plain: dict[tuple[str, str, str | None], list[StagedLine]] = defaultdict(list)
     serial: dict[tuple[str, str, str | None, int], list[StagedLine]] = defaultdict(list)
+    moved: dict[tuple[str, str, str | None, str], list[StagedLine]] = defaultdict(list)
     for line in lines:
-        if line.serial_numbers:
+        if line.to_warehouse_code is not None:
+            key4 = (line.item_code, line.warehouse_code, line.batch_number, line.to_warehouse_code)
+            moved[key4].append(line)
+        elif line.serial_numbers:
             direction = 1 if line.quantity > 0 else -1
             key = (line.item_code, line.warehouse_code, line.batch_number, direction)
             serial[key].append(line)
@@ -78,7 +86,22 @@ def net(lines: Iterable[StagedLine]) -> Netted:
             sources=tuple(line.event_id for line in group),
         )
         (entries if direction > 0 else exits).append(document_line)
-    return Netted(entries=tuple(entries), exits=tuple(exits), settled=tuple(settled))
+    transfers = [
+        DocumentLine(
+            item_code=item,
+            warehouse_code=warehouse,
+            to_warehouse_code=destination,
+            quantity=sum((line.quantity for line in group), Decimal(0)),
+            batch_number=batch,
+            serial_numbers=tuple(s for line in group for s in line.serial_numbers),
+            sources=tuple(line.event_id for line in group),
+        )
+        for (item, warehouse, batch, destination), group in moved.items()
+    ]
+    return Netted(
+        entries=tuple(entries), exits=tuple(exits), settled=tuple(settled),
+        transfers=tuple(transfers),
+    )  # fmt: skip
 
 
 def net_by_class(lines: Iterable[StagedLine]) -> list[tuple[str, Netted]]:

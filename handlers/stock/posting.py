@@ -184,11 +184,20 @@ class StockPoster:
     async def _batch(self, conn: asyncpg.Connection, warehouse: str) -> bool:
         """Claim the oldest staged lines of the warehouse into postings; False if none."""
         async with conn.transaction():
+            # A movement of an item waits while a transfer of that item *into* this warehouse,
+            # staged before it, is not posted yet (the transfer posts in its source's window):
+            # per-SKU order across the two warehouses a transfer touches.
             rows = await conn.fetch(
-                """SELECT event_id, item_code, warehouse_code, quantity, batch_number,
-                          serial_numbers, reason
-                   FROM skuflow_stock_lines WHERE state = 'staged' AND warehouse_code = $1
-                   ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                """SELECT l.event_id, l.item_code, l.warehouse_code, l.quantity, l.batch_number,
+                          l.serial_numbers, l.reason, l.to_warehouse_code
+                   FROM skuflow_stock_lines l
+                   WHERE l.state = 'staged' AND l.warehouse_code = $1
+                     AND NOT EXISTS (
+                       SELECT 1 FROM skuflow_stock_lines t
+                       WHERE t.to_warehouse_code = l.warehouse_code
+                         AND t.item_code = l.item_code AND t.seq < l.seq
+                         AND t.state IN ('staged', 'batched'))
+                   ORDER BY l.seq LIMIT $2 FOR UPDATE OF l SKIP LOCKED""",
                 warehouse,
                 self._max_lines,
             )
@@ -204,11 +213,15 @@ class StockPoster:
                     batch_number=r["batch_number"],
                     serial_numbers=tuple(r["serial_numbers"]),
                     reason_class=classify(r["reason"]) if classify is not None else "",
+                    to_warehouse_code=r["to_warehouse_code"],
                 )
                 for r in rows
             )
             for reason_class, netted in by_class:
-                for kind, lines in (("entry", netted.entries), ("exit", netted.exits)):
+                for kind, lines in (
+                    ("entry", netted.entries), ("exit", netted.exits),
+                    ("transfer", netted.transfers),
+                ):  # fmt: skip
                     if lines:
                         await self._create_posting(conn, warehouse, kind, lines, reason_class)
                 if netted.settled:

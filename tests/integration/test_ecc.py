@@ -184,6 +184,59 @@ def test_each_reason_posts_with_its_own_movement_types(database_url: str) -> Non
 
 
 @pytest.mark.timeout(30)
+def test_a_transfer_posts_as_311_within_a_plant_and_301_between_plants(database_url: str) -> None:
+    async def scenario() -> None:
+        async with stack(database_url) as s:
+            doc = StockDocument(
+                kind="transfer", key="SKF30", remarks="",
+                lines=(
+                    DocumentLine(item_code=MAT, warehouse_code="1000/0001",
+                                 to_warehouse_code="1000/0002", quantity=Decimal(4),
+                                 sources=("trf-1",)),
+                    DocumentLine(item_code=MAT, warehouse_code="1000/0001",
+                                 to_warehouse_code="2000/0001", quantity=Decimal(6),
+                                 sources=("trf-2", "trf-3")),
+                ),
+            )  # fmt: skip
+            posted = await s.erp.post_document(doc)
+            assert posted.doc_num > 0
+            assert s.sim.stock(MATNR, "1000", "0001") == 90
+            assert s.sim.stock(MATNR, "1000", "0002") == 4
+            assert s.sim.stock(MATNR, "2000", "0001") == 6
+            assert {h.bwart for h in s.sim.history(MATNR, "1000", "0002")} == {"311"}
+            assert {h.bwart for h in s.sim.history(MATNR, "2000", "0001")} == {"301"}
+            (row,) = await idocs(s.pool)
+            assert sorted(row["materials"]) == [f"1000/{MATNR}", f"2000/{MATNR}"]
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_an_idoc_in_flight_in_a_transfers_receiving_plant_holds_the_transfer(
+    database_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with stack(database_url, application_wait_seconds=0.1) as s:
+            s.sim.set_processing(delay_ms=300)
+            receipt = document("SKF31", (MAT, "2000/0001", "5"), kind="entry")
+            with pytest.raises(ErpLocked):
+                await s.erp.post_document(receipt)  # in flight in plant 2000
+            transfer = StockDocument(
+                kind="transfer", key="SKF32", remarks="",
+                lines=(DocumentLine(item_code=MAT, warehouse_code="1000/0001",
+                                    to_warehouse_code="2000/0001", quantity=Decimal(1),
+                                    sources=("trf-9",)),),
+            )  # fmt: skip
+            with pytest.raises(ErpLocked, match="SKF31"):
+                await s.erp.post_document(transfer)
+            await posted_eventually(s.erp, receipt)
+            await posted_eventually(s.erp, transfer)
+            assert s.sim.stock(MATNR, "2000", "0001") == 6
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
 def test_an_application_error_names_its_line_with_saps_message(database_url: str) -> None:
     async def scenario() -> None:
         async with stack(database_url) as s:

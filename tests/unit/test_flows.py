@@ -42,11 +42,11 @@ class _Both(_MasterDataOnly):
 
 def test_every_family_of_every_flow_is_routed_once() -> None:
     names = [event_type_name(cls) for cls in event_types()]
-    assert names == ["stock.adjusted", "dispatch.confirmed"]
+    assert names == ["stock.adjusted", "stock.transferred", "dispatch.confirmed"]
     assert len(set(names)) == len(names)
     families = default_families({"stock.adjusted": _handler})
-    assert [f.handler for f in families] == [_handler, None]
-    assert [f.priority for f in families] == ["normal", "urgent"]
+    assert [f.handler for f in families] == [_handler, None, None]
+    assert [f.priority for f in families] == ["normal", "normal", "urgent"]
 
 
 async def _handler(_event: Any, _message: Message) -> Outcome:
@@ -64,6 +64,7 @@ def test_migrations_are_numbered_across_flows_and_keep_their_recorded_names() ->
         "0006_ecc_idocs",
         "0007_posting_numbers",
         "0008_posting_reason_class",
+        "0009_stock_transfers",
     ]  # 0001-0005: the names applied databases recorded before flows had packages of their own
     assert {m.component for m in found} == {"handlers"}
     assert {flow.package for flow in FLOWS} == {"handlers.stock", "handlers.dispatch"}

@@ -18,7 +18,7 @@ from handlers.ports.erp import (
     WarehouseMaster,
 )
 from handlers.stock import check_warehouses
-from handlers.stock.events import StockAdjusted
+from handlers.stock.events import StockAdjusted, StockTransferred
 from handlers.stock.handler import StockHandler, StockMappings
 from worker.groupcommit import GroupCommitWriter
 from worker.outcomes import Reject
@@ -65,7 +65,7 @@ ERP = MasterDataOnly(
         "LOT": item("LOT", manages_batches=True),
         "SER": item("SER", manages_serials=True),
     },
-    {"01"},
+    {"01", "02"},
 )
 
 
@@ -98,8 +98,8 @@ def validate(
 
 
 def test_a_valid_movement_maps_to_its_item_and_warehouse() -> None:
-    assert validate(adjusted("A0001")) == ("A0001", "01")
-    assert validate(adjusted("ABC-123"), skus={"ABC-123": "A0001"}) == ("A0001", "01")
+    assert validate(adjusted("A0001")) == ("A0001", "01", None)
+    assert validate(adjusted("ABC-123"), skus={"ABC-123": "A0001"}) == ("A0001", "01", None)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_with_plants_an_item_is_judged_by_its_view_in_the_warehouses_plant() -> 
         {"1000/0001", "2000/0001", "3000/0001", "4000/0001"},
     )
     locations = {f"LOC-{p}": f"{p}/0001" for p in ("1000", "2000", "3000", "4000")}
-    assert validate(adjusted("M1", "LOC-1000"), None, erp, locations) == ("M1", "1000/0001")
+    assert validate(adjusted("M1", "LOC-1000"), None, erp, locations) == ("M1", "1000/0001", None)
     frozen = validate(adjusted("M1", "LOC-2000"), None, erp, locations)
     assert isinstance(frozen, Reject)
     assert (frozen.kind, "frozen" in frozen.reason) == ("inactive_item", True)
@@ -164,8 +164,8 @@ def test_with_plants_an_item_is_judged_by_its_view_in_the_warehouses_plant() -> 
 
 
 def test_batch_and_serial_managed_items_pass_with_what_they_need() -> None:
-    assert validate(adjusted("LOT", batch_number="L-7")) == ("LOT", "01")
-    assert validate(adjusted("SER", serial_numbers=["S1", "S2"])) == ("SER", "01")
+    assert validate(adjusted("LOT", batch_number="L-7")) == ("LOT", "01", None)
+    assert validate(adjusted("SER", serial_numbers=["S1", "S2"])) == ("SER", "01", None)
 
 
 def test_master_data_is_cached_and_a_miss_is_retried_after_the_negative_ttl() -> None:
@@ -207,3 +207,40 @@ def test_start_up_reports_every_mapped_warehouse_the_erp_does_not_have(
         anyio.run(check_warehouses, MasterData(erp), {"LOC-01": "01", "LOC-07": "07"})
     errors = [(r.getMessage(), getattr(r, "warehouse", None)) for r in caplog.records]
     assert errors == [("mapped warehouse does not exist in the ERP", "07")]
+
+
+def transferred(sku: str, source: str, target: str, quantity: str = "2", **extra: Any) -> Any:
+    return StockTransferred(
+        event_id="trf-1", occurred_at=datetime.now(UTC), source="wms", source_ref="WMS-T1",
+        sku=sku, from_warehouse=source, to_warehouse=target, quantity=Decimal(quantity),
+        **extra,
+    )  # fmt: skip
+
+
+def test_a_transfer_is_validated_at_both_ends() -> None:
+    assert validate(transferred("A0001", "LOC-01", "LOC-02"), warehouses=TWO) == (
+        "A0001",
+        "01",
+        "02",
+    )
+    for event, kind, fragment in (
+        (transferred("A0001", "LOC-01", "LOC-77"), "unmapped_warehouse", "LOC-77"),
+        (transferred("A0001", "LOC-01", "LOC-09"), "unknown_warehouse", "'09'"),
+        (transferred("LOT", "LOC-01", "LOC-02"), "missing_batch", "batch-managed"),
+        (transferred("A0001", "LOC-01", "LOC-01B"), "invalid_transfer", "nothing moves"),
+    ):
+        verdict = validate(event, warehouses=TWO)
+        assert isinstance(verdict, Reject), event
+        assert verdict.kind == kind
+        assert fragment in verdict.reason
+
+
+def test_with_plants_a_transfer_needs_the_material_in_both_plants() -> None:
+    erp = PlantErp({"M1": item("M1", plants={"1000": item("M1")})}, {"1000/0001", "2000/0001"})
+    locations = {"A": "1000/0001", "B": "2000/0001"}
+    verdict = validate(transferred("M1", "A", "B"), None, erp, locations)
+    assert isinstance(verdict, Reject)
+    assert "not maintained in plant 2000" in verdict.reason
+
+
+TWO = {"LOC-01": "01", "LOC-01B": "01", "LOC-02": "02", "LOC-09": "09"}

@@ -49,8 +49,10 @@ from handlers.connectors.b1.errors import B1Unavailable as B1Unavailable
 
 log = logging.getLogger("skuflow.b1")
 
-DocumentKind = Literal["entry", "exit"]
-ENTITY_SETS: dict[DocumentKind, str] = {"entry": "InventoryGenEntries", "exit": "InventoryGenExits"}
+DocumentKind = Literal["entry", "exit", "transfer"]
+ENTITY_SETS: dict[DocumentKind, str] = {
+    "entry": "InventoryGenEntries", "exit": "InventoryGenExits", "transfer": "StockTransfers",
+}  # fmt: skip
 COMMENTS_MAX, JOURNAL_MEMO_MAX = 254, 50  # OIGN.Comments, OIGN.JrnlMemo (9.3); longer is refused
 #: Header fields that can carry the idempotency key, and how many characters B1 stores (OIGN/
 #: OIGE.Ref2 is NVARCHAR(11)); a user-defined field ``U_...`` holds what it was created with.
@@ -79,6 +81,8 @@ class StockLine(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal
     batches: tuple[BatchQuantity, ...] = ()
     serial_numbers: tuple[str, ...] = ()
+    #: A ``StockTransfers`` line's destination (``warehouse_code`` is then its source).
+    to_warehouse_code: str | None = None
 
     def __post_init__(self) -> None:
         if not self.quantity > 0:
@@ -320,7 +324,7 @@ class B1Client:
 
     async def post_document(self, kind: DocumentKind, document: StockDocument) -> PostedDocument:
         entity = ENTITY_SETS[kind]
-        codes, body = [line.item_code for line in document.lines], self._body(document)
+        codes, body = [line.item_code for line in document.lines], self._body(document, kind)
         async with self._write_slot():
             answer = await self._call(
                 "POST", f"/{entity}", body, operation=entity, write=True, codes=codes
@@ -342,11 +346,11 @@ class B1Client:
             log.error("B1 holds %d %s documents with key %s", len(found), entity, key)
         return min(found, key=lambda doc: doc.doc_entry) if found else None
 
-    def _body(self, document: StockDocument) -> bytes:
+    def _body(self, document: StockDocument, kind: DocumentKind = "entry") -> bytes:
         if len(document.key) > self._key_max:
             reason = f"{self.key_field} holds {self._key_max} characters"
             raise ValueError(f"key {document.key!r} does not fit: {reason}")
-        return _body(document, self.key_field)
+        return _body(document, self.key_field, transfer=kind == "transfer")
 
     def write_statistics(self) -> WriteStatistics:
         return WriteStatistics(self._limit, self._in_flight, self._peak)
@@ -450,14 +454,20 @@ def _decode(raw: bytes, kind: type[msgspec.Struct], operation: str) -> Any:
         raise B1Unavailable(reason, ambiguous=False, operation=operation) from None
 
 
-def _body(document: StockDocument, key_field: str) -> bytes:
+def _body(document: StockDocument, key_field: str, *, transfer: bool = False) -> bytes:
+    """A goods receipt / issue (``DocumentLines``), or a ``StockTransfer``
+    (``StockTransferLines``: ``FromWarehouseCode`` the source, ``WarehouseCode`` the
+    destination; the header's ``FromWarehouse``/``ToWarehouse`` are the first line's)."""
     lines = []
     for line in document.lines:
-        entry: dict[str, object] = {
-            "ItemCode": line.item_code,
-            "Quantity": line.quantity,
-            "WarehouseCode": line.warehouse_code,
-        }
+        entry: dict[str, object] = {"ItemCode": line.item_code, "Quantity": line.quantity}
+        if transfer:
+            if line.to_warehouse_code is None:
+                raise ValueError(f"{line.item_code}: a transfer line needs its destination")
+            entry["FromWarehouseCode"] = line.warehouse_code
+            entry["WarehouseCode"] = line.to_warehouse_code
+        else:
+            entry["WarehouseCode"] = line.warehouse_code
         if line.batches:
             entry["BatchNumbers"] = [
                 {"BatchNumber": b.batch_number, "Quantity": b.quantity} for b in line.batches
@@ -472,6 +482,11 @@ def _body(document: StockDocument, key_field: str) -> bytes:
         header["DocDate"] = document.doc_date.isoformat()
     if document.journal_memo:
         header["JournalMemo"] = document.journal_memo[:JOURNAL_MEMO_MAX]
+    if transfer:
+        first = document.lines[0]
+        header["FromWarehouse"] = first.warehouse_code
+        header["ToWarehouse"] = first.to_warehouse_code
+        return _ENCODE({**header, "StockTransferLines": lines})
     return _ENCODE({**header, "DocumentLines": lines})
 
 

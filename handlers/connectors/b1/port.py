@@ -71,6 +71,7 @@ class B1Erp:
                     (BatchQuantity(line.batch_number, line.quantity),) if line.batch_number else ()
                 ),
                 serial_numbers=line.serial_numbers,
+                to_warehouse_code=line.to_warehouse_code,
             )
             for line in document.lines
         )

@@ -111,6 +111,10 @@ class EccOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: a net decrease ("501/502"), then the GM code per movement type (T158G).
     movement_types: dict[str, str] = msgspec.field(default_factory=default_movement_types)
     gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
+    #: Transfers: between storage locations of a plant, between plants (one step).
+    transfer_types: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"sloc": "311", "plant": "301"}
+    )
     #: Material types with no stock (services, non-stock material).
     non_stock_types: frozenset[str] = frozenset({"DIEN", "NLAG"})
     #: How long ``post_document`` follows an IDoc before the posting waits and tries later.
@@ -209,7 +213,7 @@ class EccErp:
             raise ErpRejected("ECC", f"one document, one plant: {sorted(plants)}")
         plant = plants.pop()
         lines = [_matnr(line.item_code, index) for index, line in enumerate(document.lines)]
-        materials = sorted(set(lines))
+        materials = _places(document, lines)  # "<plant>/<material>": a transfer's both ends
         docnum, state = await self._claim(document.key, plant, materials)
         if state == "sending":  # an earlier send of this key whose answer was lost
             found = await self.find_document(document.kind, document.key)
@@ -262,15 +266,14 @@ class EccErp:
         IDoc of ``key`` still in flight or already posted. Refused (:class:`ErpLocked`) while
         another key's IDoc touching one of ``materials`` in ``plant`` is not final."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('skuflow-ecc:' || $1))", plant
-            )
+            for involved in sorted({m.split("/", 1)[0] for m in materials}):  # (no deadlock)
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('skuflow-ecc:' || $1))", involved
+                )
             open_rows = await conn.fetch(
                 """SELECT docnum, key, materials, state FROM skuflow_ecc_idocs
-                   WHERE plant = $1 AND state IN ('sending', 'stored')
-                     AND materials && $2::text[]
+                   WHERE state IN ('sending', 'stored') AND materials && $1::text[]
                    ORDER BY docnum""",
-                plant,
                 materials,
             )
             for row in open_rows:
@@ -285,8 +288,9 @@ class EccErp:
                 row = open_rows[0]
                 shared = sorted(set(row["materials"]) & set(materials))
                 raise ErpLocked(
-                    f"IDoc {row['docnum']} (posting {row['key']}) for {', '.join(shared[:3])} "
-                    f"in plant {plant} is not applied yet: this document waits for it"
+                    f"IDoc {row['docnum']} (posting {row['key']}) for "
+                    f"{', '.join(shared[:3])} (plant/material) is not applied yet: this "
+                    "document waits for it"
                 )
             docnum = await conn.fetchval(
                 "INSERT INTO skuflow_ecc_idocs (key, plant, materials) VALUES ($1, $2, $3) "
@@ -347,6 +351,8 @@ class EccErp:
         return name if name in self._options.movement_types else "*"
 
     def _movement(self, document: StockDocument, units: dict[str, str]) -> GoodsMovement:
+        if document.kind == "transfer":
+            return self._transfer(document, units)
         options = self._options
         pair = options.movement_types.get(document.reason_class or "*")
         if pair is None:
@@ -364,8 +370,7 @@ class EccErp:
             unit = units.get(_matnr(line.item_code, index))
             if unit is None:
                 raise ErpRejected("M3", f"material {line.item_code} does not exist", line=index)
-            sources = line.sources
-            text = sources[0] if len(sources) == 1 else f"{sources[0]} +{len(sources) - 1}"
+            text = _source_text(line.sources)
             items.append(
                 MovementItem(
                     material=line.item_code,
@@ -382,6 +387,48 @@ class EccErp:
         today = self._today()
         return GoodsMovement(
             key=document.key, gm_code=gm_code, posting_date=today, document_date=today,
+            items=tuple(items),
+        )  # fmt: skip
+
+    def _transfer(self, document: StockDocument, units: dict[str, str]) -> GoodsMovement:
+        """311 between storage locations of one plant, 301 between plants (one step), each
+        line naming where the stock goes (``MOVE_PLANT``/``MOVE_STLOC``)."""
+        options = self._options
+        items = []
+        codes = set()
+        for index, line in enumerate(document.lines):
+            if line.to_warehouse_code is None:
+                raise ErpRejected("ECC", "a transfer line needs its destination", line=index)
+            plant, sloc = split_warehouse(line.warehouse_code)
+            to_plant, to_sloc = split_warehouse(line.to_warehouse_code)
+            move_type = options.transfer_types["plant" if to_plant != plant else "sloc"]
+            gm_code = options.gm_codes.get(move_type)
+            if gm_code is None:
+                raise ErpAuthFailed(f"[ecc] has no GM code for movement type {move_type}")
+            codes.add(gm_code)
+            unit = units.get(_matnr(line.item_code, index))
+            if unit is None:
+                raise ErpRejected("M3", f"material {line.item_code} does not exist", line=index)
+            items.append(
+                MovementItem(
+                    material=line.item_code,
+                    plant=plant,
+                    storage_location=sloc,
+                    move_type=move_type,
+                    quantity=line.quantity,
+                    unit=unit,
+                    batch=line.batch_number,
+                    move_plant=to_plant if to_plant != plant else None,
+                    move_storage_location=to_sloc,
+                    serial_numbers=line.serial_numbers,
+                    text=_source_text(line.sources),
+                )
+            )
+        if len(codes) != 1:
+            raise ErpAuthFailed(f"[ecc] transfer movement types map to GM codes {sorted(codes)}")
+        today = self._today()
+        return GoodsMovement(
+            key=document.key, gm_code=codes.pop(), posting_date=today, document_date=today,
             items=tuple(items),
         )  # fmt: skip
 
@@ -530,6 +577,22 @@ def _fill(row: dict[str, str], variables: tuple[str, str, str, str]) -> str:
             break
         text = text.replace("&", value, 1)
     return text
+
+
+def _source_text(sources: tuple[str, ...]) -> str:
+    """ITEM_TEXT: the line's first source transaction, and how many more there are."""
+    return sources[0] if len(sources) == 1 else f"{sources[0]} +{len(sources) - 1}"
+
+
+def _places(document: StockDocument, materials: list[str]) -> list[str]:
+    """``<plant>/<material>`` of every place the document changes stock in (both ends of a
+    transfer): no second IDoc may touch one of them while this one is in flight."""
+    places = set()
+    for line, matnr in zip(document.lines, materials, strict=True):
+        places.add(f"{split_warehouse(line.warehouse_code)[0]}/{matnr}")
+        if line.to_warehouse_code is not None:
+            places.add(f"{split_warehouse(line.to_warehouse_code)[0]}/{matnr}")
+    return sorted(places)
 
 
 def _matnr(item_code: str, line: int) -> str:

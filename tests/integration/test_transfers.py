@@ -1,0 +1,89 @@
+"""Transfers in the poster, on a real PostgreSQL and the SAP ECC simulator: a transfer posts as
+one transfer in its source's window, and a later movement of its SKU at the destination waits
+for it — per-SKU order across the two warehouses a transfer touches."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import aiohttp
+import anyio
+import asyncpg
+import pytest
+
+from config.settings import Secret
+from devstack.sims.ecc.server import EccSimulator
+from handlers.connectors.ecc.client import EccClient
+from handlers.connectors.ecc.idoc import ControlRecord
+from handlers.connectors.ecc.port import EccErp, EccOptions
+from handlers.flows import migrations as domain_migrations
+from handlers.stock.posting import StockPoster
+from worker.backoff import Backoff
+from worker.store import create_pool, migrate, package_migrations
+
+pytestmark = pytest.mark.integration
+
+MAT = "4711"
+MATNR = MAT.zfill(18)
+SOURCE, TARGET = "1000/0001", "1000/0002"
+
+
+async def stage(
+    pool: asyncpg.Pool, event_id: str, warehouse: str, quantity: int, to: str | None = None
+) -> None:
+    await pool.execute(
+        """INSERT INTO skuflow_stock_lines (event_id, sku, location, item_code, warehouse_code,
+             quantity, reason, source, source_ref, occurred_at, topic, partition, "offset",
+             payload, to_warehouse_code)
+           VALUES ($1, $2, $3, $2, $3, $4, 'count', 'wms', $1, now(), 't', 0, 0, '\\x00', $5)""",
+        event_id, MAT, warehouse, Decimal(quantity), to,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+def test_a_movement_at_the_destination_waits_for_the_transfer_staged_before_it(
+    database_url: str,
+) -> None:
+    async def scenario() -> None:
+        sim = EccSimulator(sid="ECD", client="100", user="U", password="p", seed=1)
+        sim.add_partner("SKUFLOW", "SKUFLOWPRT")
+        sim.add_storage_location("1000", "0001")
+        sim.add_storage_location("1000", "0002")
+        sim.add_material(MATNR, ["1000"])
+        sim.set_stock(MATNR, "1000", "0001", 10)
+        sim.set_processing(tick_ms=5)
+        await sim.start()
+        pool = await create_pool(database_url)
+        try:
+            await migrate(pool, [*package_migrations("worker", "engine"), *domain_migrations()])
+            async with aiohttp.ClientSession() as session:
+                client = EccClient(sim.url, "100", "U", Secret("p"), session, timeout=5)
+                control = ControlRecord(
+                    client="100", sid="ECD", sender_port="SKUFLOWPRT", sender_partner="SKUFLOW"
+                )
+                options = EccOptions(poll_seconds=0.01, poll_max_seconds=0.05)
+                erp = EccErp(client, control, pool, options)
+                poster = StockPoster(pool, erp, backoff=Backoff(0.05, 0.2))
+                await stage(pool, "trf-1", SOURCE, 6, to=TARGET)  # 6 from 0001 to 0002
+                await stage(pool, "adj-2", TARGET, -6)  # then 6 issued at 0002
+                await stage(pool, "adj-3", TARGET, 2)  # and 2 received there
+                await poster.flush(TARGET)  # first: must not issue stock not moved yet
+                assert sim.history(MATNR, "1000", "0002") == []
+                await poster.flush(SOURCE)
+                await poster.flush(TARGET)
+                kinds = [
+                    (r["kind"], r["status"])
+                    for r in await pool.fetch("SELECT * FROM skuflow_postings ORDER BY id")
+                ]
+                exceptions = await pool.fetchval("SELECT count(*) FROM skuflow_exceptions")
+        finally:
+            await pool.close()
+            await sim.stop()
+        assert ("transfer", "posted") in kinds
+        assert exceptions == 0
+        # (the window at 0002 nets its -6 and +2: one issue of 4, after the transfer)
+        assert [int(h.delta) for h in sim.history(MATNR, "1000", "0002")] == [6, -4]
+        assert sim.stock(MATNR, "1000", "0001") == 4
+        assert sim.stock(MATNR, "1000", "0002") == 2
+
+    anyio.run(scenario)
