@@ -304,6 +304,10 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     movement_types: dict[str, str] = msgspec.field(default_factory=default_movement_types)
     #: Movement type → BAPI_GOODSMVT_CREATE GM code (T158G).
     gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
+    #: Transfers between storage locations of one plant ("sloc") and between plants ("plant").
+    transfer_types: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"sloc": "311", "plant": "301"}
+    )
     #: How long a posting follows its IDoc before it waits and follows it again later.
     application_wait_seconds: float = 120.0
     poll_seconds: float = 0.5
@@ -328,6 +332,13 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         _positive("ecc.poll_seconds", self.poll_seconds)
         _at_least("ecc.poll_max_seconds", self.poll_max_seconds, self.poll_seconds)
         _at_least("ecc.lookup_grace_seconds", self.lookup_grace_seconds, 0)
+        if set(self.transfer_types) != {"sloc", "plant"}:
+            raise msgspec.ValidationError('ecc.transfer_types needs exactly "sloc" and "plant"')
+        for move_type in self.transfer_types.values():
+            if move_type not in self.gm_codes:
+                raise msgspec.ValidationError(
+                    f"ecc.gm_codes has no GM code for movement type {move_type}"
+                )
         if "*" not in self.movement_types:
             raise msgspec.ValidationError('ecc.movement_types needs "*" (every other reason)')
         for reason, pair in self.movement_types.items():

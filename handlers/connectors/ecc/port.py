@@ -669,6 +669,7 @@ def ecc_erp_from_settings(
         application_wait_seconds=settings.application_wait_seconds,
         poll_seconds=settings.poll_seconds, poll_max_seconds=settings.poll_max_seconds,
         lookup_grace_seconds=settings.lookup_grace_seconds, lock_errors=settings.lock_errors,
+        transfer_types=dict(settings.transfer_types),
     )  # fmt: skip
     return EccErp(client, control, pool, options)
 
