@@ -105,15 +105,31 @@ async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
         line["movements"] = len(line["sources"])
     if posting["kind"] == "settled":
         posting["settled"] = by_line.get(None, [])
+    # With SAP ECC: the IDocs behind the posting (a bisected slice's key is "<key>.<line>").
+    idocs = await pool.fetch(
+        """SELECT docnum, key, state, receiver_docnum, status, mat_doc, mat_year, message,
+                  sent_at, updated_at
+           FROM skuflow_ecc_idocs WHERE key = $1 OR key LIKE $1 || '.%' ORDER BY docnum""",
+        posting["key"],
+    )
+    if idocs:
+        posting["idocs"] = [dict(idoc) for idoc in idocs]
     if args.json:
         print(json.dumps(posting, default=str))
         return 0
     print(f"posting {posting['id']} ({posting['key']}): {posting['kind']} in warehouse "
           f"{posting['warehouse_code']}, {posting['status']}, ERP document "
           f"{posting['doc_num'] or '-'}, {posting['movements']} movement(s)")  # fmt: skip
+    for idoc in posting.get("idocs", []):
+        document = f", material document {idoc['mat_doc']}/{idoc['mat_year']}" if idoc[
+            "mat_doc"] else ""  # fmt: skip
+        print(f"  IDoc {idoc['docnum']} (ECC {idoc['receiver_docnum'] or '-'}, "
+              f"status {idoc['status'] or '-'}): {idoc['state']}{document}"
+              f"{': ' + idoc['message'] if idoc['message'] else ''}")  # fmt: skip
     for index, line in enumerate(posting["lines"]):
         batch = f" batch {line['batch_number']}" if line.get("batch_number") else ""
-        print(f"  line {index}: {line['item_code']} x {line['quantity']}{batch}")
+        target = f" to {line['to_warehouse_code']}" if line.get("to_warehouse_code") else ""
+        print(f"  line {index}: {line['item_code']} x {line['quantity']}{batch}{target}")
         for src in line["sources"]:
             print(f"    {src['event_id']} ({src['source']} {src['source_ref']}): SKU {src['sku']} "
                   f"{src['quantity']} {src['reason']} [{src['state']}]")  # fmt: skip

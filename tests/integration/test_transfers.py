@@ -4,6 +4,7 @@ for it — per-SKU order across the two warehouses a transfer touches."""
 
 from __future__ import annotations
 
+import argparse
 from decimal import Decimal
 
 import aiohttp
@@ -18,6 +19,7 @@ from handlers.connectors.ecc.idoc import ControlRecord
 from handlers.connectors.ecc.port import EccErp, EccOptions
 from handlers.flows import migrations as domain_migrations
 from handlers.stock.posting import StockPoster
+from skuflow.postings_cli import postings_command
 from worker.backoff import Backoff
 from worker.store import create_pool, migrate, package_migrations
 
@@ -42,7 +44,7 @@ async def stage(
 
 @pytest.mark.timeout(60)
 def test_a_movement_at_the_destination_waits_for_the_transfer_staged_before_it(
-    database_url: str,
+    database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def scenario() -> None:
         sim = EccSimulator(sid="ECD", client="100", user="U", password="p", seed=1)
@@ -76,10 +78,18 @@ def test_a_movement_at_the_destination_waits_for_the_transfer_staged_before_it(
                     for r in await pool.fetch("SELECT * FROM skuflow_postings ORDER BY id")
                 ]
                 exceptions = await pool.fetchval("SELECT count(*) FROM skuflow_exceptions")
+                transfer_id = await pool.fetchval(
+                    "SELECT id FROM skuflow_postings WHERE kind = 'transfer'"
+                )
+                shown = argparse.Namespace(postings_command="show", id=transfer_id, json=False)
+                await postings_command(shown, pool)
         finally:
             await pool.close()
             await sim.stop()
         assert ("transfer", "posted") in kinds
+        printed = capsys.readouterr().out
+        assert "line 0: 4711 x 6 to 1000/0002" in printed
+        assert "status 53): posted, material document 49" in printed
         assert exceptions == 0
         # (the window at 0002 nets its -6 and +2: one issue of 4, after the transfer)
         assert [int(h.delta) for h in sim.history(MATNR, "1000", "0002")] == [6, -4]
