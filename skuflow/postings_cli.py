@@ -121,11 +121,13 @@ async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
           f"{posting['warehouse_code']}, {posting['status']}, ERP document "
           f"{posting['doc_num'] or '-'}, {posting['movements']} movement(s)")  # fmt: skip
     for idoc in posting.get("idocs", []):
-        document = f", material document {idoc['mat_doc']}/{idoc['mat_year']}" if idoc[
-            "mat_doc"] else ""  # fmt: skip
+        detail = []
+        if idoc["mat_doc"]:
+            detail.append(f"material document {idoc['mat_doc']}/{idoc['mat_year']}")
+        if idoc["message"] and not idoc["mat_doc"]:
+            detail.append(idoc["message"])
         print(f"  IDoc {idoc['docnum']} (ECC {idoc['receiver_docnum'] or '-'}, "
-              f"status {idoc['status'] or '-'}): {idoc['state']}{document}"
-              f"{': ' + idoc['message'] if idoc['message'] else ''}")  # fmt: skip
+              f"status {idoc['status'] or '-'}): {', '.join([idoc['state'], *detail])}")  # fmt: skip
     for index, line in enumerate(posting["lines"]):
         batch = f" batch {line['batch_number']}" if line.get("batch_number") else ""
         target = f" to {line['to_warehouse_code']}" if line.get("to_warehouse_code") else ""
