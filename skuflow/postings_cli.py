@@ -126,8 +126,9 @@ async def postings_command(args: argparse.Namespace, pool: asyncpg.Pool) -> int:
             detail.append(f"material document {idoc['mat_doc']}/{idoc['mat_year']}")
         if idoc["message"] and not idoc["mat_doc"]:
             detail.append(idoc["message"])
+        summary = ", ".join([idoc["state"], *detail])
         print(f"  IDoc {idoc['docnum']} (ECC {idoc['receiver_docnum'] or '-'}, "
-              f"status {idoc['status'] or '-'}): {', '.join([idoc['state'], *detail])}")  # fmt: skip
+              f"status {idoc['status'] or '-'}): {summary}")  # fmt: skip
     for index, line in enumerate(posting["lines"]):
         batch = f" batch {line['batch_number']}" if line.get("batch_number") else ""
         target = f" to {line['to_warehouse_code']}" if line.get("to_warehouse_code") else ""
