@@ -4,7 +4,10 @@ Startup is synchronous and printed step by step: the broker (Apache Kafka on the
 without one) and an embedded PostgreSQL under ``<cache>/dev/<pid>/``. In the event loop the
 Amazon SP-API simulator and the SAP B1 Service Layer simulator start first (``[spapi]`` and
 ``[b1]`` point at them: the real dispatch and stock handlers run; every SKU of the sample
-catalogue is an item in the warehouses ``01``..``03`` that ``LOC-01``..``LOC-03`` map to), then
+catalogue is an item in the warehouses ``01``..``03`` that ``LOC-01``..``LOC-03`` map to; with
+``--erp ecc`` the SAP ECC simulator instead, ``[erp] kind = "ecc"`` and ``[ecc]`` pointed at it,
+every SKU a material of plant ``1000`` in the storage locations ``1000/0001``..``1000/0003``,
+IDocs processed out of sequence), then
 one anyio task group runs the sample producer (it registers each order with the simulator
 before sending its dispatch), the :class:`~skuflow.app.Worker` and the view (a status line every
 5 s with ``--no-view``; both in :mod:`devstack.view`). The first Ctrl-C/SIGTERM (or
@@ -33,10 +36,18 @@ from aiokafka.errors import KafkaError
 from msgspec.structs import replace
 from rich.console import Console
 
-from config.settings import B1Settings, MappingsSettings, Secret, Settings, StockSettings
+from config.settings import (
+    B1Settings,
+    ErpSettings,
+    MappingsSettings,
+    Secret,
+    Settings,
+    StockSettings,
+)
 from devstack.kafka import KAFKA_VERSION, TANSU_LIMITS, KafkaBroker, TansuBroker, start_broker
 from devstack.postgres import EmbeddedPostgres, create_database
 from devstack.sims.b1.server import B1Simulator
+from devstack.sims.ecc.server import EccSimulator
 from devstack.sims.spapi.server import USAGE_PLANS, SpApiSimulator
 from devstack.traffic import (
     BATCH_LOTS,
@@ -45,6 +56,7 @@ from devstack.traffic import (
     SampleEvents,
     SampleOrder,
     TrafficStats,
+    opening_serial,
     produce_sample_traffic,
 )
 from devstack.view import (
@@ -69,11 +81,23 @@ _B1 = ("SBODEMO", "manager", "skuflow-dev-b1-password")  # the B1 simulator's co
 #: ERP warehouse per location; opening stock per warehouse (serials: per serial-managed item).
 _ERP_WAREHOUSES = {location: f"{n:02d}" for n, location in enumerate(WAREHOUSES, 1)}
 _OPENING, _OPENING_SERIALS, _DEV_WINDOW_SECONDS = 10_000, 2_000, 5.0
+#: ``--erp ecc``: the ECC simulator's system (SID, client, RFC user, password), skuflow's logical
+#: system and port as its WE20 partner profile knows them, the plant every location is a storage
+#: location of (``LOC-01`` → ``1000/0001``), and how it processes inbound IDocs: out of
+#: sequence, several at once, each a little later than it arrived — as ECC may.
+_ECC = ("ECD", "100", "SKUFLOW_RFC", "skuflow-dev-ecc-password")
+_ECC_PARTNER, _ECC_PORT, _ECC_PLANT = "SKUFLOW", "SKUFLOWPRT", "1000"
+_ECC_WAREHOUSES = {location: f"{_ECC_PLANT}/{n:04d}" for n, location in enumerate(WAREHOUSES, 1)}
+_ECC_PROCESSING: dict[str, object] = {"ordering": "parallel", "delay_ms": 150, "apply_ms": 20}
+Erp = B1Simulator | EccSimulator
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
     """The ``skuflow dev`` command; returns the exit status (0 after a clean stop)."""
     rate, skus, duration = float(args.rate), int(args.skus), args.duration
+    erp_kind = str(getattr(args, "erp", "b1"))
+    if erp_kind not in ("b1", "ecc"):
+        raise SkuflowError("--erp must be b1 or ecc")
     if not (rate > 0 and math.isfinite(rate)) or skus < 1:
         raise SkuflowError("--rate must be > 0 and --skus >= 1")
     if duration is not None and not duration > 0:
@@ -113,22 +137,29 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         async def main() -> int:
             step, (client_id, secret, token) = time.monotonic(), _LWA
             sim = SpApiSimulator(client_id=client_id, client_secret=secret, refresh_token=token)
-            company, user, password = _B1
-            b1 = B1Simulator(company, user, password)
+            erp = _erp_simulator(erp_kind)
             await sim.start()  # before the worker: its handlers call the simulators
             try:
                 say(f"  sp-api      {_took(step)}: Amazon SP-API simulator at {sim.endpoint}")
                 step = time.monotonic()
-                await b1.start()
-                app = _DevApp(dev, sim, b1, say, rate=rate, skus=skus, duration=duration)
-                say(f"  sap b1      {_took(step)}: Service Layer simulator at {b1.url}")
+                await erp.start()
+                app = _DevApp(dev, sim, erp, say, rate=rate, skus=skus, duration=duration)
+                if isinstance(erp, EccSimulator):
+                    say(
+                        f"  sap ecc     {_took(step)}: ECC simulator (IDoc-XML, SOAP-RFC) at "
+                        f"{erp.url}, {erp.logical_system}"
+                    )
+                    app.facts["erp"] = f"SAP ECC simulator at {erp.url}"
+                else:
+                    say(f"  sap b1      {_took(step)}: Service Layer simulator at {erp.url}")
+                    app.facts["erp"] = f"SAP B1 simulator at {erp.url}"
                 app.stats.throttle = throttle  # counts what the stderr log handler held back
-                app.facts = {**facts, "logs": logs, "amazon": f"simulator at {sim.endpoint}"}
-                app.facts["erp"] = f"SAP B1 simulator at {b1.url}"
+                app.facts.update(facts)
+                app.facts.update(logs=logs, amazon=f"simulator at {sim.endpoint}")
                 return await app.run(console if view else None, began)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await b1.stop()
+                    await erp.stop()
                     await sim.stop()
 
         options = {"use_uvloop": True} if install_uvloop() is not None else {}
@@ -157,26 +188,35 @@ class _DevApp:
         self,
         settings: Settings,
         sim: SpApiSimulator,
-        b1: B1Simulator,
+        erp: Erp,
         say: Say,
         *,
         rate: float,
         skus: int,
         duration: float | None,
     ) -> None:
-        self.settings, self.sim, self.say = _with_simulators(settings, sim, b1.url), sim, say
+        self.settings, self.sim, self.say = _with_simulators(settings, sim, erp), sim, say
+        self.warehouses = _ECC_WAREHOUSES if isinstance(erp, EccSimulator) else _ERP_WAREHOUSES
         self.rate, self.skus, self.duration = rate, skus, duration
         # Like a real seller's, the dispatches stay within the confirmShipment rate, with room
         self.plan = min(USAGE_PLANS["confirmShipment"][0], settings.spapi.rate_per_second)
         self.share = min(DISPATCH_SHARE, 0.75 * self.plan / rate)
         self.events = SampleEvents(
-            skus, run=os.urandom(3).hex(), dispatch_share=self.share, on_order=self._register
+            skus,
+            run=os.urandom(3).hex(),
+            dispatch_share=self.share,
+            on_order=self._register,
+            unique_serials=isinstance(erp, EccSimulator),  # ECC: a serial is unique per material
         )
-        _seed_erp(b1, self.events)
+        if isinstance(erp, EccSimulator):
+            _seed_ecc(erp, self.events)
+        else:
+            _seed_erp(erp, self.events)
         # Tracing as `skuflow run` has it: on when OTEL_* names an exporter or endpoint.
         self.worker = Worker(self.settings, tracer_provider=configure_tracing(VERSION))
         self.traffic = TrafficStats()
-        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim, b1)
+        b1, ecc = (None, erp) if isinstance(erp, EccSimulator) else (erp, None)
+        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim, b1, ecc)
         self.facts: dict[str, str] = {}
         self.state = "starting"
         self.view = False
@@ -192,7 +232,7 @@ class _DevApp:
         )
         self.say(
             f"  stock       windows of {self.settings.stock.window_seconds:g}s; "
-            f"{', '.join(f'{k}→{v}' for k, v in _ERP_WAREHOUSES.items())}; "
+            f"{', '.join(f'{k}→{v}' for k, v in self.warehouses.items())}; "
             f"{len(self.events.skus)} items, ~1% ghost stock (unknown SKU, LOC-99)"
         )
         topics, step = self.settings.topics, time.monotonic()
@@ -364,12 +404,58 @@ def _seed_erp(b1: B1Simulator, events: SampleEvents) -> None:
             b1.add_item(sku, stock=dict.fromkeys(codes, _OPENING))
 
 
-def _with_simulators(settings: Settings, sim: SpApiSimulator, b1_url: str) -> Settings:
-    """``settings`` with ``[spapi]`` and ``[b1]`` pointed at the simulators (the real handlers
-    run), the dev warehouse mapping, and 5 s stock windows unless ``stock.window_seconds`` is set.
+def _erp_simulator(kind: str) -> Erp:
+    """The SAP B1 Service Layer simulator, or (``--erp ecc``) the SAP ECC simulator with
+    skuflow's partner profile and out-of-sequence inbound processing."""
+    if kind != "ecc":
+        company, user, password = _B1
+        return B1Simulator(company, user, password)
+    sid, client, user, password = _ECC
+    ecc = EccSimulator(sid=sid, client=client, user=user, password=password)
+    ecc.add_partner(_ECC_PARTNER, _ECC_PORT)
+    ecc.set_processing(**_ECC_PROCESSING)
+    return ecc
+
+
+def _seed_ecc(ecc: EccSimulator, events: SampleEvents) -> None:
+    """Every catalogue SKU a material (internal format: numeric ones zero-padded to 18, others
+    upper case; base unit KG for the SKUs sold by weight) with plant data in the dev plant and
+    opening stock in every storage location: per lot for batch-managed ones, opening serials
+    ``<sku>-01S0``.. for serial-managed ones (the ones the traffic's exits take: a serial number
+    is unique per material in ECC, so the names differ per location)."""
+    places = {location: code.split("/")[1] for location, code in _ECC_WAREHOUSES.items()}
+    for lgort in places.values():
+        ecc.add_storage_location(_ECC_PLANT, lgort, f"skuflow dev {lgort}")
+    for sku in events.skus:
+        matnr = sku.zfill(18) if sku.isdigit() else sku.upper()
+        serial = sku in events.serial_skus
+        ecc.add_material(
+            matnr,
+            [_ECC_PLANT],
+            meins="KG" if sku in events.weight_skus else "EA",
+            batches=sku in events.batch_skus,
+            serial_profile="0001" if serial else "",
+        )
+        for location, lgort in places.items():
+            if sku in events.batch_skus:
+                for lot in BATCH_LOTS:
+                    ecc.set_stock(matnr, _ECC_PLANT, lgort, _OPENING // len(BATCH_LOTS), lot)
+            elif serial:
+                numbers = [opening_serial(sku, location, n, True) for n in range(_OPENING_SERIALS)]
+                ecc.add_serials(matnr, _ECC_PLANT, lgort, *numbers)
+            else:
+                ecc.set_stock(matnr, _ECC_PLANT, lgort, _OPENING)
+
+
+def _with_simulators(settings: Settings, sim: SpApiSimulator, erp: Erp) -> Settings:
+    """``settings`` with ``[spapi]`` and ``[b1]`` (``--erp ecc``: ``[erp] kind = "ecc"`` and
+    ``[ecc]``) pointed at the simulators (the real handlers run), the dev warehouse mapping, and
+    5 s stock windows unless ``stock.window_seconds`` is set.
     """
     company, user, password = _B1
-    b1 = B1Settings(url=b1_url, company=company, user=user, password=Secret(password))
+    b1 = settings.b1
+    if isinstance(erp, B1Simulator):
+        b1 = B1Settings(url=erp.url, company=company, user=user, password=Secret(password))
     window = settings.stock.window_seconds
     if window == StockSettings().window_seconds:
         window = _DEV_WINDOW_SECONDS
@@ -382,12 +468,41 @@ def _with_simulators(settings: Settings, sim: SpApiSimulator, b1_url: str) -> Se
         client_secret=Secret(secret),
         refresh_token=Secret(token),
     )
-    return replace(
+    dev = replace(
         settings,
         spapi=spapi,
         b1=b1,
         mappings=MappingsSettings(warehouses=_ERP_WAREHOUSES),
         stock=replace(settings.stock, window_seconds=window),
+    )
+    if isinstance(erp, B1Simulator):
+        return dev
+    sid, client, user, ecc_password = _ECC
+    ecc = replace(
+        settings.ecc,
+        url=erp.url,
+        client=client,
+        sid=sid,
+        user=user,
+        password=Secret(ecc_password),
+        verify_tls=False,
+        inbound="idoc_xml",
+        sender_port=_ECC_PORT,
+        sender_partner=_ECC_PARTNER,
+        receiver_port="",
+        receiver_partner="",
+        # a laptop's polling: the simulator applies an IDoc within ~0.2 s
+        poll_seconds=0.2,
+        poll_max_seconds=2.0,
+        timeout_seconds=10.0,
+        application_wait_seconds=60.0,
+        lookup_grace_seconds=10.0,
+    )
+    return replace(
+        dev,
+        erp=ErpSettings(kind="ecc"),
+        ecc=ecc,
+        mappings=MappingsSettings(warehouses=_ECC_WAREHOUSES),
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "SampleEvents",
     "SampleOrder",
     "TrafficStats",
+    "opening_serial",
     "produce_sample_traffic",
 ]
 
@@ -111,6 +112,13 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def opening_serial(sku: str, location: str, n: int, unique: bool = False) -> str:
+    """The ``n``-th opening serial of ``sku`` at ``location``: ``<sku>-S<n>`` (the same names at
+    every location, as the B1 simulator books them), or with ``unique`` ``<sku>-<location's last
+    two characters>S<n>`` (ECC: a serial number is unique per material, at most 18 characters)."""
+    return f"{sku}-{location[-2:]}S{n}" if unique else f"{sku}-S{n}"
+
+
 def _digits(rng: random.Random, count: int) -> str:
     return "".join(rng.choices(string.digits, k=count))
 
@@ -121,7 +129,9 @@ class SampleEvents:
     Popularity is Zipf-like, so a few SKUs are hot; ~5% of SKUs are batch-managed (``batch_skus``,
     lots from :data:`BATCH_LOTS`), ~3% are serial-managed (``serial_skus``: receipts bring new
     serials, exits take ``<sku>-S0``, ``<sku>-S1``, ... per location, the opening serials
-    ``skuflow dev`` books) and ~5% are sold by weight (decimal quantities as decimal strings).
+    ``skuflow dev`` books; with ``unique_serials`` ``<sku>-01S0``, ... unique per SKU, see
+    :func:`opening_serial`) and ~5% are sold by weight (``weight_skus``: decimal quantities as
+    decimal strings).
     ``dispatch_share`` of the events are dispatches; ``on_order`` sees the order of each one
     before :meth:`next` returns it.
     """
@@ -135,6 +145,7 @@ class SampleEvents:
         dispatch_share: float = DISPATCH_SHARE,
         on_order: OnOrder | None = None,
         ghost_share: float = GHOST_SHARE,
+        unique_serials: bool = False,
     ) -> None:
         if skus < 1:
             raise ValueError("skus must be >= 1")
@@ -142,6 +153,7 @@ class SampleEvents:
             raise ValueError("dispatch_share must be within [0, 0.99]")
         self._dispatch_share, self._on_order = dispatch_share, on_order
         self._ghost_share = ghost_share
+        self._unique_serials = unique_serials
         self._issued: Counter[tuple[str, str]] = Counter()  # opening serials taken per place
         self._rng = random.Random(seed)
         self._run = run
@@ -156,6 +168,7 @@ class SampleEvents:
         self.serial_skus = frozenset(self.skus[7::33])
         self.batch_skus = frozenset(self.skus[::20]) - self.serial_skus
         self._by_weight = set(self.skus[3::20])
+        self.weight_skus = frozenset(self._by_weight)  # decimal quantities (ERP unit KG)
 
     def _sku(self) -> str:
         point = self._rng.random() * self._cumulative[-1]
@@ -219,7 +232,7 @@ class SampleEvents:
         if quantity > 0:
             return f"SN{_digits(rng, 10)}"
         self._issued[sku, location] += 1
-        return f"{sku}-S{self._issued[sku, location] - 1}"
+        return opening_serial(sku, location, self._issued[sku, location] - 1, self._unique_serials)
 
     def _dispatch(self, now: datetime) -> tuple[SampleOrder, dict[str, Any]]:
         rng, n = self._rng, next(self._seq)

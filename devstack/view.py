@@ -3,7 +3,9 @@
 :class:`DevStats` gathers the numbers (engine counters, rates over the last ~5 s, consumer lag,
 exception records by kind, the dispatch flow: Amazon's answers as the SP-API simulator recorded
 them, the shipment ledger, parked events, deadline slack; the stock flow: staged lines by
-state, postings by status, documents at the SAP B1 simulator) and freezes them into a
+state, postings by status, documents at the SAP B1 simulator — or, with ``--erp ecc``, the
+IDocs at the SAP ECC simulator by status and the last few with their posting key) and freezes
+them into a
 :class:`Snapshot`. :func:`render` turns one
 into the rich panel (redrawn every 0.5 s by :func:`live_view`), :func:`status_line` into the
 ``--no-view`` line (printed every 5 s by :func:`status_lines`). With the panel on screen the
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from config.settings import Settings
 from devstack.sims.b1.server import B1Simulator
+from devstack.sims.ecc.server import EccSimulator
 from devstack.sims.spapi.server import SpApiSimulator
 from devstack.traffic import TrafficStats
 from skuflow.app import Worker
@@ -64,6 +67,10 @@ _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErr
 _STATUSES = ("confirmed", "sending", "retrying", "rejected")
 _LINE_STATES = ("staged", "batched", "posted", "settled", "rejected")
 _POSTING_STATUSES = ("pending", "posted", "settled", "failed")
+#: IDoc statuses the view counts: 64 waiting, 53 posted, 51 application error, 56 partner
+#: profile / syntax; any other (50, 62, 60, ...) is counted as "other".
+_IDOC_STATUSES = ("64", "53", "51", "56")
+_RECENT_IDOCS = 5
 
 
 @dataclass(slots=True)
@@ -86,7 +93,11 @@ class Stock:
 
     lines: dict[str, int] = field(default_factory=dict)
     postings: dict[str, int] = field(default_factory=dict)
-    documents: int = 0
+    documents: int = 0  # B1 documents, or ECC material documents
+    #: ``--erp ecc``: IDocs at the simulator per current status (None: B1), and the last few:
+    #: (ECC IDoc number, status, posting key).
+    idocs: dict[str, int] | None = None
+    recent: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +133,10 @@ class DevStats:
         throttle: Throttle | None,
         sim: SpApiSimulator | None = None,
         b1: B1Simulator | None = None,
+        ecc: EccSimulator | None = None,
     ) -> None:
         self.settings, self.worker, self.traffic = settings, worker, traffic
-        self.throttle, self.sim, self.b1 = throttle, sim, b1
+        self.throttle, self.sim, self.b1, self.ecc = throttle, sim, b1, ecc
         self.exceptions: dict[str, int] = {}
         self.dispatch, self.stock = Dispatch(), Stock()
         self.began = time.monotonic()
@@ -175,6 +187,7 @@ class DevStats:
             + f"ledger {_pairs(d.ledger, ' ') or 'empty'}; parked {d.parked}"
             + f"\n  stock: lines {_pairs(self.stock.lines, ' ') or 'none'}; postings "
             + f"{_pairs(self.stock.postings, ' ') or 'none'}; ERP documents {self.stock.documents}"
+            + (f"; IDocs {_idoc_pairs(self.stock, ' ')}" if self.stock.idocs is not None else "")
         )
 
     async def count_final(self) -> bool:
@@ -217,6 +230,8 @@ class DevStats:
         if self.b1 is not None:
             self.stock.documents = len(self.b1.documents)
             self.b1.requests.clear()
+        if self.ecc is not None:
+            self._count_idocs(self.ecc)
         if self.sim is None:
             return
         d, confirmations, requests = self.dispatch, self.sim.confirmations, self.sim.requests
@@ -227,6 +242,18 @@ class DevStats:
                 d.throttled += request.status == 429
         confirmations.clear()
         requests.clear()
+
+    def _count_idocs(self, ecc: EccSimulator) -> None:
+        """IDocs per status and the last few (the simulator keeps its IDocs: the connector
+        reads them back through EDIDC; its request records are dropped)."""
+        by_status = ecc.idocs_by_status()
+        self.stock.idocs = {status: len(numbers) for status, numbers in by_status.items()}
+        self.stock.documents = len(ecc.documents)
+        latest = sorted(ecc.idocs.values(), key=lambda i: i.sequence)[-_RECENT_IDOCS:]
+        self.stock.recent = tuple(
+            (i.docnum, i.status, i.arckey.rpartition("#")[0] or i.arckey) for i in reversed(latest)
+        )
+        ecc.requests.clear()
 
     def _numbers(self) -> tuple[int, int, int, int, int]:
         """Processed, buffered, in flight, paused and assigned partitions of both classes."""
@@ -271,6 +298,17 @@ def _pairs(counts: Mapping[str, int], sep: str = ",") -> str:
     return sep.join(f"{kind}={n}" for kind, n in sorted(counts.items()))
 
 
+def _idoc_counts(s: Stock) -> list[tuple[str, int]]:
+    """(status, IDocs) for 64/53/51/56, then "other" for every other status."""
+    idocs = s.idocs or {}
+    other = sum(n for status, n in idocs.items() if status not in _IDOC_STATUSES)
+    return [*((status, idocs.get(status, 0)) for status in _IDOC_STATUSES), ("other", other)]
+
+
+def _idoc_pairs(s: Stock, sep: str = ",") -> str:
+    return sep.join(f"{status}={n}" for status, n in _idoc_counts(s))
+
+
 # -- the view ------------------------------------------------------------------------------------
 
 
@@ -310,6 +348,8 @@ def status_line(snap: Snapshot) -> str:
         + ",".join(f"{k}={s.lines.get(k, 0)}" for k in _LINE_STATES)
         + f" postings {_pairs(s.postings) or '-'} erp_documents {s.documents}"
     )
+    if s.idocs is not None:
+        line += f" | ecc idocs {_idoc_pairs(s)}"
     if t.failed:
         line += f" send_failures {t.failed} ({t.last_error})"
     if snap.suppressed:
@@ -382,9 +422,24 @@ def _stock_rows(grid: Table, s: Stock, erp: str) -> None:
     lines = " · ".join(f"{k} {s.lines.get(k, 0):,}" for k in _LINE_STATES)
     grid.add_row("stock", f"lines     {lines}")
     postings = " · ".join(f"{k} {s.postings.get(k, 0):,}" for k in _POSTING_STATUSES)
-    grid.add_row(
-        "", f"postings  {postings}   ERP documents [green]{s.documents:,}[/]  [dim]{escape(erp)}[/]"
+    if s.idocs is None:
+        grid.add_row(
+            "",
+            f"postings  {postings}   ERP documents [green]{s.documents:,}[/]  "
+            f"[dim]{escape(erp)}[/]",
+        )
+        return
+    grid.add_row("", f"postings  {postings}   material documents [green]{s.documents:,}[/]")
+    styles = {"53": "green", "51": "red", "56": "red", "64": "yellow"}
+    counts = " · ".join(
+        f"[{styles[k]}]{k} {n:,}[/]" if k in styles and n else f"{k} {n:,}"
+        for k, n in _idoc_counts(s)
     )
+    grid.add_row("", f"idocs     {counts}   [dim]{escape(erp)}[/]")
+    for n, (docnum, status, key) in enumerate(s.recent):
+        label = "last idocs" if n == 0 else ""
+        style = styles.get(status, "white")
+        grid.add_row("", f"{label:<10}[dim]{docnum}[/] [{style}]{status}[/] {escape(key)}")
 
 
 # -- logging -------------------------------------------------------------------------------------

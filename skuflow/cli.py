@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-view", action="store_true", help="log instead of the live view")
     dev.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     dev.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    dev.add_argument(
+        "--erp",
+        choices=("b1", "ecc"),
+        default="b1",
+        help="the ERP simulator the stock flow posts to: SAP B1 (default) or SAP ECC (IDocs)",
+    )
 
     config = commands.add_parser("config", parents=[common], help="settings")
     config_commands = config.add_subparsers(dest="config_command", required=True)

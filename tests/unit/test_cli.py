@@ -113,6 +113,15 @@ def test_listing_options_become_a_page_and_a_cursor(
     assert postings.limit == 100
 
 
+def test_dev_posts_to_b1_unless_told_ecc(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _parser().parse_args(["dev"]).erp == "b1"
+    assert _parser().parse_args(["dev", "--erp", "ecc"]).erp == "ecc"
+    with pytest.raises(SystemExit) as exit_info:
+        _parser().parse_args(["dev", "--erp", "s4"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 's4'" in capsys.readouterr().err
+
+
 def _counts(shown: int, total: int, remaining: int, last_id: int | None) -> ListingCounts:
     return ListingCounts(shown=shown, total=total, remaining=remaining, last_id=last_id)
 
