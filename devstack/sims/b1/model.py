@@ -3,8 +3,9 @@
 Service Layer's error answers and :class:`SLError` to raise them, the master data
 (:class:`Item`, :class:`Warehouse`), the stock book (:class:`StockBook`: on hand per item and
 warehouse, batch quantities, serial numbers), the checks an ``InventoryGenEntries`` /
-``InventoryGenExits`` body must pass before it moves stock (:func:`check_document`), and the
-small OData subset the connector uses (``$filter`` of ``eq`` joined by ``and``, ``$select``).
+``InventoryGenExits`` / ``StockTransfers`` body must pass before it moves stock
+(:func:`check_document`, :func:`check_transfer`), and the small OData subset the connector uses
+(``$filter`` of ``eq`` joined by ``and``, ``$select``).
 
 Answers follow the OData v3 shape of ``/b1s/v1``: ``{"error": {"code": <int>, "message":
 {"lang": "en-us", "value": <text>}}}``. Codes and texts marked *verified* below were checked
@@ -26,17 +27,39 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 from aiohttp import web
 
-Kind = Literal["entry", "exit"]
+Kind = Literal["entry", "exit", "transfer"]
 Pair: TypeAlias = tuple[str, str]  # (item, warehouse)
 Triple: TypeAlias = tuple[str, str, str]  # (item, warehouse, batch)
-ENTITIES: dict[str, Kind] = {"InventoryGenEntries": "entry", "InventoryGenExits": "exit"}
-LINE_TABLE: dict[Kind, str] = {"entry": "IGN1", "exit": "IGE1"}
-DEFAULT_MEMO: dict[Kind, str] = {"entry": "Goods Receipt", "exit": "Goods Issue"}
+ENTITIES: dict[str, Kind] = {
+    "InventoryGenEntries": "entry",
+    "InventoryGenExits": "exit",
+    "StockTransfers": "transfer",
+}
+LINE_TABLE: dict[Kind, str] = {"entry": "IGN1", "exit": "IGE1", "transfer": "WTR1"}
+#: The JournalMemo B1 writes when none is given; the transfer's is [UNCONF] (modelled).
+DEFAULT_MEMO: dict[Kind, str] = {
+    "entry": "Goods Receipt",
+    "exit": "Goods Issue",
+    "transfer": "Inventory Transfer",
+}
+#: The collection property holding a document's lines.
+LINES: dict[Kind, str] = {
+    "entry": "DocumentLines",
+    "exit": "DocumentLines",
+    "transfer": "StockTransferLines",
+}
 #: Column lengths of the document header (ODOC structure: OIGN/OIGE), SAP Business One 9.3.
 FIELD_LENGTHS = {"Reference2": 11, "Comments": 254, "JournalMemo": 50}
 HEADER_FIELDS = frozenset({"DocDate", "DocDueDate", "TaxDate", "DocumentLines", *FIELD_LENGTHS})
 LINE_FIELDS = frozenset({"LineNum", "ItemCode", "Quantity", "WarehouseCode"})
 LINE_FIELDS |= {"BatchNumbers", "SerialNumbers"}
+#: ``StockTransfer`` (header OWTR, lines WTR1): the properties the simulator accepts. The header
+#: lengths are taken as ODOC's (OWTR has the same columns) [UNCONF]; ``UnitPrice`` (in SAP's
+#: reference example) is accepted and ignored, as the simulator keeps no valuation.
+TRANSFER_HEADER_FIELDS = frozenset({"DocDate", "DueDate", "TaxDate", *FIELD_LENGTHS})
+TRANSFER_HEADER_FIELDS |= {"FromWarehouse", "ToWarehouse", "StockTransferLines"}
+TRANSFER_LINE_FIELDS = frozenset({"LineNum", "ItemCode", "Quantity", "UnitPrice"})
+TRANSFER_LINE_FIELDS |= {"FromWarehouseCode", "WarehouseCode", "BatchNumbers", "SerialNumbers"}
 
 NOT_FOUND = (-2028, "No matching records found (ODBC -2028)")  # verified (404 on a key GET)
 INVALID_SESSION = (301, "Invalid session or session already timeout.")  # verified (401)
@@ -63,6 +86,8 @@ TOO_LONG = (  # verified text
     "CServiceData::SetPropertyValueString failed; Value too long in property '{name}' of '{entity}'"
 )
 BAD_PROPERTY = "Property '{name}' of '{entity}' is invalid"
+#: [UNCONF] modelled: B1's own text for a transfer into its source warehouse is not known.
+SAME_WAREHOUSE = "Source and target warehouses must differ  [{table}.WhsCode][line: {row}]"
 
 
 class SLError(Exception):
@@ -198,16 +223,22 @@ class Move:
 # --- document checks: the order B1 reports them in, line by line ---
 
 
-def check_header(body: Any, entity: str) -> list[Any]:
+def check_header(
+    body: Any,
+    entity: str,
+    type_name: str = "Document",
+    fields: frozenset[str] = HEADER_FIELDS,
+    lines_name: str = "DocumentLines",
+) -> list[Any]:
     if not isinstance(body, dict):
-        raise rejected("Invalid JSON body: a Document object is expected", -1000)
+        raise rejected(f"Invalid JSON body: a {type_name} object is expected", -1000)
     for name, value in body.items():
-        if name not in HEADER_FIELDS and not name.startswith("U_"):
-            raise rejected(BAD_PROPERTY.format(name=name, entity="Document"), -1000)
+        if name not in fields and not name.startswith("U_"):
+            raise rejected(BAD_PROPERTY.format(name=name, entity=type_name), -1000)
         limit = FIELD_LENGTHS.get(name)
         if limit is not None and isinstance(value, str) and len(value) > limit:
-            raise rejected(TOO_LONG.format(name=name, entity="Document"), -1000)
-    lines = body.get("DocumentLines")
+            raise rejected(TOO_LONG.format(name=name, entity=type_name), -1000)
+    lines = body.get(lines_name)
     if not isinstance(lines, list) or not lines:
         raise rejected(f"{entity}: the document must have at least one row", -5002)
     return lines
@@ -222,30 +253,19 @@ def check_document(
     book: StockBook,
 ) -> list[Move]:
     """Every line of ``body`` checked against master data and stock, or the first SLError."""
+    if kind == "transfer":
+        return check_transfer(body, entity, items, warehouses, book)
     table, sign = LINE_TABLE[kind], 1 if kind == "entry" else -1
     moves: list[Move] = []
     for index, line in enumerate(check_header(body, entity)):
         row = index + 1
-        if not isinstance(line, dict):
-            raise rejected("Invalid JSON body: a DocumentLine object is expected", -1000)
-        for name in line:
-            if name not in LINE_FIELDS and not name.startswith("U_"):
-                raise rejected(BAD_PROPERTY.format(name=name, entity="DocumentLine"), -1000)
+        _check_properties(line, LINE_FIELDS, "DocumentLine")
         item = items.get(str(line.get("ItemCode", "")))
         warehouse = warehouses.get(str(line.get("WarehouseCode", "")))
         if item is None or warehouse is None:
             raise SLError.of(400, NOT_FOUND)
         quantity = decimal(line.get("Quantity", 0))
-        if quantity <= 0:
-            raise rejected(f"Quantity must be positive  [{table}.Quantity][line: {row}]")
-        if not item.valid or item.frozen:
-            raise rejected(INACTIVE.format(item=item.code))
-        if not item.inventory:
-            raise rejected(NOT_INVENTORY.format(item=item.code, table=table, row=row))
-        batches = _batches(line) if item.batches else {}
-        serials = _serials(line, quantity) if item.serials else []
-        if item.batches and sum(batches.values(), Decimal(0)) != quantity:
-            raise SLError.of(400, NO_BATCH_SERIAL)
+        batches, serials = _check_item(item, line, quantity, table, row)
         if sign < 0:
             _check_exit(item, warehouse.code, batches, serials, row, book, moves)
         moves.append(Move(item.code, warehouse.code, quantity, sign, batches, serials))
@@ -256,6 +276,83 @@ def check_document(
             if needed[move.item, move.warehouse] > book.on_hand[move.item, move.warehouse]:
                 raise rejected(NEGATIVE.format(table=table, row=row))
     return moves
+
+
+def transfer_ends(body: dict[str, Any], line: dict[str, Any]) -> tuple[str, str]:
+    """A transfer line's (source, destination): the line's ``FromWarehouseCode`` /
+    ``WarehouseCode``, else the header's ``FromWarehouse`` / ``ToWarehouse`` [UNCONF: B1's client
+    copies the header warehouses into the rows as defaults; that Service Layer resolves an
+    omitted or a differing line value the same way is modelled, not confirmed]."""
+    source = line.get("FromWarehouseCode") or body.get("FromWarehouse") or ""
+    destination = line.get("WarehouseCode") or body.get("ToWarehouse") or ""
+    return str(source), str(destination)
+
+
+def check_transfer(
+    body: Any,
+    entity: str,
+    items: dict[str, Item],
+    warehouses: dict[str, Warehouse],
+    book: StockBook,
+) -> list[Move]:
+    """A ``StockTransfer`` checked line by line, or the first SLError: per line an exit at its
+    source (checked as an exit is: batches, serials, no negative stock, all lines together) and
+    an entry at its destination. Stock arriving by one line is not available to another line of
+    the same transfer [UNCONF]."""
+    table = LINE_TABLE["transfer"]
+    lines = check_header(body, entity, "StockTransfer", TRANSFER_HEADER_FIELDS, LINES["transfer"])
+    for name in ("FromWarehouse", "ToWarehouse"):  # a header warehouse named must exist
+        if name in body and str(body[name] or "") not in warehouses:
+            raise SLError.of(400, NOT_FOUND)
+    outgoing: list[tuple[int, Move]] = []
+    moves: list[Move] = []
+    for index, line in enumerate(lines):
+        row = index + 1
+        _check_properties(line, TRANSFER_LINE_FIELDS, "StockTransferLine")
+        source, destination = transfer_ends(body, line)
+        item = items.get(str(line.get("ItemCode", "")))
+        if item is None or source not in warehouses or destination not in warehouses:
+            raise SLError.of(400, NOT_FOUND)
+        if source == destination:
+            raise rejected(SAME_WAREHOUSE.format(table=table, row=row))
+        quantity = decimal(line.get("Quantity", 0))
+        batches, serials = _check_item(item, line, quantity, table, row)
+        earlier = [move for _, move in outgoing]
+        _check_exit(item, source, batches, serials, row, book, earlier)
+        out = Move(item.code, source, quantity, -1, batches, serials)
+        outgoing.append((row, out))
+        moves += [out, Move(item.code, destination, quantity, 1, batches, serials)]
+    needed: defaultdict[Pair, Decimal] = defaultdict(Decimal)
+    for row, move in outgoing:
+        needed[move.item, move.warehouse] += move.quantity
+        if needed[move.item, move.warehouse] > book.on_hand[move.item, move.warehouse]:
+            raise rejected(NEGATIVE.format(table=table, row=row))
+    return moves
+
+
+def _check_properties(line: Any, fields: frozenset[str], type_name: str) -> None:
+    if not isinstance(line, dict):
+        raise rejected(f"Invalid JSON body: a {type_name} object is expected", -1000)
+    for name in line:
+        if name not in fields and not name.startswith("U_"):
+            raise rejected(BAD_PROPERTY.format(name=name, entity=type_name), -1000)
+
+
+def _check_item(
+    item: Item, line: dict[str, Any], quantity: Decimal, table: str, row: int
+) -> tuple[dict[str, Decimal], list[str]]:
+    """The checks of a line's item and quantity; its batches and serials."""
+    if quantity <= 0:
+        raise rejected(f"Quantity must be positive  [{table}.Quantity][line: {row}]")
+    if not item.valid or item.frozen:
+        raise rejected(INACTIVE.format(item=item.code))
+    if not item.inventory:
+        raise rejected(NOT_INVENTORY.format(item=item.code, table=table, row=row))
+    batches = _batches(line) if item.batches else {}
+    serials = _serials(line, quantity) if item.serials else []
+    if item.batches and sum(batches.values(), Decimal(0)) != quantity:
+        raise SLError.of(400, NO_BATCH_SERIAL)
+    return batches, serials
 
 
 def _batches(line: dict[str, Any]) -> dict[str, Decimal]:
@@ -366,6 +463,8 @@ class SimDocument(msgspec.Struct, frozen=True):
 
 
 def document_json(number: int, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    if kind == "transfer":
+        return transfer_json(number, body)
     lines = [
         {
             "LineNum": index,
@@ -389,6 +488,40 @@ def document_json(number: int, kind: Kind, body: dict[str, Any]) -> dict[str, An
     }
 
 
+def transfer_json(number: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A ``StockTransfer`` as the simulator answers it: each line with its resolved warehouses;
+    the header's warehouses as given, else the first line's [UNCONF]; ``DocumentStatus``
+    ``bost_Close`` as for the other documents [UNCONF]."""
+    lines = []
+    for index, line in enumerate(body["StockTransferLines"]):
+        source, destination = transfer_ends(body, line)
+        lines.append(
+            {
+                "LineNum": index,
+                "ItemCode": line.get("ItemCode"),
+                "Quantity": decimal(line.get("Quantity")),  # as a number, as B1 answers
+                "FromWarehouseCode": source,
+                "WarehouseCode": destination,
+                "BatchNumbers": line.get("BatchNumbers") or [],
+                "SerialNumbers": line.get("SerialNumbers") or [],
+            }
+        )
+    return {
+        "DocEntry": number,
+        "DocNum": number,
+        "DocDate": str(body.get("DocDate") or date.today().isoformat())[:10],
+        "Reference1": str(number),
+        "Reference2": body.get("Reference2"),
+        "Comments": body.get("Comments"),
+        "JournalMemo": body.get("JournalMemo") or DEFAULT_MEMO["transfer"],
+        "FromWarehouse": body.get("FromWarehouse") or lines[0]["FromWarehouseCode"],
+        "ToWarehouse": body.get("ToWarehouse") or lines[0]["WarehouseCode"],
+        "DocumentStatus": "bost_Close",
+        "StockTransferLines": lines,
+        **{name: value for name, value in body.items() if name.startswith("U_")},
+    }
+
+
 def stock_rows(book: StockBook) -> list[dict[str, Any]]:
     return [
         {
@@ -404,7 +537,8 @@ def stock_rows(book: StockBook) -> list[dict[str, Any]]:
 
 
 def entity_kind(entity: str) -> str:
-    return {"Items": "Item", "Warehouses": "Warehouse"}.get(entity, "Document")
+    names = {"Items": "Item", "Warehouses": "Warehouse", "StockTransfers": "StockTransfer"}
+    return names.get(entity, "Document")
 
 
 def count(value: str) -> int:

@@ -4,11 +4,16 @@
 ``SessionTimeout`` and sets ``B1SESSION`` (``HttpOnly``, no path, as Service Layer sends it) and
 ``ROUTEID`` (``path=/b1s``, the load balancer's); ``POST /Logout`` answers 204. A session idles
 out after ``SessionTimeout`` minutes: then 401, code 301. ``Items`` (with
-``ItemWarehouseInfoCollection``), ``Warehouses``, ``InventoryGenEntries``/``InventoryGenExits``:
-GET by key (404, -2028), GET a collection (``$filter``, ``$select``, ``$top``, ``$skip``, pages
-of 20 with ``odata.nextLink``), POST → 201 with ``DocEntry``/``DocNum``. A posting moves stock
-only if every line passes :mod:`devstack.sims.b1.model`, else B1's error; one touching an item that
-another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039.
+``ItemWarehouseInfoCollection``), ``Warehouses``, ``InventoryGenEntries``/``InventoryGenExits``
+(lines in ``DocumentLines``) and ``StockTransfers`` (lines in ``StockTransferLines``, each moving
+its quantity, batches and serials from ``FromWarehouseCode`` to ``WarehouseCode``, defaulted from
+the header's ``FromWarehouse``/``ToWarehouse`` [UNCONF]): GET by key (404, -2028), GET a
+collection (``$filter``, ``$select``, ``$top``, ``$skip``, pages of 20 with ``odata.nextLink``),
+POST → 201 with ``DocEntry``/``DocNum`` (numbered per entity). A posting moves stock only if
+every line passes :mod:`devstack.sims.b1.model`, else B1's error; one touching an item that
+another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039. Every
+fault knob below applies to the three document entities alike; the items a posting holds and
+touches are those of its lines.
 
 Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serials``;
 ``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
@@ -339,7 +344,7 @@ class B1Simulator:
         entity = (request.match_info.route.name or "").split(".")[0]
         kind = model.ENTITIES[entity]
         body = model.decode_body(await request.read())
-        lines = body.get("DocumentLines") if isinstance(body, dict) else None
+        lines = body.get(model.LINES[kind]) if isinstance(body, dict) else None
         codes = {str(line.get("ItemCode")) for line in lines or [] if isinstance(line, dict)}
         faults, now = self._faults, time.monotonic()
         window = faults.conflict_window_ms / 1000
