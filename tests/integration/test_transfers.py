@@ -1,5 +1,5 @@
-"""Transfers in the poster, on a real PostgreSQL and the SAP ECC simulator: a transfer posts as
-one transfer in its source's window, and a later movement of its SKU at the destination waits
+"""Transfers in the poster, on a real PostgreSQL and the SAP ECC or B1 simulator: a transfer posts
+as one transfer in its source's window, and a later movement of its SKU at the destination waits
 for it — per-SKU order across the two warehouses a transfer touches."""
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import anyio
 import asyncpg
 import pytest
 
-from config.settings import Secret
+from config.settings import B1Settings, Secret
+from devstack.sims.b1.server import B1Simulator
 from devstack.sims.ecc.server import EccSimulator
+from handlers.connectors.b1.client import b1_client_from_settings
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
 from handlers.connectors.ecc.client import EccClient
 from handlers.connectors.ecc.idoc import ControlRecord
 from handlers.connectors.ecc.port import EccErp, EccOptions
@@ -95,5 +98,44 @@ def test_a_movement_at_the_destination_waits_for_the_transfer_staged_before_it(
         assert [int(h.delta) for h in sim.history(MATNR, "1000", "0002")] == [6, -4]
         assert sim.stock(MATNR, "1000", "0001") == 4
         assert sim.stock(MATNR, "1000", "0002") == 2
+
+    anyio.run(scenario)
+
+
+@pytest.mark.timeout(60)
+def test_with_b1_a_transfer_posts_as_one_stock_transfer_and_the_destination_waits(
+    database_url: str,
+) -> None:
+    async def scenario() -> None:
+        sim = B1Simulator(password="b1-secret")
+        await sim.start()
+        for code in ("01", "02"):
+            sim.add_warehouse(code)
+        sim.set_faults(conflict_window_ms=0)  # (its default refuses an item touched just now)
+        sim.add_item(MAT, stock={"01": 10})
+        pool = await create_pool(database_url)
+        try:
+            await migrate(pool, [*package_migrations("worker", "engine"), *domain_migrations()])
+            async with aiohttp.ClientSession() as session:
+                settings = B1Settings(url=sim.url, password=Secret("b1-secret"))
+                erp = B1Erp(b1_client_from_settings(settings, session, key_field=KEY_FIELD))
+                poster = StockPoster(pool, erp, backoff=Backoff(0.05, 0.2))
+                await stage(pool, "trf-1", "01", 6, to="02")
+                await stage(pool, "adj-2", "02", -6)
+                await poster.flush("02")  # the issue at 02 waits for the transfer
+                assert sim.stock(MAT, "02") == 0
+                await poster.flush("01")
+                await poster.flush("02")
+                exceptions = await pool.fetchval("SELECT count(*) FROM skuflow_exceptions")
+        finally:
+            await pool.close()
+            await sim.stop()
+        assert exceptions == 0
+        entities = [doc.entity for doc in sim.documents]
+        assert entities == ["StockTransfers", "InventoryGenExits"]
+        (transfer,) = [doc for doc in sim.documents if doc.entity == "StockTransfers"]
+        (line,) = transfer.body["StockTransferLines"]
+        assert (line["FromWarehouseCode"], line["WarehouseCode"]) == ("01", "02")
+        assert (sim.stock(MAT, "01"), sim.stock(MAT, "02")) == (Decimal(4), Decimal(0))
 
     anyio.run(scenario)
