@@ -46,6 +46,7 @@ from handlers.connectors.b1.errors import B1Error as B1Error
 from handlers.connectors.b1.errors import B1Locked as B1Locked
 from handlers.connectors.b1.errors import B1Rejected as B1Rejected
 from handlers.connectors.b1.errors import B1Unavailable as B1Unavailable
+from handlers.connectors.http import exchange
 
 log = logging.getLogger("skuflow.b1")
 
@@ -427,18 +428,13 @@ class B1Client:
             ssl=self._ssl,
             allow_redirects=False,
         )
-        try:
-            async with asyncio.timeout(self._timeout), request as response:
-                return _Answer(response.status, await response.read(), response.cookies)
-        except TimeoutError:
-            reason = f"no response within {self._timeout:g}s"
-            raise B1Unavailable(reason, ambiguous=write, operation=operation) from None
-        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
-            reason = f"cannot connect ({type(exc).__name__})"
-            raise B1Unavailable(reason, ambiguous=False, operation=operation) from None
-        except aiohttp.ClientError as exc:
-            reason = f"connection failed mid-request ({type(exc).__name__})"
-            raise B1Unavailable(reason, ambiguous=write, operation=operation) from None
+        answer = await exchange(
+            request, self._timeout, write=write,
+            unavailable=lambda reason, ambiguous: B1Unavailable(
+                reason, ambiguous=ambiguous, operation=operation
+            ),
+        )  # fmt: skip
+        return _Answer(answer.status, answer.body, answer.cookies)
 
 
 def _literal(value: str) -> str:

@@ -23,7 +23,6 @@ answers are redacted before they reach a message.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Sequence
 
@@ -33,6 +32,7 @@ from yarl import URL
 from config.redaction import redact_secrets
 from config.settings import Secret
 from handlers.connectors.ecc.rfc import RfcError, RfcException, parse_read_table, read_table_request
+from handlers.connectors.http import exchange
 from worker.errors import SkuflowError
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -181,18 +181,13 @@ class EccClient:
         request = self._session.post(
             url, data=body, headers=headers, ssl=self._ssl, allow_redirects=False
         )
-        try:
-            async with asyncio.timeout(self._timeout), request as response:
-                return response.status, await response.read()
-        except TimeoutError:
-            reason = f"no response within {self._timeout:g}s"
-            raise EccUnavailable(reason, ambiguous=write, operation=operation) from None
-        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
-            reason = f"cannot connect ({type(exc).__name__})"
-            raise EccUnavailable(reason, ambiguous=False, operation=operation) from None
-        except aiohttp.ClientError as exc:
-            reason = f"connection failed mid-request ({type(exc).__name__})"
-            raise EccUnavailable(reason, ambiguous=write, operation=operation) from None
+        answer = await exchange(
+            request, self._timeout, write=write,
+            unavailable=lambda reason, ambiguous: EccUnavailable(
+                reason, ambiguous=ambiguous, operation=operation
+            ),
+        )  # fmt: skip
+        return answer.status, answer.body
 
 
 def _soap_wrap(idoc_xml: bytes) -> bytes:

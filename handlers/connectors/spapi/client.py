@@ -50,6 +50,7 @@ from opentelemetry import trace
 
 from config.settings import Secret, SpApiSettings
 from handlers.common.telemetry import DomainTelemetry
+from handlers.connectors.http import exchange
 from handlers.connectors.ratelimit import TokenBucket
 from handlers.connectors.shared_bucket import SharedTokenBucket, bucket_name
 from handlers.connectors.spapi.lwa import LwaTokenProvider as LwaTokenProvider
@@ -315,18 +316,12 @@ class SpApiClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
         request = self._session.request(method, self._endpoint + path, data=body, headers=headers)
-        try:
-            async with asyncio.timeout(self._timeout), request as response:
-                status, answer, raw = response.status, response.headers, await response.read()
-        except TimeoutError:
-            reason = f"no response within {self._timeout:g}s"
-            raise SpApiUnavailable(reason, ambiguous=True, operation=operation) from None
-        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
-            reason = f"cannot connect ({type(exc).__name__})"
-            raise SpApiUnavailable(reason, ambiguous=False, operation=operation) from None
-        except aiohttp.ClientError as exc:
-            reason = f"connection failed mid-request ({type(exc).__name__})"
-            raise SpApiUnavailable(reason, ambiguous=True, operation=operation) from None
+        status, raw, answer, _ = await exchange(
+            request, self._timeout, write=True,  # (every call may have been applied)
+            unavailable=lambda reason, ambiguous: SpApiUnavailable(
+                reason, ambiguous=ambiguous, operation=operation
+            ),
+        )  # fmt: skip
         limit = _positive_float(answer.get("x-amzn-RateLimit-Limit"))
         if limit is not None:
             self.rate_limits[operation] = limit
