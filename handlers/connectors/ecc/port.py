@@ -351,61 +351,22 @@ class EccErp:
         return name if name in self._options.movement_types else "*"
 
     def _movement(self, document: StockDocument, units: dict[str, str]) -> GoodsMovement:
-        if document.kind == "transfer":
-            return self._transfer(document, units)
+        """The goods movement of a document: a receipt or issue with the movement type of its
+        reason class and direction, or a transfer — 311 between storage locations of one
+        plant, 301 between plants (one step), each line naming where the stock goes."""
         options = self._options
-        pair = options.movement_types.get(document.reason_class or "*")
-        if pair is None:
-            pair = options.movement_types.get("*")
-        if pair is None or "/" not in pair:
-            raise ErpAuthFailed(f"[ecc] movement_types has no pair for {document.reason_class!r}")
-        increase, decrease = pair.split("/", 1)
-        move_type = increase if document.kind == "entry" else decrease
-        gm_code = options.gm_codes.get(move_type)
-        if gm_code is None:
-            raise ErpAuthFailed(f"[ecc] has no GM code for movement type {move_type}")
         items = []
         for index, line in enumerate(document.lines):
             plant, sloc = split_warehouse(line.warehouse_code)
-            unit = units.get(_matnr(line.item_code, index))
-            if unit is None:
-                raise ErpRejected("M3", f"material {line.item_code} does not exist", line=index)
-            text = _source_text(line.sources)
-            items.append(
-                MovementItem(
-                    material=line.item_code,
-                    plant=plant,
-                    storage_location=sloc,
-                    move_type=move_type,
-                    quantity=line.quantity,
-                    unit=unit,
-                    batch=line.batch_number,
-                    serial_numbers=line.serial_numbers,
-                    text=text,
-                )
-            )
-        today = self._today()
-        return GoodsMovement(
-            key=document.key, gm_code=gm_code, posting_date=today, document_date=today,
-            items=tuple(items),
-        )  # fmt: skip
-
-    def _transfer(self, document: StockDocument, units: dict[str, str]) -> GoodsMovement:
-        """311 between storage locations of one plant, 301 between plants (one step), each
-        line naming where the stock goes (``MOVE_PLANT``/``MOVE_STLOC``)."""
-        options = self._options
-        items = []
-        codes = set()
-        for index, line in enumerate(document.lines):
-            if line.to_warehouse_code is None:
-                raise ErpRejected("ECC", "a transfer line needs its destination", line=index)
-            plant, sloc = split_warehouse(line.warehouse_code)
-            to_plant, to_sloc = split_warehouse(line.to_warehouse_code)
-            move_type = options.transfer_types["plant" if to_plant != plant else "sloc"]
-            gm_code = options.gm_codes.get(move_type)
-            if gm_code is None:
-                raise ErpAuthFailed(f"[ecc] has no GM code for movement type {move_type}")
-            codes.add(gm_code)
+            to_plant: str | None = None
+            to_sloc: str | None = None
+            if document.kind == "transfer":
+                if line.to_warehouse_code is None:
+                    raise ErpRejected("ECC", "a transfer line needs its destination", line=index)
+                to_plant, to_sloc = split_warehouse(line.to_warehouse_code)
+                move_type = options.transfer_types["plant" if to_plant != plant else "sloc"]
+            else:
+                move_type = self._move_type(document)
             unit = units.get(_matnr(line.item_code, index))
             if unit is None:
                 raise ErpRejected("M3", f"material {line.item_code} does not exist", line=index)
@@ -424,13 +385,24 @@ class EccErp:
                     text=_source_text(line.sources),
                 )
             )
-        if len(codes) != 1:
-            raise ErpAuthFailed(f"[ecc] transfer movement types map to GM codes {sorted(codes)}")
+        codes = {options.gm_codes.get(item.move_type) for item in items}
+        if None in codes or len(codes) != 1:
+            types = sorted({item.move_type for item in items})
+            raise ErpAuthFailed(f"[ecc] gm_codes give movement types {types} no single GM code")
         today = self._today()
         return GoodsMovement(
-            key=document.key, gm_code=codes.pop(), posting_date=today, document_date=today,
-            items=tuple(items),
+            key=document.key, gm_code=str(codes.pop()), posting_date=today,
+            document_date=today, items=tuple(items),
         )  # fmt: skip
+
+    def _move_type(self, document: StockDocument) -> str:
+        """The movement type of a receipt (``entry``) or issue (``exit``) of its reason class."""
+        types = self._options.movement_types
+        pair = types.get(document.reason_class or "*") or types.get("*")
+        if pair is None or "/" not in pair:
+            raise ErpAuthFailed(f"[ecc] movement_types has no pair for {document.reason_class!r}")
+        increase, decrease = pair.split("/", 1)
+        return increase if document.kind == "entry" else decrease
 
     async def _follow(self, docnum: int, key: str, lines: list[str]) -> PostedDocument:
         """Wait for ECC to apply the IDoc (see the module for each outcome)."""
