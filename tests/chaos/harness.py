@@ -46,6 +46,7 @@ import msgspec
 
 from devstack.postgres import run_sync
 from devstack.sims.b1.server import B1Simulator
+from devstack.sims.ecc.server import EccSimulator
 from devstack.sims.spapi.server import SpApiSimulator
 from handlers.stock.events import StockAdjusted
 from tests.chaos.report import ChaosReport, ChaosRow
@@ -57,8 +58,13 @@ ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".cache" / "test-logs" / "chaos"
 
 WAREHOUSES = {"LOC-01": "01", "LOC-02": "02"}
+#: With SAP ECC the same warehouses are storage locations of plant 1000.
+ECC_PLANT = "1000"
+ECC_WAREHOUSES = {location: f"{ECC_PLANT}/00{code}" for location, code in WAREHOUSES.items()}
 OPENING = 100_000
 B1_PASSWORD = "chaos-b1-secret"
+ECC_SID, ECC_CLIENT, ECC_USER, ECC_PASSWORD = "ECD", "100", "SKUFLOW", "chaos-ecc-secret"
+ECC_PARTNER, ECC_PORT = "SKUFLOW", "SKUFLOWPRT"
 CLIENT_ID, CLIENT_SECRET, REFRESH = "amzn1.application-oa2-client.chaos", "chaos-secret", "Atzr|c"
 ALERT_KINDS = ("deadline_at_risk", "deadline_missed")
 
@@ -83,13 +89,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: f
 
 
 class Simulators:
-    """B1 and SP-API simulators served from a background event loop of the test process."""
+    """The ERP (SAP B1 or SAP ECC) and SP-API simulators, served from a background event loop
+    of the test process."""
 
-    def __init__(self, items: list[str], *, b1_faults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, items: list[str], *, b1_faults: dict[str, Any] | None = None, erp: str = "b1"
+    ) -> None:
         self.items = items
+        self.erp = erp
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.b1 = B1Simulator(password=B1_PASSWORD, seed=7)
+        self.ecc = EccSimulator(
+            sid=ECC_SID, client=ECC_CLIENT, user=ECC_USER, password=ECC_PASSWORD, seed=7
+        )
         self.spapi = SpApiSimulator(
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH, seed=7
         )
@@ -102,8 +115,21 @@ class Simulators:
         self._thread.start()
 
         async def setup() -> None:
-            await self.b1.start()
             await self.spapi.start()
+            if self.erp == "ecc":
+                await self.ecc.start()
+                ecc = self.ecc
+                ecc.add_partner(ECC_PARTNER, ECC_PORT)
+                for code in WAREHOUSES.values():
+                    ecc.add_storage_location(ECC_PLANT, f"00{code}")
+                for item in self.items:
+                    ecc.add_material(item, [ECC_PLANT])
+                    for code in WAREHOUSES.values():
+                        ecc.set_stock(item, ECC_PLANT, f"00{code}", OPENING)
+                # Out of sequence, as ECC's inbound processing may run.
+                ecc.set_processing(ordering="random", delay_ms=20, tick_ms=10)
+                return
+            await self.b1.start()
             self.b1.set_faults(**self._b1_faults)
             for item in self.items:
                 self.b1.add_item(item, stock={code: OPENING for code in WAREHOUSES.values()})
@@ -112,7 +138,7 @@ class Simulators:
 
     def stop(self) -> None:
         async def teardown() -> None:
-            await self.b1.stop()
+            await (self.ecc if self.erp == "ecc" else self.b1).stop()
             await self.spapi.stop()
 
         self._call(teardown())
@@ -148,6 +174,48 @@ class Simulators:
 
     def b1_requests(self) -> list[dict[str, Any]]:
         return list(_get_json(f"{self.b1_base}/_sim/requests"))
+
+    # -- the ERP, whichever it is ---------------------------------------------------------------
+    @property
+    def warehouses(self) -> dict[str, str]:
+        """Location → ERP warehouse code, as ``[mappings.warehouses]`` has it."""
+        return ECC_WAREHOUSES if self.erp == "ecc" else WAREHOUSES
+
+    def erp_stock(self) -> dict[tuple[str, str], Decimal]:
+        """(item, B1-style warehouse code) → stock, for either ERP."""
+        if self.erp != "ecc":
+            return self.b1_stock()
+
+        async def read() -> dict[tuple[str, str], Decimal]:
+            return {
+                (item, code): self.ecc.stock(item, ECC_PLANT, f"00{code}")
+                for item in self.items
+                for code in WAREHOUSES.values()
+            }
+
+        return self._call(read())
+
+    def erp_document_keys(self) -> list[str]:
+        """The posting key of every ERP document (B1 JournalMemo, ECC MKPF-XBLNR)."""
+        if self.erp != "ecc":
+            return self.b1_document_keys()
+
+        async def read() -> list[str]:
+            return [document.xblnr for document in self.ecc.documents]
+
+        return self._call(read())
+
+    def ecc_faults(self, **faults: Any) -> None:
+        async def change() -> None:
+            self.ecc.set_faults(**faults)
+
+        self._call(change())
+
+    def ecc_counters(self) -> dict[str, int]:
+        async def read() -> dict[str, int]:
+            return dict(self.ecc.counters)
+
+        return self._call(read())
 
     def confirmations(self) -> list[dict[str, Any]]:
         return list(_get_json(f"{self.spapi.endpoint}/_sim/confirmations"))
@@ -205,7 +273,7 @@ def write_config(
             "dispatch": f"{unique}.dispatch",
             "dead_letter": f"{unique}.dlq",
         },
-        "b1": {"url": sims.b1.url, "password": B1_PASSWORD, "timeout_seconds": b1_timeout},
+        "erp": {"kind": sims.erp},
         "spapi": {
             "endpoint": sims.spapi.endpoint,
             "lwa_endpoint": sims.spapi.lwa_endpoint,
@@ -220,13 +288,29 @@ def write_config(
         "log": {"format": "console", "level": "INFO"},
         "engine": engine,
     }
+    if sims.erp == "b1":
+        sections["b1"] = {
+            "url": sims.b1.url,
+            "password": B1_PASSWORD,
+            "timeout_seconds": b1_timeout,
+        }
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
         lines.append("")
+    if sims.erp == "ecc":
+        ecc = {
+            "url": sims.ecc.url, "client": ECC_CLIENT, "sid": ECC_SID, "user": ECC_USER,
+            "password": ECC_PASSWORD, "sender_port": ECC_PORT, "sender_partner": ECC_PARTNER,
+            "timeout_seconds": b1_timeout, "poll_seconds": 0.05, "poll_max_seconds": 0.5,
+            "application_wait_seconds": 20.0, "lookup_grace_seconds": 2 * b1_timeout,
+        }  # fmt: skip
+        lines.append("[ecc]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in ecc.items()]
+        lines.append("")
     lines.append("[mappings.warehouses]")
-    lines += [f'"{location}" = "{code}"' for location, code in WAREHOUSES.items()]
+    lines += [f'"{location}" = "{code}"' for location, code in sims.warehouses.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -485,7 +569,7 @@ async def _exception_rows(database_url: str) -> list[asyncpg.Record]:
 
 
 def check(ledger: Ledger, sims: Simulators, database_url: str) -> Verdict:
-    stock = sims.b1_stock()
+    stock = sims.erp_stock()
     wrong = []
     for item in ledger.items:
         for code in WAREHOUSES.values():
@@ -493,7 +577,7 @@ def check(ledger: Ledger, sims: Simulators, database_url: str) -> Verdict:
             have = stock.get((item, code), Decimal(0))
             if want != have:
                 wrong.append((item, code, want, have))
-    keys = Counter(sims.b1_document_keys())
+    keys = Counter(sims.erp_document_keys())
     shipments: Counter[str] = Counter()
     edits = 0
     for confirmation in sims.confirmations():
@@ -544,12 +628,13 @@ class ChaosRun:
         engine: dict[str, Any] | None = None,
         worker_bootstrap: str | None = None,
         spapi_rate: float = 20.0,
+        erp: str = "b1",
     ) -> None:
         self.bootstrap = bootstrap
         self.database_url = database_url
         self.unique = unique
         self.items = [f"CH{i:04d}" for i in range(items)]
-        self.sims = Simulators(self.items, b1_faults=b1_faults)
+        self.sims = Simulators(self.items, b1_faults=b1_faults, erp=erp)
         self.ledger = Ledger(self.items, seed=seed)
         self.topics = (f"{unique}.stock", f"{unique}.dispatch", f"{unique}.dlq")
         self.workers: list[WorkerProcess] = []

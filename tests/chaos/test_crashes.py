@@ -26,6 +26,8 @@ from tests.chaos.report import ChaosReport
 
 CreateTopics = Callable[..., None]
 KINDS = ("erp-post", "random", "confirm", "rebalance")
+#: With SAP ECC also: killed right after ECC stored an IDoc, before its application is followed.
+ECC_KINDS = ("idoc-send", *KINDS)
 
 
 def _self_kill(worker: WorkerProcess, hook: str) -> None:
@@ -49,9 +51,13 @@ def crashes(
     rounds: int,
     batch: int,
     scenario: str,
+    erp: str = "b1",
 ) -> None:
     rng = random.Random(3)
-    with ChaosRun(bootstrap=kafka_bootstrap, database_url=database_url, unique=unique) as run:
+    kinds = ECC_KINDS if erp == "ecc" else KINDS
+    with ChaosRun(
+        bootstrap=kafka_bootstrap, database_url=database_url, unique=unique, erp=erp
+    ) as run:
         create_topics(*run.topics)
         first, second = run.worker("a"), run.worker("b")
         first.start().wait_ready()
@@ -59,8 +65,11 @@ def crashes(
         for round_no in range(rounds):
             run.produce_stock(batch)
             run.produce_dispatches(max(2, batch // 40))
-            kind = KINDS[round_no % len(KINDS)]
-            if kind == "random":
+            kind = kinds[round_no % len(kinds)]
+            if kind == "idoc-send":
+                _self_kill(first, "SKUFLOW_CHAOS_KILL_AFTER_IDOC_SENDS")
+                kills.append(kind)
+            elif kind == "random":
                 time.sleep(rng.uniform(0.5, 3.0))
                 first.kill()
                 kills.append(kind)
@@ -84,7 +93,7 @@ def crashes(
             first.wait_ready(90)
         faults = (
             f"{len(kills)} SIGKILLs ("
-            + ", ".join(f"{kills.count(kind)} {kind}" for kind in KINDS)
+            + ", ".join(f"{kills.count(kind)} {kind}" for kind in kinds)
             + ")"
         )
         run.finish(report, scenario, faults)
@@ -114,3 +123,28 @@ def test_sigkills_after_an_erp_post_after_a_confirmation_and_mid_rebalance_lose_
 ) -> None:
     crashes(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
             rounds=4, batch=200, scenario="crashes (short)")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigkills_with_sap_ecc_lose_and_double_nothing(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    chaos_report: ChaosReport,
+) -> None:
+    crashes(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
+            rounds=10, batch=600, scenario="crashes, SAP ECC", erp="ecc")  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_sigkills_after_an_idoc_was_stored_and_after_a_posting_lose_nothing_with_ecc(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    chaos_report: ChaosReport,
+) -> None:
+    crashes(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
+            rounds=3, batch=200, scenario="crashes, SAP ECC (short)", erp="ecc")  # fmt: skip

@@ -103,3 +103,84 @@ def test_a_b1_outage_a_lock_storm_and_late_answers_lose_nothing(
 ) -> None:
     erp_faults(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
                outage=10, storm=6, slow=6, batch=300, scenario="ERP faults (short)")  # fmt: skip
+
+
+def ecc_faults(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    report: ChaosReport,
+    *,
+    outage: float,
+    locks: int,
+    lost: float,
+    batch: int,
+    scenario: str,
+) -> None:
+    """The same story against SAP ECC, whose simulator applies IDocs out of sequence: ECC down
+    (503), a run of postings failing on material locks (51 M3 897), answers lost after ECC
+    stored the IDoc (the connection cut), with latency."""
+    with ChaosRun(
+        bootstrap=kafka_bootstrap, database_url=database_url, unique=unique, b1_timeout=2.0,
+        erp="ecc",
+    ) as run:  # fmt: skip
+        create_topics(*run.topics)
+        worker = run.worker("a").start()
+        worker.wait_ready(90)
+        run.produce_stock(batch)  # warm-up: every item seen, its master data cached
+        warm, _ = run.settle(90)
+        assert warm.ok, warm.summary()
+
+        run.sims.ecc_faults(outage_until=datetime.now(UTC) + timedelta(seconds=outage))
+        ends = time.monotonic() + outage
+        while time.monotonic() < ends:
+            run.produce_stock(batch // 4, invalid_kinds=ERP_FREE_INVALID)
+            time.sleep(min(outage / 4, max(0.0, ends - time.monotonic())))
+
+        run.sims.ecc_faults(lock_next=locks)
+        run.produce_stock(batch)
+        time.sleep(4)
+
+        run.sims.ecc_faults(lost_answer_rate=0.3, lost_answer_mode="reset", latency_ms=200)
+        run.produce_stock(batch)
+        time.sleep(lost)
+        run.sims.ecc_faults(lost_answer_rate=0.0, latency_ms=0)
+        run.fault_over()
+
+        counters = run.sims.ecc_counters()
+        faults = (
+            f"ECC down {outage:g} s; {counters.get('lock_errors', 0)}x 51 M3 897 (locks); "
+            f"{lost:g} s of lost answers ({counters.get('lost_answers', 0)}x, IDoc stored); "
+            "IDocs applied out of sequence throughout"
+        )
+        run.finish(report, scenario, faults)
+        assert counters.get("lock_errors", 0) > 0
+        assert counters.get("lost_answers", 0) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sap_ecc_down_locked_and_losing_answers_loses_and_doubles_nothing(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    chaos_report: ChaosReport,
+) -> None:
+    ecc_faults(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
+               outage=60, locks=20, lost=30, batch=1000,
+               scenario="ERP faults, SAP ECC")  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_an_ecc_outage_locks_and_lost_answers_lose_nothing(
+    kafka_bootstrap: str,
+    database_url: str,
+    unique: str,
+    create_topics: CreateTopics,
+    chaos_report: ChaosReport,
+) -> None:
+    ecc_faults(kafka_bootstrap, database_url, unique, create_topics, chaos_report,
+               outage=8, locks=5, lost=6, batch=300,
+               scenario="ERP faults, SAP ECC (short)")  # fmt: skip
