@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +34,9 @@ from bench.stack import Stack, fresh_group
 from config.settings import (
     B1Settings,
     DatabaseSettings,
+    EccSettings,
     EngineSettings,
+    ErpSettings,
     HealthSettings,
     KafkaSettings,
     LogSettings,
@@ -45,6 +47,7 @@ from config.settings import (
     TopicsSettings,
 )
 from devstack.sims.b1.server import B1Simulator
+from devstack.sims.ecc.server import EccSimulator
 from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker, run_until_signalled, tune_gc
 from worker.logs import configure_logging
@@ -62,11 +65,24 @@ _DONE_STATES = "('posted', 'settled', 'rejected')"
 _ERP_WRITES = frozenset({"InventoryGenEntries", "InventoryGenExits"})
 
 
+#: SAP ECC: the same locations as storage locations of one plant.
+ECC_PLANT = "1000"
+ECC_LOCATIONS = {location: f"{ECC_PLANT}/00{code}" for location, code in LOCATIONS.items()}
+_ECC = {
+    "sid": "ECD",
+    "client": "100",
+    "user": "SKUFLOW",
+    "partner": "SKUFLOW",
+    "port": "SKUFLOWPRT",
+}
+
+
 class WorkerSpec(msgspec.Struct, frozen=True):
     stack: Stack
     topic: str
     group: str
-    b1_url: str
+    erp_url: str
+    erp: str = "b1"
 
 
 class WorkerReport(msgspec.Struct, frozen=True):
@@ -88,6 +104,7 @@ class StockReport(msgspec.Struct, frozen=True):
     lost: int  # (item, warehouse) whose simulator stock != opening + every adjustment
     peak_mb: float
     lock_storm: float = 0.0
+    erp: str = "b1"
 
     @property
     def erp_writes(self) -> int:
@@ -150,8 +167,22 @@ def worker_settings(spec: WorkerSpec) -> Settings:
         health=HealthSettings(port=0, host="127.0.0.1"),
         log=LogSettings(format="console", level="WARNING"),
         engine=EngineSettings(),
-        b1=B1Settings(url=spec.b1_url, password=Secret(_PASSWORD)),
-        mappings=MappingsSettings(warehouses=LOCATIONS),
+        b1=B1Settings(
+            url=spec.erp_url if spec.erp == "b1" else B1Settings().url, password=Secret(_PASSWORD)
+        ),
+        erp=ErpSettings(kind="ecc" if spec.erp == "ecc" else "b1"),
+        ecc=EccSettings(
+            url=spec.erp_url if spec.erp == "ecc" else EccSettings().url,
+            client=_ECC["client"],
+            sid=_ECC["sid"],
+            user=_ECC["user"],
+            password=Secret(_PASSWORD),
+            sender_port=_ECC["port"],
+            sender_partner=_ECC["partner"],
+            poll_seconds=0.05,
+            poll_max_seconds=0.5,
+        ),
+        mappings=MappingsSettings(warehouses=ECC_LOCATIONS if spec.erp == "ecc" else LOCATIONS),
         stock=StockSettings(window_seconds=WINDOW_SECONDS, window_max_lines=WINDOW_MAX_LINES),
     )
 
@@ -177,7 +208,7 @@ def _note(text: str) -> None:
 async def _until_done(
     conn: asyncpg.Connection,
     process: anyio.abc.Process,
-    sim: B1Simulator,
+    documents: Callable[[], int],
     adjustments: int,
     baseline: tuple[int, int],
 ) -> tuple[int, int]:
@@ -192,7 +223,7 @@ async def _until_done(
             raise RuntimeError(f"worker exited early ({process.returncode})")
         if time.perf_counter() - last_note >= 15:
             last_note = time.perf_counter()
-            _note(f"stock → B1: {done:,} lines done, {len(sim.documents):,} documents")
+            _note(f"stock → ERP: {done:,} lines done, {documents():,} documents")
         await anyio.sleep(0.1)
 
 
@@ -218,16 +249,22 @@ async def stock_run(
     *,
     limit_seconds: float = 1_800,
     lock_storm: float = 0.0,
+    erp: str = "b1",
 ) -> StockReport:
     """Produce, seed the simulator, run the worker subprocess until everything is posted."""
     await create_topics(stack.bootstrap, topic, f"{topic}.dispatch", f"{topic}.dlq")
     # (event ids carry the seed: a second run into the same database must not repeat them)
-    traffic = Traffic(adjustments, skus, seed=6 if lock_storm else 5)
+    traffic = Traffic(
+        adjustments, skus, seed=(6 if lock_storm else 5) + (10 if erp == "ecc" else 0)
+    )
     started = time.perf_counter()
     await produce(stack.bootstrap, topic, traffic.records())
     produce_seconds = time.perf_counter() - started
     _note(f"stock → B1: {adjustments:,} produced in {produce_seconds:.1f} s; seeding simulator")
 
+    if erp == "ecc":
+        return await _ecc_run(stack, topic, adjustments, skus, traffic, produce_seconds,
+                              limit_seconds)  # fmt: skip
     sim = B1Simulator(password=_PASSWORD)
     await sim.start()
     conn = await asyncpg.connect(stack.database_url)
@@ -237,28 +274,10 @@ async def stock_run(
         opening = dict.fromkeys(LOCATIONS.values(), OPENING)
         for n in range(skus):
             sim.add_item(sku(n), stock=opening)
-        baseline = await _progress(conn)
         spec = WorkerSpec(stack, topic, fresh_group("stock-b1"), sim.url)
-        with tempfile.TemporaryFile() as log:
-            started = time.perf_counter()
-            process = await anyio.open_process(
-                [sys.executable, "-m", "bench.stock", msgspec.json.encode(spec).decode()],
-                cwd=_REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-            try:
-                with anyio.fail_after(limit_seconds):
-                    done, exceptions = await _until_done(conn, process, sim, adjustments, baseline)
-                seconds = time.perf_counter() - started
-                report = await _stop(process)
-            except BaseException:
-                if process.returncode is None:
-                    process.kill()
-                log.seek(0)
-                _note("worker stderr (tail):\n" + log.read()[-4000:].decode(errors="replace"))
-                raise
+        seconds, done, exceptions, report = await _worker(
+            spec, conn, lambda: len(sim.documents), adjustments, limit_seconds
+        )
         lost = sum(
             1
             for item in (sku(n) for n in range(skus))
@@ -284,6 +303,96 @@ async def stock_run(
             lost=lost,
             peak_mb=report.peak_mb,
             lock_storm=lock_storm,
+        )
+    finally:
+        await conn.close()
+        await sim.stop()
+
+
+async def _worker(
+    spec: WorkerSpec,
+    conn: asyncpg.Connection,
+    documents: Callable[[], int],
+    adjustments: int,
+    limit_seconds: float,
+) -> tuple[float, int, int, WorkerReport]:
+    """The worker subprocess until every adjustment is done: (seconds, lines, exceptions,
+    its report)."""
+    baseline = await _progress(conn)
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = await anyio.open_process(
+            [sys.executable, "-m", "bench.stock", msgspec.json.encode(spec).decode()],
+            cwd=_REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            with anyio.fail_after(limit_seconds):
+                done, exceptions = await _until_done(
+                    conn, process, documents, adjustments, baseline
+                )
+            seconds = time.perf_counter() - started
+            report = await _stop(process)
+        except BaseException:
+            if process.returncode is None:
+                process.kill()
+            log.seek(0)
+            _note("worker stderr (tail):\n" + log.read()[-4000:].decode(errors="replace"))
+            raise
+    return seconds, done, exceptions, report
+
+
+async def _ecc_run(
+    stack: Stack,
+    topic: str,
+    adjustments: int,
+    skus: int,
+    traffic: Traffic,
+    produce_seconds: float,
+    limit_seconds: float,
+) -> StockReport:
+    """The same traffic to the SAP ECC simulator, which applies IDocs out of sequence."""
+    sim = EccSimulator(
+        sid=_ECC["sid"], client=_ECC["client"], user=_ECC["user"], password=_PASSWORD, seed=5
+    )
+    sim.add_partner(_ECC["partner"], _ECC["port"])
+    for code in LOCATIONS.values():
+        sim.add_storage_location(ECC_PLANT, f"00{code}")
+    for n in range(skus):
+        sim.add_material(sku(n), [ECC_PLANT])
+        for code in LOCATIONS.values():
+            sim.set_stock(sku(n), ECC_PLANT, f"00{code}", OPENING)
+    sim.set_processing(ordering="random", delay_ms=20, tick_ms=10)
+    await sim.start()
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        spec = WorkerSpec(stack, topic, fresh_group("stock-ecc"), sim.url, erp="ecc")
+        seconds, done, exceptions, report = await _worker(
+            spec, conn, lambda: len(sim.documents), adjustments, limit_seconds
+        )
+        lost = sum(
+            1
+            for item in (sku(n) for n in range(skus))
+            for code in LOCATIONS.values()
+            if sim.stock(item, ECC_PLANT, f"00{code}")
+            != OPENING + traffic.expected.get((item, code), 0)
+        )
+        return StockReport(
+            adjustments=adjustments,
+            skus=skus,
+            warehouses=len(LOCATIONS),
+            produce_seconds=produce_seconds,
+            seconds=seconds,
+            lines_done=done,
+            exceptions=exceptions,
+            documents=len(sim.documents),
+            failed_writes=len(sim.idocs) - len(sim.documents),  # IDocs that did not post
+            places=skus * len(LOCATIONS),
+            lost=lost,
+            peak_mb=report.peak_mb,
+            erp="ecc",
         )
     finally:
         await conn.close()
