@@ -42,7 +42,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from devstack.kafka import KafkaBroker
 from devstack.postgres import run_sync
-from tests.chaos.harness import ChaosRun, free_port
+from tests.chaos.harness import ChaosRun, free_ports
 from tests.chaos.report import ChaosReport
 from tests.conftest import _create_topics
 from tests.support.faultproxy import ThreadedFaultProxy
@@ -57,10 +57,9 @@ class ProxiedBroker:
 
 @pytest.fixture(scope="module")
 def proxied_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedBroker]:
-    external = free_port()
+    external, port, controller = free_ports(3)
     proxy = ThreadedFaultProxy(("127.0.0.1", external))
     proxy.start()
-    port, controller = free_port(), free_port()
     broker = KafkaBroker(
         tmp_path_factory.mktemp("proxied") / "kafka",
         port=port,
