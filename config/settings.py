@@ -275,6 +275,11 @@ def default_movement_types() -> dict[str, str]:
     }
 
 
+def default_transfer_types() -> dict[str, str]:
+    """Transfers: between storage locations of one plant, between plants (one step)."""
+    return {"sloc": "311", "plant": "301"}
+
+
 def default_gm_codes() -> dict[str, str]:
     return {
         "501": "05", "502": "05", "561": "05", "562": "05", "701": "05", "702": "03",
@@ -305,9 +310,7 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: Movement type → BAPI_GOODSMVT_CREATE GM code (T158G).
     gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
     #: Transfers between storage locations of one plant ("sloc") and between plants ("plant").
-    transfer_types: dict[str, str] = msgspec.field(
-        default_factory=lambda: {"sloc": "311", "plant": "301"}
-    )
+    transfer_types: dict[str, str] = msgspec.field(default_factory=default_transfer_types)
     #: How long a posting follows its IDoc before it waits and follows it again later.
     application_wait_seconds: float = 120.0
     poll_seconds: float = 0.5

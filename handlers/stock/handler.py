@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import asyncpg
 
 from handlers.common.masterdata import MasterData
-from handlers.ports.erp import ErpAuthFailed, ErpError
+from handlers.ports.erp import ErpAuthFailed, ErpError, ItemMaster
 from handlers.stock.events import StockAdjusted, StockTransferred
 from worker.exceptions import retry_of
 from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
@@ -145,11 +145,12 @@ class StockHandler:
         item_code = self._mappings.item_code(event.sku)
         if item_code is None:
             return Reject("unknown_sku", f"SKU {event.sku!r} is not in the SKU map")
+        master = await self._master.item(item_code)  # once, for both ends of a transfer
         if isinstance(event, StockTransferred):
-            source = await self._place(event, item_code, event.from_warehouse)
+            source = await self._place(event, item_code, master, event.from_warehouse)
             if isinstance(source, Reject):
                 return source
-            target = await self._place(event, item_code, event.to_warehouse)
+            target = await self._place(event, item_code, master, event.to_warehouse)
             if isinstance(target, Reject):
                 return target
             if target == source:
@@ -159,13 +160,17 @@ class StockHandler:
                     f"ERP warehouse {source!r}: nothing moves",
                 )
             return item_code, source, target
-        place = await self._place(event, item_code, event.warehouse)
+        place = await self._place(event, item_code, master, event.warehouse)
         if isinstance(place, Reject):
             return place
         return item_code, place, None
 
     async def _place(
-        self, event: StockAdjusted | StockTransferred, item_code: str, location: str
+        self,
+        event: StockAdjusted | StockTransferred,
+        item_code: str,
+        master: ItemMaster | None,
+        location: str,
     ) -> str | Reject:
         """The ERP warehouse of ``location``, if the item can move there (or why not)."""
         warehouse_code = self._mappings.warehouse_code(location)
@@ -177,7 +182,6 @@ class StockHandler:
         warehouse = await self._master.warehouse(warehouse_code)
         if warehouse is None:
             return Reject("unknown_warehouse", f"ERP warehouse {warehouse_code!r} does not exist")
-        master = await self._master.item(item_code)
         if master is None:
             return Reject(
                 "unknown_sku", f"SKU {event.sku!r} (item {item_code!r}) is not an ERP item"

@@ -62,7 +62,12 @@ import anyio
 import asyncpg
 import msgspec
 
-from config.settings import EccSettings, default_gm_codes, default_movement_types
+from config.settings import (
+    EccSettings,
+    default_gm_codes,
+    default_movement_types,
+    default_transfer_types,
+)
 from handlers.connectors.ecc.client import (
     EccAuthError,
     EccClient,
@@ -112,9 +117,7 @@ class EccOptions(msgspec.Struct, frozen=True, kw_only=True):
     movement_types: dict[str, str] = msgspec.field(default_factory=default_movement_types)
     gm_codes: dict[str, str] = msgspec.field(default_factory=default_gm_codes)
     #: Transfers: between storage locations of a plant, between plants (one step).
-    transfer_types: dict[str, str] = msgspec.field(
-        default_factory=lambda: {"sloc": "311", "plant": "301"}
-    )
+    transfer_types: dict[str, str] = msgspec.field(default_factory=default_transfer_types)
     #: Material types with no stock (services, non-stock material).
     non_stock_types: frozenset[str] = frozenset({"DIEN", "NLAG"})
     #: How long ``post_document`` follows an IDoc before the posting waits and tries later.
@@ -223,7 +226,7 @@ class EccErp:
         if state == "posted":
             return await self._document(docnum)
         if state == "new":
-            await self._send(docnum, document)
+            await self._send(docnum, document, materials=sorted(set(lines)))
         # else ("stored"): an IDoc of this key is on its way: follow it, never send beside it
         return await self._follow(docnum, document.key, lines)
 
@@ -301,13 +304,12 @@ class EccErp:
             )
         return int(docnum), "new"
 
-    async def _send(self, docnum: int, document: StockDocument) -> None:
+    async def _send(self, docnum: int, document: StockDocument, *, materials: list[str]) -> None:
         """Send the IDoc recorded as ``docnum``. Failing for certain (nothing stored), it is
         marked ``lost`` at once, freeing its materials; an ambiguous failure (or cancellation
         mid-send) leaves it ``sending`` until :meth:`find_document` looks it up."""
         sending = False
         try:
-            materials = sorted({_matnr(line.item_code, i) for i, line in enumerate(document.lines)})
             units = {
                 row["MATNR"]: row["MEINS"]
                 for row in await self._read("MARA", ["MATNR", "MEINS"], [("MATNR", materials)])
