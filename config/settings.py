@@ -207,10 +207,16 @@ class TopicsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     dispatch: str = "wms.dispatch-confirmations"
     stock: str = "wms.stock-adjustments"
     dead_letter: str = "skuflow.dead-letter"
+    #: order.received / order.changed / order.cancelled, keyed by marketplace order id.
+    orders: str = "marketplace.orders"
+    #: return.received from the warehouse, keyed by marketplace order id.
+    returns: str = "wms.returns"
+    #: order.released / order.held, published by skuflow for the warehouse (keyed by order id).
+    released: str = "wms.orders-released"
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
-        for name in ("dispatch", "stock", "dead_letter"):
+        for name in ("dispatch", "stock", "dead_letter", "orders", "returns", "released"):
             topic: str = getattr(self, name)
             if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
                 raise SettingsError(
@@ -406,6 +412,77 @@ class DispatchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         _at_least("dispatch.max_in_flight", self.max_in_flight, 1)
 
 
+class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[orders]``: Amazon orders into the ERP and back (order capture, sales orders, holds,
+    deliveries, invoices, returns)."""
+
+    #: Poll SP-API searchOrders (Orders v2026-01-01) for new and changed orders and publish
+    #: them to topics.orders; one poller is active per seller account across replicas.
+    capture: bool = False
+    #: The seller account the poller works for (its cursor and its leadership are per seller).
+    seller_id: str = "default"
+    #: searchOrders' marketplaceIds (at most 50); empty: every marketplace of the account.
+    marketplace_ids: list[str] = []
+    #: How often the poller asks for orders updated since its cursor (searchOrders' usage
+    #: plan is 0.0056 requests/s, burst 20: about one call per 3 minutes once the burst is
+    #: spent; each page of a search is one call).
+    capture_poll_seconds: float = 180.0
+    capture_page_size: int = 100
+    #: On the very first start, orders updated this far back are read.
+    capture_lookback_seconds: float = 86400.0
+    #: searchOrders' usage plan, as the account has it (Amazon may grant more).
+    capture_rate_per_second: float = 0.0056
+    capture_burst: int = 20
+    #: The ERP customer (B1 business partner, ECC sold-to) of each marketplace's anonymised
+    #: buyers; "*" is the fallback for marketplaces not listed.
+    default_customers: dict[str, str] = {}
+    #: The marketplace's tax classification of a line → the ERP tax code; "*" is the code for
+    #: lines without one. A line whose classification is not mapped is an order exception.
+    tax_codes: dict[str, str] = {}
+    #: The location (as in mappings.warehouses) that ships an order naming none.
+    default_warehouse: str = ""
+    #: Orders per ERP round trip when creating (where the ERP takes several at once), and
+    #: how many round trips at once.
+    batch_max_orders: int = 50
+    max_concurrent_writes: int = 4
+    #: How often the ERP status (holds, approval, blocks) of open orders is read.
+    watch_seconds: float = 30.0
+    #: Create the invoice right after each delivery (the ERP invoices on dispatch).
+    invoice_on_dispatch: bool = True
+    #: Deliveries, invoices and returns are posted in windows like stock postings.
+    window_seconds: float = 10.0
+    retry_max_seconds: float = 120.0
+    #: Where returned goods go, by condition: a location of mappings.warehouses; "" for a
+    #: condition: back into the location the return was received at.
+    return_locations: dict[str, str] = {}
+    #: Create a credit note for each return (based on it).
+    credit_note_on_return: bool = True
+
+    def __post_init__(self) -> None:
+        _non_empty("orders.seller_id", self.seller_id)
+        if len(self.marketplace_ids) > 50:
+            raise SettingsError("orders.marketplace_ids", "at most 50 (searchOrders' limit)")
+        _positive("orders.capture_poll_seconds", self.capture_poll_seconds)
+        if not 1 <= self.capture_page_size <= 100:
+            raise SettingsError("orders.capture_page_size", "must be between 1 and 100")
+        _positive("orders.capture_lookback_seconds", self.capture_lookback_seconds)
+        _positive("orders.capture_rate_per_second", self.capture_rate_per_second)
+        _at_least("orders.capture_burst", self.capture_burst, 1)
+        _at_least("orders.batch_max_orders", self.batch_max_orders, 1)
+        _at_least("orders.max_concurrent_writes", self.max_concurrent_writes, 1)
+        _positive("orders.watch_seconds", self.watch_seconds)
+        _positive("orders.window_seconds", self.window_seconds)
+        _at_least("orders.retry_max_seconds", self.retry_max_seconds, 1)
+        for condition in self.return_locations:
+            if condition not in ("sellable", "damaged"):
+                raise SettingsError(
+                    f"orders.return_locations.{condition}", "a condition: sellable or damaged"
+                )
+
+    def customer_for(self, marketplace_id: str) -> str | None:
+        return self.default_customers.get(marketplace_id) or self.default_customers.get("*")
+
+
 class HealthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     port: int = 8080  # 0 binds a free port (tests)
     host: str = "0.0.0.0"
@@ -484,6 +561,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     spapi: SpApiSettings = msgspec.field(default_factory=SpApiSettings)
     stock: StockSettings = msgspec.field(default_factory=StockSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
+    orders: OrdersSettings = msgspec.field(default_factory=OrdersSettings)
     health: HealthSettings = msgspec.field(default_factory=HealthSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)

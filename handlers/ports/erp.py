@@ -2,8 +2,9 @@
 
 Split by capability, so an ERP implements what it supports and the wiring says what is
 missing (``handlers.domain``): :class:`MasterDataSource` (items, warehouses) and
-:class:`StockDocuments` (summarised goods receipts and issues) today; sales documents and
-journals join as the order-to-cash and settlement flows arrive. SAP Business One (Service
+:class:`StockDocuments` (summarised goods receipts and issues), :class:`SalesOrders` (created once
+by their marketplace reference, watched for holds) and :class:`SalesDeliveries` (deliveries,
+invoices, returns, credit notes based on each other); journals join with the settlement flow. SAP Business One (Service
 Layer) fills them in ``handlers.connectors.b1``; SAP ECC (IDocs/BAPIs) fills the same
 protocols. Errors are translated into these types at the connector edge, so no flow ever sees
 HTTP, OData or IDoc status codes.
@@ -11,6 +12,8 @@ HTTP, OData or IDoc status codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
@@ -154,6 +157,154 @@ class ReasonClasses(Protocol):
     def reason_class(self, reason: str) -> str: ...
 
 
+# --- sales documents (the order-to-cash flow) ---
+
+
+class SalesLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One sales-order line. ``line_id``: the marketplace's order item id (the line's identity
+    on our side); ``unit_price`` net of tax, before ``discount``, in the order's currency."""
+
+    line_id: str
+    item_code: str
+    quantity: Decimal
+    warehouse_code: str
+    unit_price: Decimal | None = None
+    discount: Decimal = Decimal(0)  # the line's total promotion discount
+    tax_code: str | None = None
+
+
+class SalesOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """A sales order to create. ``reference``: the marketplace order id, held in a queryable
+    field of the ERP order (B1 ``NumAtCard``, ECC the customer's PO number) — the order is
+    found by it, so it is created once."""
+
+    reference: str
+    customer_code: str
+    order_date: date
+    due_date: date
+    lines: tuple[SalesLine, ...]
+    currency: str | None = None
+    remarks: str = ""
+
+
+class SalesOrderRef(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an order lives in the ERP. ``draft``: created but waiting for an approval (B1
+    approval procedures: a draft, not yet an order). ``lines``: the ERP line number of each
+    ``line_id``."""
+
+    reference: str
+    doc_entry: int
+    doc_num: int
+    lines: dict[str, int]
+    draft: bool = False
+
+
+OrderStatus = Literal["open", "closed", "cancelled"]
+
+
+class SalesOrderState(msgspec.Struct, frozen=True, kw_only=True):
+    """An ERP order as its watcher sees it. ``holds``: every reason the ERP gives for not
+    picking it now (``not approved``, ``credit block``, ``delivery block``, ...); empty means
+    pickable. ``open_quantities``: per ERP line number, what is left to deliver. ``ref``:
+    the order's current place (a draft approved becomes an order with a new number)."""
+
+    ref: SalesOrderRef
+    status: OrderStatus
+    holds: tuple[str, ...]
+    open_quantities: dict[int, Decimal]
+
+
+class DeliveryLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivered quantity of one ERP order line (``order_line``: its ERP line number)."""
+
+    order_line: int
+    item_code: str
+    quantity: Decimal
+    warehouse_code: str
+    batch_number: str | None = None
+    serial_numbers: tuple[str, ...] = ()
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery based on a sales order (B1 ``DeliveryNotes`` with ``BaseType`` 17; ECC an
+    outbound delivery and its goods issue). ``key``: its idempotency key, found by it."""
+
+    key: str
+    order: SalesOrderRef
+    lines: tuple[DeliveryLine, ...]
+    delivery_date: date
+    remarks: str = ""
+
+
+class SalesReturnLine(msgspec.Struct, frozen=True, kw_only=True):
+    """Goods back for one delivered line (``delivery_line``: its ERP line number), restocked
+    into ``warehouse_code`` (sellable or damaged stock, by condition)."""
+
+    delivery_line: int
+    item_code: str
+    quantity: Decimal
+    warehouse_code: str
+    batch_number: str | None = None
+    serial_numbers: tuple[str, ...] = ()
+
+
+class SalesReturn(msgspec.Struct, frozen=True, kw_only=True):
+    """A return based on a delivery (B1 ``Returns`` with ``BaseType`` 15)."""
+
+    key: str
+    delivery: PostedDocument
+    lines: tuple[SalesReturnLine, ...]
+    return_date: date
+    remarks: str = ""
+
+
+SalesDocumentKind = Literal["delivery", "invoice", "return", "credit_note"]
+
+
+@runtime_checkable
+class SalesOrders(Protocol):
+    """Sales orders: created once (found by their reference), watched for holds, cancelled."""
+
+    async def create_sales_order(self, order: SalesOrder) -> SalesOrderRef: ...
+
+    async def find_sales_order(self, reference: str) -> SalesOrderRef | None: ...
+
+    async def sales_order_states(
+        self, refs: Sequence[SalesOrderRef]
+    ) -> dict[str, SalesOrderState]:
+        """The state of each order, by reference (one or few ERP reads for all of them); an
+        order the ERP no longer has is missing from the answer."""
+        ...
+
+    async def cancel_sales_order(self, ref: SalesOrderRef) -> None: ...
+
+
+@runtime_checkable
+class SalesDeliveries(Protocol):
+    """Deliveries based on sales orders, invoices based on deliveries, returns and credit
+    notes based on those; each document found by its idempotency key."""
+
+    async def create_delivery(self, delivery: Delivery) -> PostedDocument: ...
+
+    async def create_invoice(self, key: str, delivery: PostedDocument) -> PostedDocument:
+        """An invoice of everything ``delivery`` delivered."""
+        ...
+
+    async def create_return(self, sales_return: SalesReturn) -> PostedDocument: ...
+
+    async def create_credit_note(self, key: str, sales_return: PostedDocument) -> PostedDocument:
+        """A credit note of everything ``sales_return`` took back."""
+        ...
+
+    async def find_sales_document(
+        self, kind: SalesDocumentKind, key: str
+    ) -> PostedDocument | None: ...
+
+    async def delivery_lines(self, delivery: PostedDocument) -> dict[int, tuple[str, Decimal]]:
+        """A delivery's lines: ERP line number → (item code, quantity) (returns match by it)."""
+        ...
+
+
 class StockErp(MasterDataSource, StockDocuments, Protocol):
     """What the stock flow needs: master data to validate against and stock documents."""
 
@@ -162,6 +313,8 @@ class StockErp(MasterDataSource, StockDocuments, Protocol):
 CAPABILITIES: dict[str, type[object]] = {
     "master data": MasterDataSource,
     "stock documents": StockDocuments,
+    "sales orders": SalesOrders,
+    "sales deliveries": SalesDeliveries,
 }
 
 
