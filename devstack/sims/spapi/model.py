@@ -1,4 +1,5 @@
-"""The Orders v0 model as the SP-API simulator enforces it (see :mod:`devstack.sims.spapi.server`).
+"""The Orders v0 model as the SP-API simulator enforces it (see :mod:`devstack.sims.spapi.server`;
+Orders v2026-01-01 is :mod:`devstack.sims.spapi.orders`).
 
 Amazon's (and Login with Amazon's) error answers and :class:`Reply` to raise them, the carrier
 list, an order's shipped state (:class:`Order`), and the checks a ``confirmShipment`` request
@@ -91,6 +92,8 @@ class Order:
     items: dict[str, tuple[str, int]]  # order item id -> (sku, quantity ordered)
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     purchased: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=1))
+    updated: datetime | None = None  # its last update (None: not tracked, "now")
+    fulfilled_by: str = "MERCHANT"  # or AMAZON (v0 FulfillmentChannel MFN / AFN)
 
     def shipped(self, item_id: str, *, besides: str | None = None) -> int:
         return sum(
