@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from handlers import dispatch, stock
+from handlers import dispatch, orders, stock
 from handlers.common.events import event_type_name
 from handlers.common.flow import Flow
 from handlers.common.router import Family
@@ -21,6 +21,7 @@ from worker.store import Migration, package_migrations
 FLOWS: tuple[Flow, ...] = (
     stock.FLOW,
     dispatch.FLOW,
+    orders.FLOW,
 )
 
 #: Packages with migrations that belong to no single flow (connector state, e.g. shared

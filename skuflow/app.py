@@ -61,7 +61,8 @@ EXIT_FENCED = 3
 
 
 def engine_options(settings: Settings) -> EngineOptions:
-    """The normal class: stock movements, FIFO, ``[engine]`` tuning."""
+    """The normal class: stock movements (and the topics of the other normal flows that run,
+    added by the wiring); FIFO, ``[engine]`` tuning."""
     return EngineOptions(
         topics=(settings.topics.stock,),
         group=settings.kafka.group,
@@ -132,6 +133,8 @@ class Worker:
         self.pacer = pacer
         self.erp = erp
         self.options = options or engine_options(settings)
+        #: Options given by the caller are used as they are; else the flows add their topics.
+        self._own_options = options is None
         self.urgent_options = urgent or urgent_options(settings)
         self.registry = CollectorRegistry()
         self.meter_provider = meter_provider(
@@ -240,16 +243,26 @@ class Worker:
                         trace_configs=http_trace_configs(self.tracer_provider, self.meter_provider)
                     )
                 )
-                domain = build_domain(
-                    settings, self.pool, session, erp=self.erp, telemetry=self.telemetry
+                producer = await clients.enter_async_context(
+                    _started(build_producer(settings.kafka))
                 )
+                domain = build_domain(
+                    settings,
+                    self.pool,
+                    session,
+                    erp=self.erp,
+                    telemetry=self.telemetry,
+                    producer=producer,
+                )
+                if self._own_options and self.router is None:
+                    more = [t for t in domain.topics if t not in self.options.topics]
+                    self.options = msgspec.structs.replace(
+                        self.options, topics=(*self.options.topics, *more)
+                    )
                 router = self.router or domain.router
                 pacer = self.pacer if self.router is not None else domain.pacer
                 if "urgent" not in self.classes:
                     pacer = None
-                producer = await clients.enter_async_context(
-                    _started(build_producer(settings.kafka))
-                )
                 sinks = OutcomeSinks(self.pool, producer, settings.topics.dead_letter)
                 if "urgent" in self.classes:
                     urgent_consumer = await clients.enter_async_context(
@@ -292,7 +305,7 @@ class Worker:
                 )
                 task_status.started()
                 # The stock window flusher belongs to the normal class's processes.
-                extra = domain.background if self.engine is not None else []
+                extra = [*domain.services, *(domain.background if self.engine else [])]
                 watches = [w.run for w in self.topic_watches]
                 await self._run_engines(self.engines, [self.retrier.run, *extra, *watches], pacer)
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zlib
 from collections.abc import Iterable
 from importlib import resources
 from typing import Any
@@ -99,3 +100,9 @@ async def ping(pool: asyncpg.Pool) -> bool:
             return bool(value == 1)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
+
+
+def advisory_lock_id(namespace: str, name: str) -> int:
+    """A stable signed 64-bit advisory-lock id for ``namespace:name`` (PostgreSQL's bigint)."""
+    unsigned = zlib.crc32(f"skuflow:{namespace}".encode()) << 32 | zlib.crc32(name.encode())
+    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned

@@ -14,6 +14,9 @@ class DispatchLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order_item_id: NonEmpty
     sku: NonEmpty
     quantity: Decimal
+    #: What exactly left (the ERP delivery of a batch- or serial-managed item needs it).
+    batch_number: NonEmpty | None = None
+    serial_numbers: Annotated[list[NonEmpty], msgspec.Meta(max_length=10_000)] = []
 
 
 class DispatchConfirmed(Event, frozen=True, kw_only=True, tag="dispatch.confirmed"):

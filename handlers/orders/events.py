@@ -31,7 +31,8 @@ from handlers.common.events import (
     timestamp_problems,
 )
 
-Money = Annotated[Decimal, msgspec.Meta(ge=0)]
+#: An amount in the order's currency (checked finite and not negative by ``problems``).
+Money = Decimal
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 
 
@@ -83,6 +84,10 @@ class OrderReceived(_OrderRevision, frozen=True, kw_only=True, tag="order.receiv
                 problem = "must be a whole number of units"
             if problem:
                 found.append((f"$.lines[{index}].quantity", problem))
+            for name in ("unit_price", "item_tax", "promotion_discount"):
+                amount = getattr(line, name)
+                if amount is not None and (not amount.is_finite() or amount < 0):
+                    found.append((f"$.lines[{index}].{name}", "must be a finite amount >= 0"))
             if line.order_item_id in seen:
                 found.append((f"$.lines[{index}].order_item_id", "order item ids must be unique"))
             seen.add(line.order_item_id)
@@ -104,7 +109,9 @@ class OrderCancelled(_OrderRevision, frozen=True, kw_only=True, tag="order.cance
     reason: Text | None = None
 
     def problems(self) -> list[tuple[str, str]]:
-        return timestamp_problems(("$.occurred_at", self.occurred_at), ("$.revision", self.revision))
+        return timestamp_problems(
+            ("$.occurred_at", self.occurred_at), ("$.revision", self.revision)
+        )
 
 
 class ReturnLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):

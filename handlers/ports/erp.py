@@ -4,10 +4,10 @@ Split by capability, so an ERP implements what it supports and the wiring says w
 missing (``handlers.domain``): :class:`MasterDataSource` (items, warehouses) and
 :class:`StockDocuments` (summarised goods receipts and issues), :class:`SalesOrders` (created once
 by their marketplace reference, watched for holds) and :class:`SalesDeliveries` (deliveries,
-invoices, returns, credit notes based on each other); journals join with the settlement flow. SAP Business One (Service
-Layer) fills them in ``handlers.connectors.b1``; SAP ECC (IDocs/BAPIs) fills the same
-protocols. Errors are translated into these types at the connector edge, so no flow ever sees
-HTTP, OData or IDoc status codes.
+invoices, returns, credit notes based on each other); journals join with the settlement flow.
+SAP Business One (Service Layer) fills them in ``handlers.connectors.b1``; SAP ECC (IDocs/BAPIs)
+fills the same protocols. Errors are translated into these types at the connector edge, so no
+flow ever sees HTTP, OData or IDoc status codes.
 """
 
 from __future__ import annotations
@@ -269,9 +269,7 @@ class SalesOrders(Protocol):
 
     async def find_sales_order(self, reference: str) -> SalesOrderRef | None: ...
 
-    async def sales_order_states(
-        self, refs: Sequence[SalesOrderRef]
-    ) -> dict[str, SalesOrderState]:
+    async def sales_order_states(self, refs: Sequence[SalesOrderRef]) -> dict[str, SalesOrderState]:
         """The state of each order, by reference (one or few ERP reads for all of them); an
         order the ERP no longer has is missing from the answer."""
         ...

@@ -18,14 +18,14 @@ import anyio
 
 from config.settings import load_sku_map
 from handlers.common.flow import Flow, FlowContext, FlowParts
+from handlers.common.mappings import Mappings as StockMappings
 from handlers.common.masterdata import MasterData
 from handlers.common.router import Family
 from handlers.ports.erp import ErpError, MasterDataSource, StockDocuments, missing_capabilities
 from handlers.stock.events import StockAdjusted, StockTransferred
-from handlers.stock.handler import StockHandler, StockMappings
+from handlers.stock.handler import StockHandler
 from handlers.stock.posting import StockPoster
 from worker.backoff import Backoff
-from worker.groupcommit import GroupCommitWriter
 from worker.windows import WindowScheduler
 
 log = logging.getLogger("skuflow.domain")
@@ -79,14 +79,9 @@ def build(ctx: FlowContext) -> FlowParts:
     skus = load_sku_map(settings.mappings.sku_map) if settings.mappings.sku_map else None
     mappings = StockMappings(skus, settings.mappings.warehouses)
     master = MasterData(erp)
-    db = settings.database
-    writer = GroupCommitWriter(
-        ctx.pool,
-        max_rows=db.batch_max_rows,
-        max_wait=db.batch_max_wait_seconds,
-        max_batches=db.batches_in_flight,
-        meter=ctx.telemetry.meter,
-    )
+    writer = ctx.writer
+    if writer is None:
+        raise RuntimeError("the stock flow stages through the domain's group-commit writer")
     poster = StockPoster(
         ctx.pool,
         erp,
@@ -106,7 +101,6 @@ def build(ctx: FlowContext) -> FlowParts:
     return FlowParts(
         handlers={"stock.adjusted": handler, "stock.transferred": handler},
         background=[
-            writer.run,  # staging: many events' rows per transaction
             scheduler.run,
             lambda: check_warehouses(master, settings.mappings.warehouses),
         ],

@@ -16,10 +16,9 @@ can stand for a whole refused document (B1 -2035 past its retries, see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import asyncpg
 
+from handlers.common.mappings import Mappings as StockMappings
 from handlers.common.masterdata import MasterData
 from handlers.ports.erp import ErpAuthFailed, ErpError, ItemMaster
 from handlers.stock.events import StockAdjusted, StockTransferred
@@ -28,23 +27,6 @@ from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Reject, Retry
 from worker.tracing import traceparent
-
-
-class StockMappings:
-    """IMS/3PL SKU → ERP item code (identity without a map) and location → ERP warehouse."""
-
-    def __init__(self, skus: Mapping[str, str] | None, warehouses: Mapping[str, str]) -> None:
-        self._skus = dict(skus) if skus is not None else None
-        self._warehouses = dict(warehouses)
-
-    def item_code(self, sku: str) -> str | None:
-        return sku if self._skus is None else self._skus.get(sku)
-
-    def warehouse_code(self, location: str) -> str | None:
-        if not self._warehouses:
-            return location  # no mapping configured: locations are the ERP's codes
-        return self._warehouses.get(location)
-
 
 _COLUMNS = (
     "event_id", "sku", "location", "item_code", "warehouse_code", "quantity", "batch_number",

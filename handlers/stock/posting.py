@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -57,17 +56,12 @@ from handlers.stock.netting import StagedLine, net_by_class
 from worker.backoff import Backoff
 from worker.exceptions import ExceptionStore
 from worker.messages import Message
+from worker.store import advisory_lock_id
 from worker.tracing import MAX_LINKS, link
 
 log = logging.getLogger("skuflow.posting")
 
 POSTING_BACKOFF = Backoff(initial=1.0, maximum=120.0, multiplier=2.0)
-
-
-def _lock_id(namespace: str, name: str) -> int:
-    """A stable signed 64-bit advisory-lock id for ``namespace:name`` (PostgreSQL's bigint)."""
-    unsigned = zlib.crc32(f"skuflow:{namespace}".encode()) << 32 | zlib.crc32(name.encode())
-    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
 
 
 def _lines_json(lines: Sequence[DocumentLine]) -> str:
@@ -168,7 +162,7 @@ class StockPoster:
     async def flush(self, warehouse: str) -> None:
         async with self._pool.acquire() as conn:
             if not await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", _lock_id("warehouse", warehouse)
+                "SELECT pg_try_advisory_lock($1)", advisory_lock_id("warehouse", warehouse)
             ):
                 return  # another replica flushes this warehouse right now
             try:
@@ -178,7 +172,7 @@ class StockPoster:
                     await self._post_pending(conn, warehouse)
             finally:
                 await conn.execute(
-                    "SELECT pg_advisory_unlock($1)", _lock_id("warehouse", warehouse)
+                    "SELECT pg_advisory_unlock($1)", advisory_lock_id("warehouse", warehouse)
                 )
 
     async def _batch(self, conn: asyncpg.Connection, warehouse: str) -> bool:
@@ -330,7 +324,7 @@ class StockPoster:
         plan = _Plan.load(posting, len(lines))
         items = sorted({line.item_code for line in lines})
         for item in items:  # sorted: two flushers can never deadlock on each other's items
-            await conn.execute("SELECT pg_advisory_lock($1)", _lock_id("item", item))
+            await conn.execute("SELECT pg_advisory_lock($1)", advisory_lock_id("item", item))
         try:
             while plan.slices:
                 start, end = plan.slices[0]
@@ -380,7 +374,7 @@ class StockPoster:
             return True
         finally:
             for item in reversed(items):
-                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("item", item))
+                await conn.execute("SELECT pg_advisory_unlock($1)", advisory_lock_id("item", item))
 
     async def _finish(
         self, conn: asyncpg.Connection, posting: asyncpg.Record, lines: list[DocumentLine],

@@ -1,0 +1,361 @@
+"""The order flow's background work: ERP sales orders created, cancelled and watched.
+
+One replica at a time does a cycle (a PostgreSQL advisory lock per cycle; the others skip
+it), woken by a new order or every second:
+
+1. **Create** the orders waiting (``received``), at most ``orders.batch_max_orders`` per
+   cycle and ``orders.max_concurrent_writes`` ERP calls at once, so a peak never overwhelms
+   the ERP. A row is marked ``creating`` before the call; a row found ``creating`` (a crash
+   or a lost answer) is looked up by its reference first — an order is created once.
+   Locks and outages wait with jittered backoff; a refusal is an ``erp_rejected`` exception
+   on that order only.
+2. **Cancel** the orders the marketplace cancelled (``cancelling``); a released one is also
+   announced ``order.held`` so the warehouse stops picking it.
+3. **Watch** the open orders' ERP state every ``orders.watch_seconds`` (and right after they
+   were created): an order is **released** (``order.released`` to the warehouse, once) only
+   when the ERP names no hold; a released order the ERP puts on hold is announced
+   ``order.held``; released again later when the hold is lifted. Held orders never reach the
+   warehouse. The announcements go through the outbox in the same transaction as the state
+   change.
+
+Orders fulfilled by Amazon (FBA) are created in the ERP but never released: Amazon ships them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import asyncpg
+import msgspec
+
+from handlers.orders.ledger import (
+    Announcer,
+    encode_ref,
+    leading,
+    next_attempt,
+    record_exception,
+    ref_of,
+)
+from handlers.ports.erp import (
+    ErpDuplicateEntry,
+    ErpError,
+    ErpRejected,
+    SalesOrder,
+    SalesOrderRef,
+    SalesOrders,
+    SalesOrderState,
+)
+from worker.backoff import Backoff
+from worker.exceptions import ExceptionStore
+
+log = logging.getLogger("skuflow.orders")
+
+#: Orders whose ERP state is read in one call.
+WATCH_CHUNK = 100
+#: A cycle runs at least this often (the watch has its own, longer period).
+CYCLE_SECONDS = 1.0
+#: Why the warehouse must stop picking an order the marketplace cancelled.
+CANCELLED_HOLD = "cancelled by the marketplace"
+
+
+class OrderWork:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        erp: SalesOrders,
+        announcer: Announcer,
+        *,
+        batch_max_orders: int = 50,
+        max_concurrent_writes: int = 4,
+        watch_seconds: float = 30.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._pool = pool
+        self._erp = erp
+        self._announcer = announcer
+        self._batch = batch_max_orders
+        self._writes = anyio.CapacityLimiter(max_concurrent_writes)
+        self._watch_seconds = watch_seconds
+        self._backoff = backoff or Backoff(1.0, 120.0, 2.0)
+        self._exceptions = ExceptionStore(pool)
+        self._wake = anyio.Event()
+        self._watched_at = 0.0
+        self.created = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self.cycle()
+                failures = 0
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failures += 1
+                log.warning("order work waits for PostgreSQL", extra={"error": str(exc)})
+                await anyio.sleep(self._backoff.delay(failures))
+            with anyio.move_on_after(CYCLE_SECONDS):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def cycle(self, *, watch: bool | None = None) -> None:
+        """One turn: create, cancel, watch (``watch`` None: when its period is due)."""
+        async with leading(self._pool, "work") as turn:
+            if turn is None:
+                return
+            created = await self._create_waiting()
+            await self._cancel_waiting()
+            due = time.monotonic() - self._watched_at >= self._watch_seconds
+            if watch or (watch is None and (due or created)):
+                await self.watch(only=created if (created and not due and watch is None) else None)
+
+    # --- 1. create ---
+
+    async def _create_waiting(self) -> list[str]:
+        rows = await self._pool.fetch(
+            """SELECT channel, order_id FROM skuflow_orders
+               WHERE state IN ('received', 'creating') AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1""",
+            self._batch,
+        )
+        created: list[str] = []
+
+        async def one(channel: str, order_id: str) -> None:
+            async with self._writes:
+                if await self._create(channel, order_id):
+                    created.append(order_id)
+
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(one, row["channel"], row["order_id"])
+        return created
+
+    async def _create(self, channel: str, order_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT state, sales_order, attempts FROM skuflow_orders "
+                    "WHERE channel = $1 AND order_id = $2 FOR UPDATE",
+                    channel,
+                    order_id,
+                )
+                if row is None or row["state"] not in ("received", "creating"):
+                    return False  # changed meanwhile (cancelled)
+                await conn.execute(
+                    "UPDATE skuflow_orders SET state = 'creating', updated_at = now() "
+                    "WHERE channel = $1 AND order_id = $2",
+                    channel,
+                    order_id,
+                )
+            order = msgspec.json.decode(row["sales_order"], type=SalesOrder)
+            try:
+                ref = None
+                if row["state"] == "creating":  # sent before: the answer may have been lost
+                    ref = await self._erp.find_sales_order(order.reference)
+                if ref is None:
+                    try:
+                        ref = await self._erp.create_sales_order(order)
+                    except ErpDuplicateEntry:
+                        ref = await self._erp.find_sales_order(order.reference)
+                        if ref is None:
+                            raise
+            except ErpRejected as exc:
+                await self._refused(conn, channel, order_id, exc)
+                return False
+            except ErpError as exc:
+                attempts = row["attempts"] + 1
+                await conn.execute(
+                    """UPDATE skuflow_orders SET attempts = $3, last_error = $4,
+                         next_attempt_at = $5, updated_at = now()
+                       WHERE channel = $1 AND order_id = $2""",
+                    channel, order_id, attempts, str(exc), next_attempt(self._backoff, attempts),
+                )  # fmt: skip
+                log.warning("ERP order creation waits", extra={
+                    "order_id": order_id, "error": str(exc), "attempts": attempts})  # fmt: skip
+                return False
+            await conn.execute(
+                """UPDATE skuflow_orders SET erp_ref = $3::jsonb, last_error = NULL,
+                     state = CASE WHEN state = 'cancelling' THEN 'cancelling'
+                                  WHEN fulfilled_by = 'AMAZON' THEN 'closed' ELSE 'in_erp' END,
+                     next_attempt_at = now(), updated_at = now()
+                   WHERE channel = $1 AND order_id = $2""",
+                channel,
+                order_id,
+                encode_ref(ref),
+            )
+            self.created += 1
+            log.info("ERP sales order created", extra={
+                "order_id": order_id, "doc_num": ref.doc_num, "draft": ref.draft})  # fmt: skip
+            return True
+
+    async def _refused(
+        self, conn: asyncpg.Connection, channel: str, order_id: str, exc: ErpRejected
+    ) -> None:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM skuflow_orders WHERE channel = $1 AND order_id = $2 FOR UPDATE",
+                channel,
+                order_id,
+            )
+            reason = f"the ERP refused order {order_id}: {exc.message} (ERP code {exc.code})"
+            exception_id = await record_exception(
+                self._exceptions, conn, row, "erp_rejected", reason
+            )
+            await conn.execute(
+                """UPDATE skuflow_orders SET state = 'failed', exception_id = $3,
+                     last_error = $4, updated_at = now() WHERE channel = $1 AND order_id = $2""",
+                channel,
+                order_id,
+                exception_id,
+                reason,
+            )
+        log.warning("ERP refused a sales order", extra={"order_id": order_id, "error": str(exc)})
+
+    # --- 2. cancel ---
+
+    async def _cancel_waiting(self) -> None:
+        rows = await self._pool.fetch(
+            """SELECT channel, order_id FROM skuflow_orders
+               WHERE state = 'cancelling' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1""",
+            self._batch,
+        )
+        for row in rows:
+            async with self._writes:
+                await self._cancel(row["channel"], row["order_id"])
+
+    async def _cancel(self, channel: str, order_id: str) -> None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM skuflow_orders WHERE channel = $1 AND order_id = $2",
+                channel,
+                order_id,
+            )
+            if row is None or row["state"] != "cancelling":
+                return
+            ref = ref_of(row["erp_ref"])
+            try:
+                if ref is None:
+                    ref = await self._erp.find_sales_order(order_id)
+                if ref is not None:
+                    await self._erp.cancel_sales_order(ref)
+            except ErpRejected as exc:
+                async with conn.transaction():
+                    reason = (
+                        f"order {order_id} was cancelled by the marketplace, but the ERP "
+                        f"refused to cancel order {ref.doc_num if ref else '?'}: {exc.message} "
+                        f"(ERP code {exc.code})"
+                    )
+                    exception_id = await record_exception(
+                        self._exceptions, conn, row, "order_cancel_after_ship", reason
+                    )
+                    await conn.execute(
+                        """UPDATE skuflow_orders SET state = 'failed', exception_id = $3,
+                             last_error = $4, updated_at = now()
+                           WHERE channel = $1 AND order_id = $2""",
+                        channel, order_id, exception_id, reason,
+                    )  # fmt: skip
+                return
+            except ErpError as exc:
+                attempts = row["attempts"] + 1
+                await conn.execute(
+                    """UPDATE skuflow_orders SET attempts = $3, last_error = $4,
+                         next_attempt_at = $5 WHERE channel = $1 AND order_id = $2""",
+                    channel, order_id, attempts, str(exc), next_attempt(self._backoff, attempts),
+                )  # fmt: skip
+                return
+            async with conn.transaction():
+                if row["releases"] > row["helds"]:  # the warehouse may be picking it: stop
+                    await self._announcer.held(conn, row, row["helds"] + 1, [CANCELLED_HOLD])
+                await conn.execute(
+                    """UPDATE skuflow_orders SET state = 'cancelled', holds = $3,
+                         helds = helds + CASE WHEN releases > helds THEN 1 ELSE 0 END,
+                         updated_at = now() WHERE channel = $1 AND order_id = $2""",
+                    channel,
+                    order_id,
+                    [CANCELLED_HOLD],
+                )
+            log.info("ERP sales order cancelled", extra={"order_id": order_id})
+
+    # --- 3. watch ---
+
+    async def watch(self, only: Sequence[str] | None = None) -> None:
+        """Read the ERP state of the open orders (``only``: of these) and act on it."""
+        if only is None:
+            self._watched_at = time.monotonic()
+        after = ""
+        while True:
+            rows = await self._pool.fetch(
+                """SELECT channel, order_id, erp_ref FROM skuflow_orders
+                   WHERE state IN ('in_erp', 'released', 'held') AND order_id > $1
+                     AND ($3::text[] IS NULL OR order_id = ANY($3::text[]))
+                   ORDER BY order_id LIMIT $2""",
+                after,
+                WATCH_CHUNK,
+                list(only) if only is not None else None,
+            )
+            if not rows:
+                return
+            after = rows[-1]["order_id"]
+            refs = [ref for ref in (ref_of(r["erp_ref"]) for r in rows) if ref is not None]
+            try:
+                states = await self._erp.sales_order_states(refs)
+            except ErpError as exc:
+                log.warning("ERP order states unavailable", extra={"error": str(exc)})
+                return
+            for row in rows:
+                state = states.get(row["order_id"])
+                if state is not None:
+                    await self._apply(row["channel"], row["order_id"], state)
+
+    async def _apply(self, channel: str, order_id: str, erp: SalesOrderState) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM skuflow_orders WHERE channel = $1 AND order_id = $2 FOR UPDATE",
+                channel,
+                order_id,
+            )
+            if row is None or row["state"] not in ("in_erp", "released", "held"):
+                return
+            holds = list(erp.holds)
+            state, releases, helds = row["state"], row["releases"], row["helds"]
+            if erp.status != "open":
+                if state == "released":
+                    reason = f"{'cancelled' if erp.status == 'cancelled' else 'closed'} in the ERP"
+                    if erp.status == "cancelled":
+                        helds += 1
+                        await self._announcer.held(conn, row, helds, [reason])
+                state = "cancelled" if erp.status == "cancelled" else "closed"
+            elif not holds and state != "released":
+                releases += 1
+                await self._announcer.released(conn, _with_ref(row, erp.ref), releases)
+                state = "released"
+            elif holds and state == "released":
+                helds += 1
+                await self._announcer.held(conn, row, helds, holds)
+                state = "held"
+            elif holds:
+                state = "held" if state == "held" else "in_erp"
+            await conn.execute(
+                """UPDATE skuflow_orders SET state = $3, holds = $4, releases = $5, helds = $6,
+                     erp_ref = $7::jsonb, updated_at = now(),
+                     released_at = CASE WHEN $5 > releases THEN now() ELSE released_at END
+                   WHERE channel = $1 AND order_id = $2""",
+                channel, order_id, state, holds, releases, helds, encode_ref(erp.ref),
+            )  # fmt: skip
+            if state != row["state"]:
+                log.info("order state", extra={"order_id": order_id, "from": row["state"],
+                         "to": state, "holds": json.dumps(holds)})  # fmt: skip
+
+
+def _with_ref(row: asyncpg.Record, ref: SalesOrderRef) -> dict[str, Any]:
+    """``row`` with the ERP reference as the watch just read it (a draft approved since)."""
+    copy = dict(row.items())
+    copy["erp_ref"] = encode_ref(ref)
+    return copy
