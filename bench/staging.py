@@ -37,7 +37,8 @@ from handlers.ports.erp import (
     WarehouseMaster,
 )
 from handlers.stock.events import StockAdjusted
-from handlers.stock.handler import StockHandler, StockMappings
+from handlers.common.mappings import Mappings as StockMappings
+from handlers.stock.handler import StockHandler
 from skuflow.app import tune_gc
 from worker.groupcommit import GroupCommitWriter
 from worker.messages import Message

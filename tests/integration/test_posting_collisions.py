@@ -33,7 +33,8 @@ from handlers.connectors.b1.client import B1Client
 from handlers.connectors.b1.port import KEY_FIELD, B1Erp
 from handlers.ports.erp import DocumentLine, StockDocument
 from handlers.stock.events import StockAdjusted
-from handlers.stock.handler import StockHandler, StockMappings
+from handlers.common.mappings import Mappings as StockMappings
+from handlers.stock.handler import StockHandler
 from handlers.stock.posting import StockPoster
 from skuflow.app import connect_database
 from tests.support.stack import settings_for

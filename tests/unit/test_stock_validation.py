@@ -19,7 +19,8 @@ from handlers.ports.erp import (
 )
 from handlers.stock import check_warehouses
 from handlers.stock.events import StockAdjusted, StockTransferred
-from handlers.stock.handler import StockHandler, StockMappings
+from handlers.common.mappings import Mappings as StockMappings
+from handlers.stock.handler import StockHandler
 from worker.groupcommit import GroupCommitWriter
 from worker.outcomes import Reject
 
