@@ -46,7 +46,7 @@ from config.settings import (
 )
 from devstack.sims.b1.server import B1Simulator, RecordedRequest
 from devstack.sims.ecc.records import Idoc
-from devstack.sims.ecc.server import EccSimulator
+from devstack.sims.ecc.server import FINAL, EccSimulator
 from handlers.connectors.b1.client import b1_client_from_settings
 from handlers.connectors.b1.port import KEY_FIELD, B1Erp
 from handlers.connectors.ecc.client import EccClient
@@ -279,6 +279,7 @@ class EccUnderTest(ErpUnderTest):
         for code in self.warehouses.values():
             self.sim.add_storage_location(ECC_PLANT, code.split("/")[1])
         self.sim.set_processing(ordering="parallel", delay_ms=20, tick_ms=5)
+        self._forgotten: set[str] = set()
 
     @staticmethod
     def _warehouse_code(n: int) -> str:
@@ -352,10 +353,27 @@ class EccUnderTest(ErpUnderTest):
         self.sim.set_processing(apply_ms=ms)
 
     def conflicts(self) -> int:
-        return self.sim.counters["lock_errors"]
+        """IDocs ECC stored while an earlier IDoc of one of their materials in the plant was
+        still in process: two documents of one item in flight at once (whether or not they
+        were applied together and collided on the lock, 51 M3 897)."""
+        in_process_until: dict[tuple[str, str], datetime] = {}
+        count = 0
+        for idoc in sorted(self.sim.idocs.values(), key=lambda i: i.sequence):
+            stored = idoc.statuses[0].at
+            final = (
+                idoc.statuses[-1].at if idoc.status in FINAL else datetime.max.replace(tzinfo=UTC)
+            )
+            places = _plant_materials(idoc)
+            if idoc.docnum not in self._forgotten and any(
+                in_process_until.get(place, stored) > stored for place in places
+            ):
+                count += 1
+            for place in places:
+                in_process_until[place] = max(in_process_until.get(place, final), final)
+        return count
 
     def forget_conflicts(self) -> None:
-        self.sim.counters["lock_errors"] = 0
+        self._forgotten = set(self.sim.idocs)
 
     async def post_twice_at_once(self, item: str, location: str) -> list[str]:
         matnr, plant, sloc = self._place(item, location)
@@ -382,6 +400,16 @@ class EccUnderTest(ErpUnderTest):
         self.sim.set_processing(paused=False)
         await self.sim.settle()
         return sorted(_outcome(idoc) for idoc in self.sim.idocs.values())
+
+
+def _plant_materials(idoc: Idoc) -> set[tuple[str, str]]:
+    """(plant, material) of every item of a goods-movement IDoc."""
+    return {
+        (segment.get("PLANT"), segment.get("MATERIAL") or segment.get("MATERIAL_LONG"))
+        for top in idoc.document.segments
+        for segment in top.walk()
+        if segment.name == "E1BP2017_GM_ITEM_CREATE"
+    }
 
 
 def _outcome(idoc: Idoc) -> str:
