@@ -17,7 +17,6 @@ duplicate. The relay's backlog is bounded by the database, not by memory: it rea
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -26,6 +25,7 @@ import anyio
 import asyncpg
 
 from worker.backoff import Backoff
+from worker.exceptions import decode_headers, encode_headers
 
 log = logging.getLogger("skuflow.outbox")
 
@@ -54,7 +54,7 @@ async def enqueue(
 ) -> bool:
     """Add an event to the outbox inside the caller's transaction; False if an event with
     this ``event_id`` is already there (the same decision taken twice publishes once)."""
-    encoded = json.dumps([[name, raw.decode("latin-1")] for name, raw in headers])
+    encoded = encode_headers(headers)
     row = await conn.fetchval(
         """INSERT INTO skuflow_outbox (topic, key, value, headers, event_id)
            VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (event_id) DO NOTHING RETURNING id""",
@@ -119,9 +119,7 @@ class OutboxRelay:
                 self._batch_size,
             )
             for row in rows:
-                headers = [
-                    (name, raw.encode("latin-1")) for name, raw in json.loads(row["headers"])
-                ]
+                headers = decode_headers(row["headers"])
                 await self._producer.send_and_wait(
                     row["topic"], value=row["value"], key=row["key"], headers=headers
                 )
