@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
 import anyio
 import asyncpg
 import pytest
@@ -37,8 +35,16 @@ class _FailingOnce:
     def __init__(self, real: AIOKafkaProducer, fail_at: int) -> None:
         self._real, self._fail_at, self.sent = real, fail_at, 0
 
-    async def send_and_wait(self, topic: str, **kwargs: Any) -> object:
-        result = await self._real.send_and_wait(topic, **kwargs)
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> object:
+        result = await self._real.send_and_wait(topic, value=value, key=key, headers=headers)
         self.sent += 1
         if self.sent == self._fail_at:
             raise ConnectionResetError("the ack was lost")
