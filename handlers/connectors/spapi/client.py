@@ -38,10 +38,11 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import asyncpg
@@ -231,6 +232,17 @@ class SpApiClient:
         except msgspec.MsgspecError as exc:
             reason = f"malformed getOrder response: {exc}"
             raise SpApiUnavailable(reason, ambiguous=False, operation=GET_ORDER) from None
+
+    def pace(self, operation: str, bucket: TokenBucket) -> None:
+        """Pace ``operation`` (one a sibling module calls through :meth:`get`) by ``bucket``."""
+        self._buckets[operation] = bucket
+
+    async def get(self, operation: str, path: str, query: Sequence[tuple[str, str]] = ()) -> bytes:
+        """A paced, retried ``GET path?query``: the body of the 2xx answer (any other answer
+        raised as the module docstring says). ``operation`` must be paced (:meth:`pace`)."""
+        if query:
+            path = f"{path}?{urlencode(query, quote_via=quote)}"
+        return (await self._call(operation, "GET", path, None)).body
 
     async def _call(self, operation: str, method: str, path: str, body: bytes | None) -> _Answer:
         result = "ok"
