@@ -8,12 +8,21 @@ out after ``SessionTimeout`` minutes: then 401, code 301. ``Items`` (with
 (lines in ``DocumentLines``) and ``StockTransfers`` (lines in ``StockTransferLines``, each moving
 its quantity, batches and serials from ``FromWarehouseCode`` to ``WarehouseCode``, defaulted from
 the header's ``FromWarehouse``/``ToWarehouse`` [UNCONF]): GET by key (404, -2028), GET a
-collection (``$filter``, ``$select``, ``$top``, ``$skip``, pages of 20 with ``odata.nextLink``),
-POST → 201 with ``DocEntry``/``DocNum`` (numbered per entity). A posting moves stock only if
+collection (``$filter`` of ``eq`` with ``and``/``or``/parentheses, ``$select``, ``$top``,
+``$skip``, pages of 20 with ``odata.nextLink``), POST → 201 with ``DocEntry``/``DocNum``
+(numbered per entity), or with ``Prefer: return-no-content`` 204 with ``Location``
+(``/b1s/v1/<Entity>(<DocEntry>)``) and ``Preference-Applied``. A posting moves stock only if
 every line passes :mod:`devstack.sims.b1.model`, else B1's error; one touching an item that
-another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039. Every
-fault knob below applies to the three document entities alike; the items a posting holds and
-touches are those of its lines.
+another touched less than ``conflict_window_ms`` ago, or still in flight, gets ODBC -2039.
+
+Sales documents (:mod:`devstack.sims.b1.sales`, which lists their rules, knobs and hooks):
+``BusinessPartners``, ``Orders`` (actions ``Orders(n)/Cancel``, ``/Close``), ``Drafts``
+(``DELETE Drafts(n)``; ``POST DraftsService_SaveDraftToDocument``), ``DeliveryNotes``,
+``Invoices``, ``Returns``, ``CreditNotes``; hooks on ``sim.sales``.
+
+Every fault knob below applies to every write alike — the stock documents, the sales documents,
+the order actions and the draft services; the items a write holds and touches are those of its
+lines (a based line's: its base line's item; an action's: the order's).
 
 Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serials``;
 ``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
@@ -22,7 +31,10 @@ balancer; ``lock_storm_rate`` → share of postings refused with -2039; ``confli
 posting holds its items that long, as B1's transaction does; the -2035 knobs below);
 ``expire_sessions``;
 records ``requests``, ``documents``, ``stock()`` — over HTTP ``GET /_sim/requests|documents|
-stock|faults``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``. Login passwords are
+stock|faults|sales-rules``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``, and the sales
+controls ``POST /_sim/customers``, ``/_sim/tax-codes``, ``/_sim/sales-rules``,
+``/_sim/orders/{n}/confirmed``, ``/_sim/drafts/{n}/approve|reject``. ``documents`` holds every
+document created (stock and sales, drafts included) as it was answered then. Login passwords are
 recorded as ``***``.
 
 ODBC -2035 "This entry already exists in the following tables" is B1's duplicate-key error on
@@ -55,7 +67,7 @@ from urllib.parse import quote, unquote, urlencode
 import msgspec
 from aiohttp import web
 
-from devstack.sims.b1 import model
+from devstack.sims.b1 import model, sales
 from devstack.sims.http import LocalServer
 
 PREFIX = "/b1s/v1"
@@ -80,11 +92,23 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     unique_key_field: str | None = None  # a posting repeating this field's value → -2035
 
 
+class CustomerChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /_sim/customers``: a customer to add, or the fields of one to change."""
+
+    code: str
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    credit_limit: Decimal | msgspec.UnsetType = msgspec.UNSET
+    frozen: bool | msgspec.UnsetType = msgspec.UNSET
+    credit_hold: bool | msgspec.UnsetType = msgspec.UNSET
+    approval: bool | msgspec.UnsetType = msgspec.UNSET
+    approval_above: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class RecordedRequest(msgspec.Struct, frozen=True):
     method: str
     path: str
     query: str
-    operation: str  # "Login", "Items", "InventoryGenExits", ... or "" for an unknown path
+    operation: str  # "Login", "Items", "InventoryGenExits", "Orders", ... or "" for an unknown path
     body: Any
     status: int
     at: float = msgspec.field(default_factory=time.time)
@@ -117,18 +141,34 @@ class B1Simulator:
         self.held_conflicts = 0
         self.collisions = 0  # postings answered ODBC -2035 (see the module docstring)
         self.documents: list[model.SimDocument] = []  # every posted document, in posting order
+        #: Customers, orders, drafts, deliveries, invoices, returns, credit notes, their hooks.
+        self.sales = sales.SalesBook(self._items, self._warehouses, self._book, self.documents)
         self.url = ""
         app = web.Application(middlewares=[self._gateway])
-        app.router.add_post(f"{PREFIX}/Login", self._login, name="Login")
-        app.router.add_post(f"{PREFIX}/Logout", self._logout, name="Logout")
-        for entity in ("Items", "Warehouses", *model.ENTITIES):
-            app.router.add_get(f"{PREFIX}/{entity}", self._collection, name=entity)
-            app.router.add_get(f"{PREFIX}/{entity}({{key}})", self._entity, name=f"{entity}.key")
-        for entity in model.ENTITIES:
-            app.router.add_post(f"{PREFIX}/{entity}", self._post, name=f"{entity}.post")
-        app.router.add_get("/_sim/{record:requests|documents|stock|faults}", self._inspect)
-        app.router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
-        app.router.add_post("/_sim/expire-sessions", self._post_expire, name="sim.expire")
+        router = app.router
+        router.add_post(f"{PREFIX}/Login", self._login, name="Login")
+        router.add_post(f"{PREFIX}/Logout", self._logout, name="Logout")
+        readable = ("Items", "Warehouses", "BusinessPartners", *model.ENTITIES, *sales.ENTITIES)
+        for entity in readable:
+            router.add_get(f"{PREFIX}/{entity}", self._collection, name=entity)
+            router.add_get(f"{PREFIX}/{entity}({{key}})", self._entity, name=f"{entity}.key")
+        for entity in (*model.ENTITIES, *sales.POSTABLE):
+            router.add_post(f"{PREFIX}/{entity}", self._post, name=f"{entity}.post")
+        actions = f"{PREFIX}/Orders({{key}})/{{action:Cancel|Close}}"
+        router.add_post(actions, self._order_action, name="Orders.action")
+        router.add_delete(f"{PREFIX}/Drafts({{key}})", self._delete_draft, name="Drafts.delete")
+        service = "DraftsService_SaveDraftToDocument"
+        router.add_post(f"{PREFIX}/{service}", self._save_draft, name=service)
+        router.add_get("/_sim/{record:requests|documents|stock|faults|sales-rules}", self._inspect)
+        router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
+        router.add_post("/_sim/expire-sessions", self._post_expire, name="sim.expire")
+        router.add_post("/_sim/customers", self._post_customer, name="sim.customers")
+        router.add_post("/_sim/tax-codes", self._post_tax_code, name="sim.tax")
+        router.add_post("/_sim/sales-rules", self._post_sales_rules, name="sim.rules")
+        confirm = "/_sim/orders/{entry:\\d+}/confirmed"
+        router.add_post(confirm, self._post_confirmed, name="sim.confirmed")
+        decide = "/_sim/drafts/{entry:\\d+}/{action:approve|reject}"
+        router.add_post(decide, self._post_draft_decision, name="sim.drafts")
         self._server = LocalServer(app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -287,29 +327,31 @@ class B1Simulator:
 
     # --- entities ---
 
-    def _keyed(self, entity: str, key: int | str | None) -> Iterable[dict[str, Any]]:
-        """The rows that can match a key: master data by dictionary lookup, documents by scan."""
-        if entity == "Items" and isinstance(key, str):
-            item = self._items.get(key)
-            return [] if item is None else [item.as_json(self._book)]
-        if entity == "Warehouses" and isinstance(key, str):
-            warehouse = self._warehouses.get(key)
-            return [] if warehouse is None else [warehouse.as_json()]
-        return self._rows(entity)
-
-    def _rows(self, entity: str) -> Iterable[dict[str, Any]]:
-        if entity == "Items":
-            return (item.as_json(self._book) for item in self._items.values())
-        if entity == "Warehouses":
-            return (warehouse.as_json() for warehouse in self._warehouses.values())
+    def _rows(self, entity: str, where: model.Filter) -> Iterable[dict[str, Any]]:
+        """The rows that can match ``where``: master data by dictionary lookup of a key it
+        names, sales documents by their indexes, stock documents by scan."""
+        if entity in sales.ENTITIES or entity == "BusinessPartners":
+            return self.sales.rows(entity, where)
+        if entity in ("Items", "Warehouses"):
+            table: Mapping[str, model.Item | model.Warehouse]
+            table = self._items if entity == "Items" else self._warehouses
+            keys = [[v for n, v in clauses if n == KEY_FIELDS[entity]] for clauses in where]
+            found: Iterable[model.Item | model.Warehouse] = table.values()
+            if all(values and isinstance(values[0], str) for values in keys):
+                codes = dict.fromkeys(values[0] for values in keys)  # in the filter's order
+                found = [table[code] for code in codes if code in table]
+            return (
+                row.as_json(self._book) if isinstance(row, model.Item) else row.as_json()
+                for row in found
+            )
         return (doc.body for doc in self.documents if doc.entity == entity)
 
     async def _collection(self, request: web.Request) -> web.Response:
         entity = request.match_info.route.name or ""
         query = request.query
-        clauses = model.parse_filter(query.get("$filter", ""))
+        where = model.parse_filter(query.get("$filter", ""))
         kind = model.entity_kind(entity)
-        rows = [row for row in self._rows(entity) if model.matches(row, clauses, kind)]
+        rows = [row for row in self._rows(entity, where) if model.matches(row, where, kind)]
         skip = model.count(query.get("$skip", "0"))
         top = min(model.count(query.get("$top", str(PAGE_SIZE))), PAGE_SIZE)
         page = rows[skip : skip + top]
@@ -325,15 +367,16 @@ class B1Simulator:
 
     async def _entity(self, request: web.Request) -> web.Response:
         entity = (request.match_info.route.name or "").split(".")[0]
-        key = unquote(request.match_info["key"]).split("=", 1)[-1].strip()
+        key = _key(request)
+        field = KEY_FIELDS.get(entity, "DocEntry")
         value: int | str | None
-        if entity in model.ENTITIES:
-            field, value = "DocEntry", int(key) if key.isdigit() else None
+        if field == "DocEntry":
+            value = int(key) if key.isdigit() else None
         else:
-            field = "ItemCode" if entity == "Items" else "WarehouseCode"
             value = key[1:-1].replace("''", "'") if key[:1] == key[-1:] == "'" else None
-        for row in self._keyed(entity, value):
-            if value is not None and row[field] == value:
+        literal = Decimal(value) if isinstance(value, int) else value
+        for row in [] if value is None else self._rows(entity, [[(field, literal)]]):
+            if row[field] == value:
                 body = {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **row}
                 return model.json_response(
                     model.project(body, request.query.get("$select"), model.entity_kind(entity))
@@ -342,10 +385,78 @@ class B1Simulator:
 
     async def _post(self, request: web.Request) -> web.Response:
         entity = (request.match_info.route.name or "").split(".")[0]
-        kind = model.ENTITIES[entity]
         body = model.decode_body(await request.read())
-        lines = body.get(model.LINES[kind]) if isinstance(body, dict) else None
-        codes = {str(line.get("ItemCode")) for line in lines or [] if isinstance(line, dict)}
+        prepare: Callable[[], model.Plan]
+        if entity in model.ENTITIES:
+            kind = model.ENTITIES[entity]
+            lines = body.get(model.LINES[kind]) if isinstance(body, dict) else None
+            codes = {str(line.get("ItemCode")) for line in lines or [] if isinstance(line, dict)}
+
+            def prepare() -> model.Plan:
+                return self._stock_plan(entity, kind, body)
+        else:
+            codes = self.sales.item_codes(entity, body)
+
+            def prepare() -> model.Plan:
+                return self.sales.plan_post(entity, body)
+
+        record = await self._write(codes, prepare)
+        if record is None:  # pragma: no cover - a POST always creates a document
+            raise model.SLError(500, -1, "Internal error (-1) occurred")
+        if "return-no-content" in request.headers.get("Prefer", ""):
+            headers = {
+                "Location": f"{PREFIX}/{record.entity}({record.doc_entry})",
+                "Preference-Applied": "return-no-content",
+            }
+            return web.Response(status=204, headers=headers)
+        if record.entity != entity:  # an approval procedure made a draft of it [DOC-SLREF]
+            raise model.SLError(self.sales.rules.draft_answer_status, *model.NOT_FOUND)
+        return model.json_response(
+            {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **record.body},
+            status=201,
+        )
+
+    def _stock_plan(self, entity: str, kind: model.Kind, body: Any) -> model.Plan:
+        moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
+
+        def apply() -> model.SimDocument:
+            for move in moves:
+                move.apply(self._book)
+            number = self._next[entity]
+            self._next[entity] += 1
+            body_json = model.document_json(number, kind, body)
+            record = model.SimDocument(kind, entity, number, number, body_json)
+            self.documents.append(record)
+            return record
+
+        return model.Plan(entity, body, apply)
+
+    async def _order_action(self, request: web.Request) -> web.Response:
+        entry, action = _entry(request), request.match_info["action"]
+        codes = self.sales.order_items("Orders", entry)
+        await self._write(codes, lambda: self.sales.plan_action(entry, action))
+        return web.Response(status=204)
+
+    async def _delete_draft(self, request: web.Request) -> web.Response:
+        entry = _entry(request)
+        codes = self.sales.order_items("Drafts", entry)
+        await self._write(codes, lambda: self.sales.plan_delete_draft(entry))
+        return web.Response(status=204)
+
+    async def _save_draft(self, request: web.Request) -> web.Response:
+        body = model.decode_body(await request.read())
+        document = body.get("Document") if isinstance(body, dict) else None
+        key = document.get("DocEntry") if isinstance(document, dict) else None
+        codes = self.sales.order_items("Drafts", key) if isinstance(key, int) else set()
+        await self._write(codes, lambda: self.sales.plan_save_draft(body))
+        return web.Response(status=204)
+
+    async def _write(
+        self, codes: set[str], prepare: Callable[[], model.Plan]
+    ) -> model.SimDocument | None:
+        """One write through every fault knob: locks and collisions first (nothing written),
+        the write's checks (``prepare``), a unique key, then applied — and maybe answered late
+        or answered -2035 although applied."""
         faults, now = self._faults, time.monotonic()
         window = faults.conflict_window_ms / 1000
         if any(self._holding[c] for c in codes):
@@ -366,25 +477,19 @@ class B1Simulator:
                 await asyncio.sleep(faults.post_ms / 1000)
             finally:
                 self._holding.subtract(codes)
-        moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
+        plan = prepare()
         unique = faults.unique_key_field
-        value = body.get(unique) if unique else None
+        value = plan.body.get(unique) if unique else None
         if (
             unique
             and value is not None
             and any(
-                doc.entity == entity and doc.body.get(unique) == value for doc in self.documents
+                doc.entity == plan.entity and doc.body.get(unique) == value
+                for doc in self.documents
             )
         ):
             raise self._collision()
-        for move in moves:
-            move.apply(self._book)
-        number = self._next[entity]
-        self._next[entity] += 1
-        record = model.SimDocument(
-            kind, entity, number, number, model.document_json(number, kind, body)
-        )
-        self.documents.append(record)
+        record = plan.apply()
         stall = faults.timeout_after_apply_ms / 1000
         if stall > 0 and self._random.random() < faults.timeout_after_apply_rate:
             self._holding.update(codes)
@@ -397,10 +502,7 @@ class B1Simulator:
         if faults.collision_after_apply > 0:  # written, but the answer says it collided
             faults.collision_after_apply -= 1
             raise self._collision()
-        return model.json_response(
-            {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **record.body},
-            status=201,
-        )
+        return record
 
     def _collision(self) -> model.SLError:
         self.collisions += 1
@@ -412,6 +514,8 @@ class B1Simulator:
         record = request.match_info["record"]
         if record == "stock":
             return model.json_response(model.stock_rows(self._book))
+        if record == "sales-rules":
+            return model.json_response(self.sales.rules)
         return model.json_response(self._faults if record == "faults" else getattr(self, record))
 
     async def _post_faults(self, request: web.Request) -> web.Response:
@@ -424,3 +528,82 @@ class B1Simulator:
     async def _post_expire(self, request: web.Request) -> web.Response:
         self.expire_sessions()
         return web.Response(status=204)
+
+    # --- sales controls (the hooks of ``self.sales`` over HTTP) ---
+
+    async def _post_customer(self, request: web.Request) -> web.Response:
+        async def change(raw: bytes) -> Any:
+            given = msgspec.json.decode(raw, type=CustomerChange)
+            fields = {
+                name: value
+                for name, value in msgspec.structs.asdict(given).items()
+                if value is not msgspec.UNSET and name != "code"
+            }
+            if given.code in self.sales.customers:
+                self.sales.update_customer(given.code, **fields)
+            else:
+                self.sales.add_customer(given.code, **fields)
+            return next(iter(self.sales.rows("BusinessPartners", [[("CardCode", given.code)]])))
+
+        return await _control(request, change)
+
+    async def _post_tax_code(self, request: web.Request) -> web.Response:
+        async def add(raw: bytes) -> Any:
+            given = msgspec.json.decode(raw, type=dict[str, Any])
+            self.sales.add_tax_code(str(given["code"]), Decimal(str(given.get("rate", 0))))
+            return {"code": given["code"], "rate": self.sales.tax_codes[str(given["code"])]}
+
+        return await _control(request, add)
+
+    async def _post_sales_rules(self, request: web.Request) -> web.Response:
+        async def change(raw: bytes) -> Any:
+            return self.sales.set_rules(**msgspec.json.decode(raw, type=dict[str, Any]))
+
+        return await _control(request, change)
+
+    async def _post_confirmed(self, request: web.Request) -> web.Response:
+        entry = int(request.match_info["entry"])
+
+        async def confirm(raw: bytes) -> Any:
+            given = msgspec.json.decode(raw, type=dict[str, bool])
+            self.sales.set_confirmed(entry, given["confirmed"])
+            return self.sales.document("Orders", entry)
+
+        return await _control(request, confirm)
+
+    async def _post_draft_decision(self, request: web.Request) -> web.Response:
+        entry, action = int(request.match_info["entry"]), request.match_info["action"]
+
+        async def decide(raw: bytes) -> Any:
+            if action == "reject":
+                self.sales.reject_draft(entry)
+                return self.sales.document("Drafts", entry)
+            options = msgspec.json.decode(raw or b"{}", type=dict[str, bool])
+            order = self.sales.approve_draft(entry, save=options.get("save", True))
+            return {"DocEntry": order, "Draft": self.sales.document("Drafts", entry)}
+
+        return await _control(request, decide)
+
+
+KEY_FIELDS = {"Items": "ItemCode", "Warehouses": "WarehouseCode", "BusinessPartners": "CardCode"}
+
+
+def _key(request: web.Request) -> str:
+    """An entity's key as the URL gives it: ``5``, ``DocEntry=5`` or ``'A-100'``."""
+    return unquote(request.match_info["key"]).split("=", 1)[-1].strip()
+
+
+def _entry(request: web.Request) -> int:
+    key = _key(request)
+    if not key.isdigit():
+        raise model.SLError.of(404, model.NOT_FOUND)
+    return int(key)
+
+
+async def _control(request: web.Request, act: Callable[[bytes], Awaitable[Any]]) -> web.Response:
+    """A ``/_sim`` control call: ``act`` on the body, its result as JSON, or a 400 naming why."""
+    try:
+        return model.json_response(await act(await request.read()))
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError, KeyError) as exc:
+        reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        return model.rejected(reason, -1000).response
