@@ -9,6 +9,10 @@ document's idempotency ``key`` goes into a queryable header field, ``key_field``
 screen); ``JournalMemo`` (50) or a ``U_`` field for longer keys — and into ``Comments`` as
 ``skuflow posting <key>``; after a :class:`B1Unavailable` with ``ambiguous`` true,
 :meth:`B1Client.find_document` finds the document by that key before anything is posted again.
+Other Service Layer calls (the sales documents of :mod:`handlers.connectors.b1.sales`) go through
+:meth:`B1Client.read`, :meth:`B1Client.read_all` (following ``odata.nextLink``),
+:meth:`B1Client.write` and :meth:`B1Client.find_by_key`, in the same session and with the same
+error translation; :func:`odata_string` / :func:`odata_filter` build their queries.
 Every failure is a :class:`~handlers.connectors.b1.errors.B1Error` (:class:`B1Locked`,
 :class:`B1DuplicateEntry` for the ``collision_codes`` (ODBC -2035), :class:`B1Unavailable`,
 :class:`B1Rejected` with B1's ``code``/``message``/``line``, :class:`B1AuthError`), never an
@@ -27,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import date
 from decimal import Decimal
 from http.cookies import SimpleCookie
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -64,6 +68,7 @@ ITEM_SELECT = (
 )
 WAREHOUSE_SELECT = "WarehouseCode,WarehouseName,Inactive"
 YesNo = Literal["tYES", "tNO"]
+T = TypeVar("T")
 
 
 # --- what callers send and get back ---
@@ -111,10 +116,15 @@ class StockDocument(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def comments(self) -> str:
-        text = f"skuflow posting {self.key}"
-        if self.remarks.startswith(text):
-            return self.remarks[:COMMENTS_MAX]
-        return f"{text}: {self.remarks}"[:COMMENTS_MAX] if self.remarks else text
+        return tagged_comments(f"skuflow posting {self.key}", self.remarks)
+
+
+def tagged_comments(tag: str, remarks: str) -> str:
+    """``Comments`` carrying ``tag`` (e.g. ``skuflow posting <key>``), then the remarks, clipped
+    to what B1 stores; remarks that already start with the tag are not tagged again."""
+    if remarks.startswith(tag):
+        return remarks[:COMMENTS_MAX]
+    return f"{tag}: {remarks}"[:COMMENTS_MAX] if remarks else tag
 
 
 class PostedDocument(msgspec.Struct, frozen=True, rename="pascal"):
@@ -179,6 +189,11 @@ class _Warehouse(msgspec.Struct, rename="pascal"):
 
 class _Documents(msgspec.Struct):
     value: list[PostedDocument]
+
+
+class _Page(msgspec.Struct):
+    value: list[msgspec.Raw]
+    next_link: str | None = msgspec.field(default=None, name="odata.nextLink")
 
 
 _ENCODE = msgspec.json.Encoder(decimal_format="number").encode
@@ -295,10 +310,9 @@ class B1Client:
 
     async def get_item(self, code: str) -> ItemMaster | None:
         path = f"/Items({_literal(code)})?$select={ITEM_SELECT}"
-        answer = await self._call("GET", path, operation="Items", missing_ok=True)
-        if answer.status == 404:
+        item = await self.read(path, _Item, operation="Items", missing_ok=True)
+        if item is None:
             return None
-        item = _decode(answer.body, _Item, "Items")
         return ItemMaster(
             item_code=item.item_code,
             valid=item.valid == "tYES",
@@ -311,10 +325,9 @@ class B1Client:
 
     async def get_warehouse(self, code: str) -> WarehouseMaster | None:
         path = f"/Warehouses({_literal(code)})?$select={WAREHOUSE_SELECT}"
-        answer = await self._call("GET", path, operation="Warehouses", missing_ok=True)
-        if answer.status == 404:
+        found = await self.read(path, _Warehouse, operation="Warehouses", missing_ok=True)
+        if found is None:
             return None
-        found = _decode(answer.body, _Warehouse, "Warehouses")
         return WarehouseMaster(
             warehouse_code=found.warehouse_code,
             name=found.warehouse_name,
@@ -327,22 +340,18 @@ class B1Client:
         entity = ENTITY_SETS[kind]
         codes, body = [line.item_code for line in document.lines], self._body(document, kind)
         async with self._write_slot():
-            answer = await self._call(
-                "POST", f"/{entity}", body, operation=entity, write=True, codes=codes
-            )
-        try:
-            return msgspec.json.decode(answer.body, type=PostedDocument)
-        except msgspec.MsgspecError:  # posted, but we cannot tell which document it is
-            reason = "malformed answer to a posting"
-            raise B1Unavailable(reason, ambiguous=True, operation=entity) from None
+            return await self.create(entity, body, codes=codes)
 
     async def find_document(self, kind: DocumentKind, key: str) -> PostedDocument | None:
         """The document posted with idempotency ``key`` (the first, should there be several)."""
-        entity = ENTITY_SETS[kind]
-        where = quote(f"{self.key_field} eq {_literal(key)}", safe="'")
+        return await self.find_by_key(ENTITY_SETS[kind], self.key_field, key)
+
+    async def find_by_key(self, entity: str, field: str, key: str) -> PostedDocument | None:
+        """The ``entity`` document whose header ``field`` is ``key`` (the first, should there
+        be several — logged, as a duplicate is never meant to exist)."""
+        where = odata_filter(f"{field} eq {odata_string(key)}")
         path = f"/{entity}?$filter={where}&$select=DocEntry,DocNum"
-        answer = await self._call("GET", path, operation=entity)
-        found = _decode(answer.body, _Documents, entity).value
+        found = await self.read_all(path, PostedDocument, operation=entity)
         if len(found) > 1:
             log.error("B1 holds %d %s documents with key %s", len(found), entity, key)
         return min(found, key=lambda doc: doc.doc_entry) if found else None
@@ -365,6 +374,72 @@ class B1Client:
                 yield
             finally:
                 self._in_flight -= 1
+
+    # --- any Service Layer call, in this session ---
+
+    async def read(
+        self, path: str, kind: type[T], *, operation: str, missing_ok: bool = False
+    ) -> T | None:
+        """GET ``path`` (after the ``/b1s/v1`` root, query URL-encoded) decoded as ``kind``;
+        ``None`` for a 404 when ``missing_ok``."""
+        answer = await self._call("GET", path, operation=operation, missing_ok=missing_ok)
+        if answer.status == 404:
+            return None
+        return _decode(answer.body, kind, operation)
+
+    async def read_all(self, path: str, kind: type[T], *, operation: str) -> list[T]:
+        """Every row of a collection GET, page after page (``odata.nextLink``)."""
+        rows: list[T] = []
+        next_path: str | None = path
+        while next_path is not None:
+            answer = await self._call("GET", next_path, operation=operation)
+            page = _decode(answer.body, _Page, operation)
+            rows += [_decode(raw, kind, operation) for raw in page.value]
+            next_path = None if page.next_link is None else self._next_path(page.next_link)
+        return rows
+
+    async def write(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        operation: str,
+        codes: Sequence[str] = (),
+    ) -> bytes:
+        """A write (POST, PATCH, DELETE, an action): its 2xx answer's body. ``codes``: the
+        item code of each document line, so a rejection naming an item names its line. An
+        unclear outcome is :class:`B1Unavailable` with ``ambiguous`` true."""
+        answer = await self._call(method, path, body, operation=operation, write=True,
+                                  codes=list(codes))  # fmt: skip
+        return answer.body
+
+    async def create(
+        self, entity: str, body: bytes, *, codes: Sequence[str] = ()
+    ) -> PostedDocument:
+        """POST a document to ``entity``: its ``DocEntry``/``DocNum``. A 2xx answer that cannot
+        be read is ambiguous (a document was created; which one, we cannot tell)."""
+        answer = await self.write("POST", f"/{entity}", body, operation=entity, codes=codes)
+        try:
+            return msgspec.json.decode(answer, type=PostedDocument)
+        except msgspec.MsgspecError:
+            reason = "malformed answer to a posting"
+            raise B1Unavailable(reason, ambiguous=True, operation=entity) from None
+
+    def _next_path(self, link: str) -> str:
+        """``odata.nextLink`` (relative to the root, absolute-path or a full URL) as a path
+        after the root."""
+        root = URL(self._url)
+        if link.startswith(("http://", "https://")):
+            full = link
+        elif link.startswith("/"):
+            full = str(root.origin()) + link
+        else:
+            full = f"{self._url}/{link}"
+        if not full.startswith(self._url + "/"):
+            reason = f"a next page outside the Service Layer root: {link[:100]!r}"
+            raise B1Unavailable(reason, ambiguous=False, operation="nextLink")
+        return full[len(self._url) :]
 
     # --- transport ---
 
@@ -438,11 +513,21 @@ class B1Client:
 
 
 def _literal(value: str) -> str:
-    """An OData string literal, percent-encoded for a URL: ``O'Brien`` → ``'O''Brien'``."""
+    """An OData string literal, percent-encoded for a URL path: ``O'Brien`` → ``'O''Brien'``."""
     return "'" + quote(value.replace("'", "''"), safe="'") + "'"
 
 
-def _decode(raw: bytes, kind: type[msgspec.Struct], operation: str) -> Any:
+def odata_string(value: str) -> str:
+    """An OData string literal, not yet URL-encoded: ``O'Brien`` → ``'O''Brien'``."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def odata_filter(expression: str) -> str:
+    """A ``$filter`` expression percent-encoded (once) for the query string."""
+    return quote(expression, safe="'()")
+
+
+def _decode(raw: bytes | msgspec.Raw, kind: type[T], operation: str) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.MsgspecError as exc:
@@ -464,15 +549,7 @@ def _body(document: StockDocument, key_field: str, *, transfer: bool = False) ->
             entry["WarehouseCode"] = line.to_warehouse_code
         else:
             entry["WarehouseCode"] = line.warehouse_code
-        if line.batches:
-            entry["BatchNumbers"] = [
-                {"BatchNumber": b.batch_number, "Quantity": b.quantity} for b in line.batches
-            ]
-        if line.serial_numbers:
-            entry["SerialNumbers"] = [
-                {"InternalSerialNumber": number, "Quantity": 1} for number in line.serial_numbers
-            ]
-        lines.append(entry)
+        lines.append(entry | batches_and_serials(line.batches, line.serial_numbers))
     header: dict[str, object] = {key_field: document.key, "Comments": document.comments}
     if document.doc_date is not None:
         header["DocDate"] = document.doc_date.isoformat()
@@ -484,6 +561,22 @@ def _body(document: StockDocument, key_field: str, *, transfer: bool = False) ->
         header["ToWarehouse"] = first.to_warehouse_code
         return _ENCODE({**header, "StockTransferLines": lines})
     return _ENCODE({**header, "DocumentLines": lines})
+
+
+def batches_and_serials(
+    batches: Sequence[BatchQuantity], serial_numbers: Sequence[str]
+) -> dict[str, object]:
+    """A document line's ``BatchNumbers`` / ``SerialNumbers``, when it has any."""
+    entry: dict[str, object] = {}
+    if batches:
+        entry["BatchNumbers"] = [
+            {"BatchNumber": b.batch_number, "Quantity": b.quantity} for b in batches
+        ]
+    if serial_numbers:
+        entry["SerialNumbers"] = [
+            {"InternalSerialNumber": number, "Quantity": 1} for number in serial_numbers
+        ]
+    return entry
 
 
 def b1_client_from_settings(

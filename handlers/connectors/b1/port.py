@@ -1,12 +1,17 @@
 """SAP Business One fills the ERP port: types and errors translated at this edge.
 
-The posting key goes into ``JournalMemo`` (50 characters; ``Reference2`` holds only 11, too
-short for a bisected slice's key such as ``SKF1234567.12``) and into ``Comments``.
+Master data, stock documents (:class:`B1Client`), sales orders and sales deliveries
+(:class:`~handlers.connectors.b1.sales.B1Sales`: orders by ``NumAtCard``, drafts of approval
+procedures, holds, deliveries / invoices / returns / credit notes based on each other). The
+posting key of a stock document goes into ``JournalMemo`` (50 characters; ``Reference2`` holds
+only 11, too short for a bisected slice's key such as ``SKF1234567.12``) and into ``Comments``;
+so does a sales document's key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from decimal import Decimal
 from typing import TypeVar
 
 from handlers.connectors.b1.client import B1Client, BatchQuantity, StockLine
@@ -18,7 +23,9 @@ from handlers.connectors.b1.errors import (
     B1Rejected,
     B1Unavailable,
 )
+from handlers.connectors.b1.sales import B1Sales
 from handlers.ports.erp import (
+    Delivery,
     DocumentKind,
     ErpAuthFailed,
     ErpDuplicateEntry,
@@ -27,6 +34,11 @@ from handlers.ports.erp import (
     ErpUnavailable,
     ItemMaster,
     PostedDocument,
+    SalesDocumentKind,
+    SalesOrder,
+    SalesOrderRef,
+    SalesOrderState,
+    SalesReturn,
     StockDocument,
     WarehouseMaster,
 )
@@ -37,10 +49,14 @@ T = TypeVar("T")
 
 
 class B1Erp:
-    """The ERP port over a :class:`B1Client` (built with ``key_field=KEY_FIELD``)."""
+    """The ERP port over a :class:`B1Client` (built with ``key_field=KEY_FIELD``): master data,
+    stock documents, sales orders, sales deliveries. ``credit_hold_field``: the user-defined
+    business partner field (e.g. ``U_CreditHold``, ``Y`` = on hold) read as a credit block,
+    if the company has one (see :mod:`handlers.connectors.b1.sales`)."""
 
-    def __init__(self, client: B1Client) -> None:
+    def __init__(self, client: B1Client, *, credit_hold_field: str | None = None) -> None:
         self._client = client
+        self._sales = B1Sales(client, credit_hold_field=credit_hold_field)
 
     async def get_item(self, item_code: str) -> ItemMaster | None:
         item = await self._translate(self._client.get_item(item_code))
@@ -88,6 +104,45 @@ class B1Erp:
         if found is None:
             return None
         return PostedDocument(doc_entry=found.doc_entry, doc_num=found.doc_num)
+
+    # --- sales orders ---
+
+    async def create_sales_order(self, order: SalesOrder) -> SalesOrderRef:
+        return await self._translate(self._sales.create_sales_order(order))
+
+    async def find_sales_order(self, reference: str) -> SalesOrderRef | None:
+        return await self._translate(self._sales.find_sales_order(reference))
+
+    async def sales_order_states(self, refs: Sequence[SalesOrderRef]) -> dict[str, SalesOrderState]:
+        """The state of each order, by reference, in a few reads for all of them (see
+        :meth:`B1Sales.sales_order_states`)."""
+        return await self._translate(self._sales.sales_order_states(refs))
+
+    async def cancel_sales_order(self, ref: SalesOrderRef) -> None:
+        await self._translate(self._sales.cancel_sales_order(ref))
+
+    # --- sales deliveries ---
+
+    async def create_delivery(self, delivery: Delivery) -> PostedDocument:
+        return await self._translate(self._sales.create_delivery(delivery))
+
+    async def create_invoice(self, key: str, delivery: PostedDocument) -> PostedDocument:
+        """An invoice of everything ``delivery`` delivered and is still open."""
+        return await self._translate(self._sales.create_invoice(key, delivery))
+
+    async def create_return(self, sales_return: SalesReturn) -> PostedDocument:
+        return await self._translate(self._sales.create_return(sales_return))
+
+    async def create_credit_note(self, key: str, sales_return: PostedDocument) -> PostedDocument:
+        """A credit note of everything ``sales_return`` took back and is not yet credited."""
+        return await self._translate(self._sales.create_credit_note(key, sales_return))
+
+    async def find_sales_document(self, kind: SalesDocumentKind, key: str) -> PostedDocument | None:
+        return await self._translate(self._sales.find_sales_document(kind, key))
+
+    async def delivery_lines(self, delivery: PostedDocument) -> dict[int, tuple[str, Decimal]]:
+        """A delivery's lines: ERP line number → (item code, quantity)."""
+        return await self._translate(self._sales.delivery_lines(delivery))
 
     @staticmethod
     async def _translate(call: Awaitable[T]) -> T:
