@@ -293,6 +293,17 @@ def default_gm_codes() -> dict[str, str]:
     }  # fmt: skip
 
 
+def default_sales_functions() -> dict[str, str]:
+    """The customer's wrapper function modules (a BAPI + COMMIT WORK each) by what they make."""
+    return {
+        "delivery": "Z_SKUFLOW_DELIVERY_CREATE",  # BAPI_OUTB_DELIVERY_CREATE_SLS + goods issue
+        "invoice": "Z_SKUFLOW_BILLING_CREATE",  # BAPI_BILLINGDOC_CREATEMULTIPLE
+        "return": "Z_SKUFLOW_RETURN_CREATE",  # BAPI_CUSTOMERRETURN_CREATE + returns delivery
+        "credit_note": "Z_SKUFLOW_CREDIT_MEMO_CREATE",
+        "reject": "Z_SKUFLOW_ORDER_REJECT",  # reason for rejection on every item: cancelled
+    }
+
+
 class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """SAP ECC over its ICF services: IDoc-XML in, SOAP-RFC table reads back."""
 
@@ -326,6 +337,22 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: A 51 on a material lock: "resend" a new IDoc, or "reprocessed" — ECC's RBDMANIN job
     #: posts the same IDoc again, so skuflow follows it (resending would post twice).
     lock_errors: Literal["resend", "reprocessed"] = "resend"
+    #: Sales documents. The sales area sent in ORDERS05 E1EDK14 (all three empty: ECC
+    #: determines it from EDSDC by the sold-to party) and the order type (empty: ECC's OR).
+    sales_org: str = "1000"
+    distribution_channel: str = "10"
+    division: str = "00"
+    order_type: str = "OR"
+    #: The wrapper function modules (SOAP-RFC) by what they create (README: ECC sales).
+    sales_functions: dict[str, str] = msgspec.field(default_factory=default_sales_functions)
+    rejection_reason: str = "10"  # VBAP-ABGRU set on every item to cancel an order
+    return_movement_type: str = "651"  # goods receipt of a returns delivery [UNCONF]
+    discount_condition: str = "RB00"  # E1EDP05 condition type of a line's discount [UNCONF]
+    #: create_sales_order follows its ORDERS IDoc this long (then: ambiguous, found later).
+    sales_order_wait_seconds: float = 30.0
+    #: Message "class number" read as a lock on a sales document / a duplicate PO [UNCONF].
+    sales_lock_messages: list[str] = msgspec.field(default_factory=lambda: ["V1 042"])
+    duplicate_po_messages: list[str] = msgspec.field(default_factory=lambda: ["V4 115"])
 
     def __post_init__(self) -> None:
         _http_url("ecc.url", self.url)
@@ -348,6 +375,7 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 raise msgspec.ValidationError(
                     f"ecc.gm_codes has no GM code for movement type {move_type}"
                 )
+        self._check_sales()
         if "*" not in self.movement_types:
             raise msgspec.ValidationError('ecc.movement_types needs "*" (every other reason)')
         for reason, pair in self.movement_types.items():
@@ -362,6 +390,33 @@ class EccSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                     raise msgspec.ValidationError(
                         f"ecc.gm_codes has no GM code for movement type {move_type}"
                     )
+
+    def _check_sales(self) -> None:
+        area = (self.sales_org, self.distribution_channel, self.division)
+        if any(area) and not all(area):
+            raise msgspec.ValidationError(
+                "ecc.sales_org, distribution_channel and division: all three, or none (EDSDC)"
+            )
+        lengths = {"sales_org": 4, "distribution_channel": 2, "division": 2, "order_type": 4}
+        for name, most in {**lengths, "discount_condition": 4}.items():
+            value = getattr(self, name)
+            if len(value) > most:
+                raise msgspec.ValidationError(f"ecc.{name} has at most {most} characters")
+        if not 0 < len(self.rejection_reason) <= 2:
+            raise msgspec.ValidationError("ecc.rejection_reason: a reason for rejection (ABGRU)")
+        if not (len(self.return_movement_type) == 3 and self.return_movement_type.isdigit()):
+            raise msgspec.ValidationError("ecc.return_movement_type: a movement type (651)")
+        _positive("ecc.sales_order_wait_seconds", self.sales_order_wait_seconds)
+        if set(self.sales_functions) != set(default_sales_functions()):
+            raise msgspec.ValidationError(
+                f"ecc.sales_functions needs exactly {sorted(default_sales_functions())}"
+            )
+        for kind, name in self.sales_functions.items():
+            if not name or not all(c.isalnum() or c in "_/" for c in name) or len(name) > 30:
+                raise msgspec.ValidationError(f"ecc.sales_functions.{kind}: {name!r}")
+        for message in (*self.sales_lock_messages, *self.duplicate_po_messages):
+            if len(message.split()) != 2:
+                raise msgspec.ValidationError(f'ecc messages are "CLASS NUMBER", not {message!r}')
 
 
 class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
