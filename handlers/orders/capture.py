@@ -57,6 +57,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import msgspec
 from opentelemetry import metrics
@@ -217,6 +218,7 @@ class OrderCapture:
         follower_retry_seconds: float = 5.0,
         lease_check_seconds: float = 2.0,
         relay_batch: int = 100,
+        send_timeout: float = 10.0,
         meter: metrics.Meter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -229,7 +231,7 @@ class OrderCapture:
         self._overlap = timedelta(seconds=overlap_seconds)
         self._settle = timedelta(seconds=settle_seconds)
         self._retry, self._lease_check = follower_retry_seconds, lease_check_seconds
-        self._relay_batch, self._now = relay_batch, now
+        self._relay_batch, self._send_timeout, self._now = relay_batch, send_timeout, now
         self._key = lock_key(self._seller)
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         self._epoch = 0
@@ -269,10 +271,14 @@ class OrderCapture:
                 led = await self._lead()
             except _DB_ERRORS as exc:
                 led = False
-                log.warning("order capture: PostgreSQL unavailable (%s)", type(exc).__name__)
-            if led:
+                log.warning(
+                    "order capture: PostgreSQL unavailable (%s: %s)", type(exc).__name__, exc
+                )
+            if led:  # and lost: a replica whose connection just failed lets the others go first
                 standing_by = False
-            elif not standing_by:
+                await anyio.sleep(3 * self._retry)
+                continue
+            if not standing_by:
                 standing_by = True
                 log.info("order capture: another replica polls seller %s", self._seller)
             await anyio.sleep(self._retry)
@@ -303,9 +309,13 @@ class OrderCapture:
                     tg.start_soon(self._relay_loop)
                 why = "its PostgreSQL connection was lost" if lost.is_set() else "deposed"
             finally:
-                conn.remove_termination_listener(terminated)
+                with contextlib.suppress(asyncpg.InterfaceError):  # (gone with the connection)
+                    conn.remove_termination_listener(terminated)
                 if self.leading:
-                    log.warning("order capture: no longer leading seller %s: %s", self._seller, why)
+                    level = logging.INFO if why == "stopped" else logging.WARNING
+                    log.log(
+                        level, "order capture: no longer leading seller %s: %s", self._seller, why
+                    )
                 self.leading, self.cursor, self._scope = False, None, None
                 with anyio.move_on_after(2, shield=True), contextlib.suppress(*_DB_ERRORS):
                     if not conn.is_closed():
@@ -508,10 +518,16 @@ class OrderCapture:
                     *(self._seller, self._relay_batch),
                 )
                 for row in rows:
-                    await self._producer.send_and_wait(
-                        self._topic, value=bytes(row["payload"]), key=row["order_id"].encode()
-                    )
+                    # A stop lets the send in flight finish (its ack decides whether the row
+                    # goes) and lands between two sends.
+                    with anyio.move_on_after(self._send_timeout, shield=True) as sending:
+                        await self._producer.send_and_wait(
+                            self._topic, value=bytes(row["payload"]), key=row["order_id"].encode()
+                        )
+                    if sending.cancelled_caught:
+                        raise TimeoutError(f"no acknowledgement within {self._send_timeout:g}s")
                     acked.append(row["seq"])
+                    await anyio.lowlevel.checkpoint()
                 return len(rows)
             finally:
                 with anyio.move_on_after(5, shield=True), contextlib.suppress(*_DB_ERRORS):
