@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -36,6 +36,7 @@ RecordKind = Literal[
 ]
 Pair: TypeAlias = tuple[str, str]  # (item, warehouse)
 Triple: TypeAlias = tuple[str, str, str]  # (item, warehouse, batch)
+KnobsT = TypeVar("KnobsT", bound=msgspec.Struct)
 ENTITIES: dict[str, Kind] = {
     "InventoryGenEntries": "entry",
     "InventoryGenExits": "exit",
@@ -111,6 +112,12 @@ class SLError(Exception):
     def response(self) -> web.Response:
         body = {"error": {"code": self.code, "message": {"lang": "en-us", "value": self.message}}}
         return web.json_response(body, status=self.status)
+
+
+def with_changes(knobs: KnobsT, changes: dict[str, Any]) -> KnobsT:
+    """A knobs Struct with some fields changed, the others kept (validated as on HTTP)."""
+    merged = {**msgspec.structs.asdict(knobs), **changes}
+    return msgspec.convert(merged, type(knobs), strict=False)
 
 
 def rejected(message: str, code: int = -10) -> SLError:
@@ -265,7 +272,7 @@ def check_document(
 
     def resolved() -> Iterator[tuple[int, Item, str, dict[str, Any]]]:
         for index, line in enumerate(check_header(body, entity)):
-            _check_properties(line, LINE_FIELDS, "DocumentLine")
+            check_properties(line, LINE_FIELDS, "DocumentLine")
             item = items.get(str(line.get("ItemCode", "")))
             warehouse = warehouses.get(str(line.get("WarehouseCode", "")))
             if item is None or warehouse is None:
@@ -335,7 +342,7 @@ def check_transfer(
     moves: list[Move] = []
     for index, line in enumerate(lines):
         row = index + 1
-        _check_properties(line, TRANSFER_LINE_FIELDS, "StockTransferLine")
+        check_properties(line, TRANSFER_LINE_FIELDS, "StockTransferLine")
         source, destination = transfer_ends(body, line)
         item = items.get(str(line.get("ItemCode", "")))
         if item is None or source not in warehouses or destination not in warehouses:
@@ -353,7 +360,7 @@ def check_transfer(
     return moves
 
 
-def _check_properties(line: Any, fields: frozenset[str], type_name: str) -> None:
+def check_properties(line: Any, fields: frozenset[str], type_name: str) -> None:
     if not isinstance(line, dict):
         raise rejected(f"Invalid JSON body: a {type_name} object is expected", -1000)
     for name in line:

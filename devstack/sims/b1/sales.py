@@ -1,5 +1,7 @@
 """Sales documents in the SAP Business One simulator: customers, orders and the drafts approval
-procedures make of them, and the documents based on each other.
+procedures make of them, and the documents based on each other. :class:`SalesBook` checks and
+applies every write; its records, refusal texts and JSON are in
+:mod:`devstack.sims.b1.sales_model`.
 
 **Entities** (all under ``/b1s/v1``, GET by key, GET a collection with ``$filter`` / ``$select``
 / paging as the stock documents): ``BusinessPartners`` (key ``CardCode``: ``CardType``
@@ -78,160 +80,39 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
-
-import msgspec
+from typing import Any
 
 from devstack.sims.b1 import model
-from devstack.sims.b1.model import Item, SLError, StockBook, Warehouse, decimal, rejected, yes_no
+from devstack.sims.b1.model import Item, SLError, StockBook, Warehouse, decimal, rejected
+from devstack.sims.b1.sales_model import (
+    BASED_LINE_FIELDS,
+    BASES,
+    ENTITIES,
+    FREE_TEXT_MAX,
+    HEADER_FIELDS,
+    LENGTHS,
+    MESSAGES,
+    OBJECT_CODES,
+    ORDER_LINE_FIELDS,
+    POSTABLE,
+    TABLES,
+    Customer,
+    SalesDoc,
+    SalesLine,
+    SalesRules,
+    balances,
+    customer_json,
+    doc_json,
+    integer,
+    keys,
+    refusal,
+    total,
+)
 
-SalesKind = Literal["order", "draft", "delivery", "invoice", "return", "credit_note"]
-ENTITIES: dict[str, SalesKind] = {
-    "Orders": "order",
-    "Drafts": "draft",
-    "DeliveryNotes": "delivery",
-    "Invoices": "invoice",
-    "Returns": "return",
-    "CreditNotes": "credit_note",
-}
-POSTABLE = ("Orders", "DeliveryNotes", "Invoices", "Returns", "CreditNotes")
-#: Object type (BoObjectTypes) and DocObjectCode name of each document entity.
-OBJECT_TYPES = {"Orders": 17, "DeliveryNotes": 15, "Invoices": 13, "Returns": 16}
-OBJECT_TYPES |= {"CreditNotes": 14}
-OBJECT_CODES = {"Orders": "oOrders", "DeliveryNotes": "oDeliveryNotes", "Invoices": "oInvoices"}
-OBJECT_CODES |= {"Returns": "oReturns", "CreditNotes": "oCreditNotes"}
-#: Header and line tables, as B1's error texts name them.
-TABLES = {"Orders": ("ORDR", "RDR1"), "Drafts": ("ODRF", "DRF1")}
-TABLES |= {"DeliveryNotes": ("ODLN", "DLN1"), "Invoices": ("OINV", "INV1")}
-TABLES |= {"Returns": ("ORDN", "RDN1"), "CreditNotes": ("ORIN", "RIN1")}
-#: What each document is based on: (entity, BaseType).
-BASES = {"DeliveryNotes": ("Orders", 17), "Invoices": ("DeliveryNotes", 15)}
-BASES |= {"Returns": ("DeliveryNotes", 15), "CreditNotes": ("Returns", 16)}
-#: B1's JournalMemo when none is given ("Deliveries - C001" as the B1 client writes it).
-DEFAULT_MEMO = {"Orders": "Sales Orders", "DeliveryNotes": "Deliveries", "Invoices": "A/R Invoices"}
-DEFAULT_MEMO |= {"Returns": "Returns", "CreditNotes": "A/R Credit Memos"}
-
-HEADER_FIELDS = frozenset({"CardCode", "NumAtCard", "DocDate", "DocDueDate", "TaxDate"})
-HEADER_FIELDS |= {"DocCurrency", "Comments", "JournalMemo", "Reference2", "DocumentLines"}
-LENGTHS = {**model.FIELD_LENGTHS, "NumAtCard": 100}
-ORDER_LINE_FIELDS = frozenset({"LineNum", "ItemCode", "Quantity", "UnitPrice", "DiscountPercent"})
-ORDER_LINE_FIELDS |= {"TaxCode", "WarehouseCode", "FreeText"}
-BASED_LINE_FIELDS = ORDER_LINE_FIELDS | {"BaseType", "BaseEntry", "BaseLine", "BatchNumbers"}
-BASED_LINE_FIELDS |= {"SerialNumbers"}
-FREE_TEXT_MAX = 100  # RDR1.FreeTxt
-CENT = Decimal("0.01")
-PRICE = Decimal("0.000001")
-
-#: The texts of the refusals, by key; ``SalesRules.messages`` replaces any of them. All are
-#: [UNCONF] (modelled on B1's style: text, then ``[TABLE.Field][line: row]``) except the
-#: item's "is inactive" (10001069, verified), whose locator is ours.
-MESSAGES = {
-    "no_customer": "Enter a business partner code  [{head}.CardCode]",
-    "unknown_customer": "Invalid BP code '{card}'  [{head}.CardCode]",
-    "inactive_customer": "Business partner '{card}' is inactive  [{head}.CardCode]",
-    "credit_limit": "Customer {card} has exceeded the credit limit  [{head}.CardCode]",
-    "bad_date": "Invalid date value '{value}' in property '{name}'",
-    "unknown_item": "Invalid item code '{item}'  [{table}.ItemCode][line: {row}]",
-    "inactive_item": model.INACTIVE + "  [{table}.ItemCode][line: {row}]",
-    "bad_quantity": "Quantity must be positive  [{table}.Quantity][line: {row}]",
-    "unknown_warehouse": "Invalid warehouse code '{warehouse}'  [{table}.WhsCode][line: {row}]",
-    "unknown_tax_code": "Invalid tax code '{tax}'  [{table}.TaxCode][line: {row}]",
-    "bad_price": "Price must not be negative  [{table}.Price][line: {row}]",
-    "bad_discount": "Discount must be between 0 and 100  [{table}.DiscPrcnt][line: {row}]",
-    "free_text": model.TOO_LONG.replace("{entity}", "DocumentLine"),
-    "base_type": "Document can be based on {base} (BaseType {type}) only  "
-    "[{table}.BaseType][line: {row}]",
-    "base_missing": "Base document does not exist  [{table}.BaseEntry][line: {row}]",
-    "card_mismatch": "Base document card and target document card do not match  "
-    "[{table}.BaseEntry][line: {row}]",
-    "base_closed": "Base document is closed or cancelled  [{table}.BaseEntry][line: {row}]",
-    "base_line_missing": "Base document line does not exist  [{table}.BaseLine][line: {row}]",
-    "base_line_closed": "Base document line is closed  [{table}.BaseLine][line: {row}]",
-    "not_approved": "Base document is not approved  [{table}.BaseEntry][line: {row}]",
-    "item_mismatch": "Item {item} differs from the base document line's  "
-    "[{table}.ItemCode][line: {row}]",
-    "over_open": "Quantity exceeds the open quantity of the base document line  "
-    "[{table}.Quantity][line: {row}]",
-    "over_returnable": "Quantity exceeds the quantity delivered and not yet returned  "
-    "[{table}.Quantity][line: {row}]",
-    "cancel_copied": "Cannot cancel the document: it has been copied to a target document",
-    "already_closed": "Document is already closed or cancelled",
-    "draft_pending": "Document is pending approval",
-    "draft_rejected": "Document was rejected in the approval process",
-}
-
-
-class SalesRules(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The company's sales settings, as knobs (see the module docstring)."""
-
-    approval_above_amount: Decimal | None = None  # an order's DocTotal above it → a draft
-    approval_on_credit_hold: bool = False  # an order of a customer on credit hold → a draft
-    over_credit_limit: Literal["allow", "draft", "refuse"] = "allow"
-    credit_hold_unconfirms: bool = True  # a credit hold reads as Confirmed tNO on its orders
-    deliver_unconfirmed: bool = False  # deliveries of an order reading Confirmed tNO pass
-    allow_over_delivery: bool = False  # deliveries above the open quantity pass
-    return_from_closed_delivery: bool = False  # returns based on a closed delivery pass
-    draft_answer_status: int = 400  # the HTTP status of the -2028 answer for a draft
-    messages: dict[str, str] = {}
-
-    def __post_init__(self) -> None:
-        unknown = set(self.messages) - set(MESSAGES)
-        if unknown:
-            raise ValueError(f"unknown message keys {sorted(unknown)}")
-
-
-@dataclass
-class Customer:
-    code: str
-    name: str
-    credit_limit: Decimal = Decimal(0)
-    frozen: bool = False
-    credit_hold: bool = False
-    approval: bool = False  # every order of this customer needs approval
-    approval_above: Decimal | None = None  # its orders above this DocTotal need approval
-
-
-@dataclass
-class SalesLine:
-    num: int
-    item: str
-    quantity: Decimal
-    warehouse: str
-    unit_price: Decimal
-    discount: Decimal  # percent
-    tax_code: str | None
-    free_text: str | None
-    udf: dict[str, Any]
-    base: tuple[int, int, int] | None = None  # (BaseType, BaseEntry, BaseLine)
-    batches: dict[str, Decimal] = field(default_factory=dict)
-    serials: list[str] = field(default_factory=list)
-    open: Decimal = Decimal(-1)  # RemainingOpenQuantity (-1: the quantity)
-    closed: bool = False
-    returned: Decimal = Decimal(0)  # a delivery line: taken back by returns
-    returned_batches: defaultdict[str, Decimal] = field(
-        default_factory=lambda: defaultdict(Decimal)
-    )
-    returned_serials: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        if self.open < 0:
-            self.open = self.quantity
-
-    @property
-    def price(self) -> Decimal:
-        return (self.unit_price * (1 - self.discount / 100)).quantize(PRICE).normalize()
-
-    @property
-    def total(self) -> Decimal:
-        return (self.quantity * self.price).quantize(CENT)
-
-    def take(self, quantity: Decimal) -> None:
-        """``quantity`` of this line copied to a target document: less is open."""
-        self.open = max(Decimal(0), self.open - quantity)
-        self.closed = self.closed or self.open == 0
+__all__ = ["ENTITIES", "MESSAGES", "POSTABLE", "SalesBook", "SalesRules"]
 
 
 @dataclass
@@ -242,34 +123,6 @@ class _Planned:
     base: SalesLine
     new: SalesLine
     posted: dict[str, Any]
-
-
-@dataclass
-class SalesDoc:
-    entity: str  # where it lives: Orders, Drafts, DeliveryNotes, ...
-    object_code: str  # what it is (a draft: oOrders)
-    card: str
-    lines: list[SalesLine]
-    header: dict[str, Any]  # NumAtCard, dates, Comments, JournalMemo, Reference2, U_*
-    entry: int = 0
-    closed: bool = False
-    cancelled: bool = False
-    confirmed: bool = True
-    authorization: str = "dasWithout"
-    approval_reason: str = ""
-
-    @property
-    def is_open(self) -> bool:
-        return not (self.closed or self.cancelled)
-
-    def close_if_done(self) -> None:
-        if all(line.closed for line in self.lines):
-            self.closed = True
-
-
-class _Fields(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 class SalesBook:
@@ -333,8 +186,7 @@ class SalesBook:
 
     def set_rules(self, **changes: Any) -> SalesRules:
         """Change some sales knobs, keep the others."""
-        merged = {**msgspec.structs.asdict(self._rules), **changes}
-        self._rules = msgspec.convert(merged, SalesRules, strict=False)
+        self._rules = model.with_changes(self._rules, changes)
         return self._rules
 
     def set_confirmed(self, entry: int, confirmed: bool) -> None:
@@ -374,7 +226,7 @@ class SalesBook:
         """The rows that may match ``where``: found by an indexed key when every alternative
         names one (``DocEntry``, ``NumAtCard``, ``JournalMemo``; ``CardCode`` of a customer)."""
         if entity == "BusinessPartners":
-            codes = _keys(where, "CardCode")
+            codes = keys(where, "CardCode")
             found = self.customers.values() if codes is None else (
                 self.customers[c] for c in sorted(codes) if c in self.customers
             )  # fmt: skip
@@ -478,7 +330,7 @@ class SalesBook:
         lines = []
         for index, line in enumerate(posted):
             row = index + 1
-            model._check_properties(line, ORDER_LINE_FIELDS, "DocumentLine")
+            model.check_properties(line, ORDER_LINE_FIELDS, "DocumentLine")
             code = str(line.get("ItemCode") or "")
             item = self._items.get(code)
             if item is None:
@@ -492,13 +344,8 @@ class SalesBook:
                 SalesLine(index, code, quantity, warehouse, price, discount, tax, text, udf)
             )
         order = SalesDoc("Orders", OBJECT_CODES["Orders"], customer.code, lines, header)
-        reason = self._approval(customer, order)
-        if reason:
-            order.entity, order.authorization, order.approval_reason = (
-                "Drafts",
-                "dasPending",
-                reason,
-            )
+        if self._approval(customer, order):
+            order.entity, order.authorization = "Drafts", "dasPending"
         return model.Plan(order.entity, body, lambda: self._add(order))
 
     def _approval(self, customer: Customer, order: SalesDoc) -> str:
@@ -543,7 +390,7 @@ class SalesBook:
         taken: defaultdict[tuple[int, int], Decimal] = defaultdict(Decimal)
         for index, line in enumerate(posted):
             row = index + 1
-            model._check_properties(line, BASED_LINE_FIELDS, "DocumentLine")
+            model.check_properties(line, BASED_LINE_FIELDS, "DocumentLine")
             base_doc, base = self._base(entity, line, customer, table, row)
             if line.get("ItemCode") not in (None, base.item):
                 raise self._refusal("item_mismatch", item=line["ItemCode"], table=table, row=row)
@@ -589,9 +436,9 @@ class SalesBook:
     ) -> tuple[SalesDoc, SalesLine]:
         base_entity, base_type = BASES[entity]
         where = {"table": table, "row": row}
-        if _integer(line.get("BaseType")) != base_type:
+        if integer(line.get("BaseType")) != base_type:
             raise self._refusal("base_type", base=base_entity, type=base_type, **where)
-        base_doc = self._docs[base_entity].get(_integer(line.get("BaseEntry")) or 0)
+        base_doc = self._docs[base_entity].get(integer(line.get("BaseEntry")) or 0)
         if base_doc is None:
             raise self._refusal("base_missing", **where)
         if base_doc.card != customer.code:
@@ -599,7 +446,7 @@ class SalesBook:
         reopenable = entity == "Returns" and self._rules.return_from_closed_delivery
         if base_doc.cancelled or (base_doc.closed and not reopenable):
             raise self._refusal("base_closed", **where)
-        number = _integer(line.get("BaseLine"))
+        number = integer(line.get("BaseLine"))
         if number is None or not 0 <= number < len(base_doc.lines):
             raise self._refusal("base_line_missing", **where)
         base = base_doc.lines[number]
@@ -613,8 +460,8 @@ class SalesBook:
     def _base_line_of(self, entity: str, line: dict[str, Any]) -> SalesLine | None:
         if entity not in BASES:
             return None
-        base_doc = self._docs[BASES[entity][0]].get(_integer(line.get("BaseEntry")) or 0)
-        number = _integer(line.get("BaseLine"))
+        base_doc = self._docs[BASES[entity][0]].get(integer(line.get("BaseEntry")) or 0)
+        number = integer(line.get("BaseLine"))
         if base_doc is None or number is None or not 0 <= number < len(base_doc.lines):
             return None
         return base_doc.lines[number]
@@ -728,8 +575,7 @@ class SalesBook:
         return price, discount, None if tax is None else str(tax), text, udf
 
     def _refusal(self, key: str, **values: Any) -> SLError:
-        text = self._rules.messages.get(key) or MESSAGES[key]
-        return rejected(text.format_map(_Fields(values)))
+        return refusal(self._rules, key, **values)
 
     def _get(self, entity: str, entry: int) -> SalesDoc:
         doc = self._docs[entity].get(entry)
@@ -754,131 +600,20 @@ class SalesBook:
         return record
 
     def _total(self, doc: SalesDoc) -> Decimal:
-        net = sum((line.total for line in doc.lines), Decimal(0))
-        return net + self._vat(doc)
-
-    def _vat(self, doc: SalesDoc) -> Decimal:
-        rates = self.tax_codes
-        vat = sum(
-            (line.total * rates.get(line.tax_code or "", Decimal(0)) / 100 for line in doc.lines),
-            Decimal(0),
-        )
-        return vat.quantize(CENT)
+        return total(doc, self.tax_codes)
 
     def _balances(self, card: str) -> tuple[Decimal, Decimal, Decimal]:
-        """(CurrentAccountBalance, OpenDeliveryNotesBalance, OpenOrdersBalance) of a customer."""
-        account, deliveries, orders = Decimal(0), Decimal(0), Decimal(0)
-        for doc in self._by_card.get(card, []):
-            if doc.cancelled:
-                continue
-            if doc.entity == "Invoices":
-                account += self._total(doc)
-            elif doc.entity == "CreditNotes":
-                account -= self._total(doc)
-            elif doc.entity in ("DeliveryNotes", "Orders") and not doc.closed:
-                open_amount = sum(((ln.open * ln.price).quantize(CENT) for ln in doc.lines),
-                                  Decimal(0))  # fmt: skip
-                if doc.entity == "Orders":
-                    orders += open_amount
-                else:
-                    deliveries += open_amount
-        return account, deliveries, orders
+        return balances(self._by_card.get(card, []), self.tax_codes)
 
     def _customer_json(self, customer: Customer) -> dict[str, Any]:
-        account, deliveries, orders = self._balances(customer.code)
-        return {
-            "CardCode": customer.code,
-            "CardName": customer.name,
-            "CardType": "cCustomer",
-            "CreditLimit": customer.credit_limit,
-            "CurrentAccountBalance": account,
-            "OpenDeliveryNotesBalance": deliveries,
-            "OpenOrdersBalance": orders,
-            "Frozen": yes_no(customer.frozen),
-            "Valid": yes_no(not customer.frozen),
-            "U_CreditHold": "Y" if customer.credit_hold else "N",
-        }
+        return customer_json(customer, self._balances(customer.code))
 
     def _json(self, doc: SalesDoc) -> dict[str, Any]:
-        header = doc.header
         customer = self.customers.get(doc.card)
-        memo = header.get("JournalMemo") or f"{DEFAULT_MEMO.get(doc.entity, 'Drafts')} - {doc.card}"
-        lines = [_line_json(line, self._items.get(line.item)) for line in doc.lines]
-        return {
-            "DocEntry": doc.entry,
-            "DocNum": doc.entry,
-            "DocType": "dDocument_Items",
-            "DocObjectCode": doc.object_code,
-            "DocDate": header["DocDate"],
-            "DocDueDate": header["DocDueDate"],
-            "TaxDate": header["TaxDate"],
-            "CardCode": doc.card,
-            "CardName": customer.name if customer else doc.card,
-            "NumAtCard": header.get("NumAtCard"),
-            "DocCurrency": header.get("DocCurrency"),
-            "DocTotal": self._total(doc),
-            "VatSum": self._vat(doc),
-            "Comments": header.get("Comments"),
-            "JournalMemo": memo[: model.FIELD_LENGTHS["JournalMemo"]],
-            "Reference1": str(doc.entry),
-            "Reference2": header.get("Reference2"),
-            "DocumentStatus": "bost_Open" if doc.is_open else "bost_Close",
-            "Cancelled": yes_no(doc.cancelled),
-            "Confirmed": yes_no(self.confirmed(doc)),
-            "AuthorizationStatus": doc.authorization,
-            **{name: value for name, value in header.items() if name.startswith("U_")},
-            "DocumentLines": lines,
-        }
-
-
-def _line_json(line: SalesLine, item: Item | None) -> dict[str, Any]:
-    base_type, base_entry, base_line = line.base or (-1, None, None)
-    return {
-        "LineNum": line.num,
-        "ItemCode": line.item,
-        "ItemDescription": item.name if item else line.item,
-        "Quantity": line.quantity,
-        "UnitPrice": line.unit_price,
-        "Price": line.price,
-        "DiscountPercent": line.discount,
-        "LineTotal": line.total,
-        "TaxCode": line.tax_code,
-        "WarehouseCode": line.warehouse,
-        "FreeText": line.free_text,
-        "LineStatus": "bost_Close" if line.closed else "bost_Open",
-        "RemainingOpenQuantity": line.open,
-        "OpenAmount": (line.open * line.price).quantize(CENT),
-        "BaseType": base_type,
-        "BaseEntry": base_entry,
-        "BaseLine": base_line,
-        "BatchNumbers": [{"BatchNumber": b, "Quantity": q} for b, q in line.batches.items()],
-        "SerialNumbers": [{"InternalSerialNumber": s, "Quantity": 1} for s in line.serials],
-        **line.udf,
-    }
-
-
-def _integer(value: Any) -> int | None:
-    """An integer property sent as a number or a numeric string (B1 takes both)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (str, Decimal)):
-        try:
-            number = Decimal(value)
-        except ArithmeticError:
-            return None
-        return int(number) if number.is_finite() and number == number.to_integral_value() else None
-    return None
-
-
-def _keys(where: model.Filter, name: str) -> set[str] | None:
-    """The values of ``name eq '...'`` that every alternative of ``where`` names, or None when
-    one names none (a scan is needed)."""
-    keys: set[str] = set()
-    for clauses in where:
-        values = [v for n, v in clauses if n == name and isinstance(v, str)]
-        if not values:
-            return None
-        keys.add(values[0])
-    return keys
+        return doc_json(
+            doc,
+            card_name=customer.name if customer else doc.card,
+            confirmed=self.confirmed(doc),
+            items=self._items,
+            rates=self.tax_codes,
+        )

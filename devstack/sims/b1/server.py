@@ -240,8 +240,7 @@ class B1Simulator:
 
     def set_faults(self, **changes: Any) -> Faults:
         """Change some knobs, keep the others."""
-        merged = {**msgspec.structs.asdict(self._faults), **changes}
-        self._faults = msgspec.convert(merged, Faults, strict=False)
+        self._faults = model.with_changes(self._faults, changes)
         return self._faults
 
     def expire_sessions(self) -> None:

@@ -496,7 +496,7 @@ def _order_state(ref: SalesOrderRef, order: _Order, blocked: bool) -> SalesOrder
         holds.append(HOLD_CREDIT)
     lines = order.document_lines
     return SalesOrderState(
-        ref=_ref(ref.reference, order, None if ref.draft else ref.lines),
+        ref=_ref(ref.reference, order, ref.lines),  # an approved draft keeps its LineNums
         status=status,
         holds=tuple(holds),
         open_quantities={
