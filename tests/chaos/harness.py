@@ -231,6 +231,14 @@ class Simulators:
 
         return self._call(read())
 
+    def ecc_statuses(self) -> list[int]:
+        """The HTTP status of every call ECC answered, in arrival order."""
+
+        async def read() -> list[int]:
+            return [request.status for request in self.ecc.requests]
+
+        return self._call(read())
+
     def confirmations(self) -> list[dict[str, Any]]:
         return list(_get_json(f"{self.spapi.endpoint}/_sim/confirmations"))
 
@@ -730,6 +738,7 @@ class ChaosRun:
     ) -> ChaosRow:
         row = ChaosRow(
             scenario=scenario,
+            erp=self.sims.erp,
             events=self.ledger.events,
             faults=faults,
             lost=verdict.lost,

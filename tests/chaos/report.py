@@ -1,9 +1,11 @@
 """The chaos table: one row per fault scenario, printed at the end of the run.
 
 Every scenario ends with an independent check against a ledger of what was produced and
-reports what it found as a :class:`ChaosRow`. ``make chaos`` (and the short versions inside
-``make test``) print the collected rows as a Markdown table at the end of the session and write
-it to ``.cache/chaos.md`` so the README can carry the latest one.
+reports what it found as a :class:`ChaosRow`, with the ERP it posted to (a scenario that runs
+against both ERPs has a row for each, and the table ends with lost and duplicated per ERP).
+``make chaos`` (and the short versions inside ``make test``) print the collected rows as a
+Markdown table at the end of the session and write it to ``.cache/chaos.md`` so the README can
+carry the latest one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 @dataclass(frozen=True, slots=True)
 class ChaosRow:
     scenario: str
+    erp: str  #: the ERP the scenario posted to: "b1" or "ecc"
     events: int
     faults: str  #: what was injected, e.g. "12 SIGKILLs" or "B1 down 40 s"
     lost: int
@@ -26,6 +29,7 @@ class ChaosRow:
         recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.1f}"
         return [
             self.scenario,
+            ERP_NAMES.get(self.erp, self.erp),
             f"{self.events:,}",
             self.faults,
             str(self.lost),
@@ -35,7 +39,17 @@ class ChaosRow:
         ]
 
 
-HEADER = ["scenario", "events", "faults injected", "lost", "duplicated", "exceptions", "recovery s"]
+ERP_NAMES = {"b1": "SAP B1", "ecc": "SAP ECC"}
+HEADER = [
+    "scenario",
+    "ERP",
+    "events",
+    "faults injected",
+    "lost",
+    "duplicated",
+    "exceptions",
+    "recovery s",
+]
 
 
 @dataclass
@@ -48,7 +62,23 @@ class ChaosReport:
     def markdown(self) -> str:
         lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        lines += ["", self.per_erp()]
         return "\n".join(lines)
+
+    def per_erp(self) -> str:
+        """Lost and duplicated summed per ERP, e.g. "SAP B1: 4 scenarios, 0 lost, 0
+        duplicated; SAP ECC: 2 scenarios, 0 lost, 0 duplicated"."""
+        totals: dict[str, list[int]] = {}
+        for row in self.rows:
+            total = totals.setdefault(row.erp, [0, 0, 0])
+            total[0] += 1
+            total[1] += row.lost
+            total[2] += row.duplicated
+        return "; ".join(
+            f"{ERP_NAMES.get(erp, erp)}: {count} scenario{'s' if count != 1 else ''}, "
+            f"{lost} lost, {duplicated} duplicated"
+            for erp, (count, lost, duplicated) in totals.items()
+        )
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -309,6 +309,7 @@ def run_bad_input(
         report.add(
             ChaosRow(
                 scenario=f"bad input: {fuzzed:,} fuzzed payloads in valid traffic",
+                erp=sims.erp,
                 events=len(plan.payloads),
                 faults=f"{bad:,} invalid + {cases.get('duplicate', 0)} duplicates "
                 f"({len(cases) - 2} kinds of bad input)",
