@@ -33,9 +33,11 @@
   published; after a cancellation nothing more is published. Orders fulfilled by Amazon are
   published too (``fulfilled_by="AMAZON"``: the flow decides).
 * **Relay.** The leader publishes the outbox in order (key: the order id; value: the event's
-  JSON, ``type`` included) and deletes each batch once Kafka acknowledged it, in the batch's
-  transaction. The one window where a revision is sent twice: the process dies between
-  Kafka's acknowledgement and that commit; the next leader sends the same event ids again and
+  JSON, ``type`` included) and deletes what Kafka acknowledged in the batch's transaction. A
+  stop (or a lost leadership) lets the send in flight finish, up to ``send_timeout``, and
+  deletes what was acknowledged before it lets go. The one window where a revision is sent
+  twice: the process dies between Kafka's acknowledgement and that commit (or a send in flight
+  outlives ``send_timeout`` at a stop); the next leader sends the same event ids again and
   consumers drop them as duplicates.
 
 Instruments: ``skuflow.orders.captured`` (events written to the outbox, by ``type``),

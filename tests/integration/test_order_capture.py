@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import anyio
@@ -132,15 +132,25 @@ class Stack:
         return row
 
 
+class Env(NamedTuple):
+    database_url: str
+    bootstrap: str
+    topic: str
+
+
+@pytest.fixture
+def env(database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics) -> Env:
+    """A fresh database and a fresh orders topic on the session's broker."""
+    topic = f"{unique}.orders"
+    create_topics(topic, partitions=PARTITIONS)
+    return Env(database_url, kafka_bootstrap, topic)
+
+
 @asynccontextmanager
 async def stack(
-    database_url: str,
-    bootstrap: str,
-    topic: str,
-    *,
-    client_plan: tuple[float, int] = (1000.0, 1000),
-    **knobs: Any,
+    env: Env, *, client_plan: tuple[float, int] = (1000.0, 1000), **knobs: Any
 ) -> AsyncIterator[Stack]:
+    database_url, bootstrap, topic = env
     knobs.setdefault("min_before_age_seconds", MIN_AGE)
     # The tests poll every 0.2 s: Amazon's plan (a search per 3 min) only where a test says.
     knobs.setdefault("usage_plans", {"searchOrders": (100.0, 100)})
@@ -242,6 +252,17 @@ def once_each(records: Sequence[tuple[bytes, dict[str, Any]]]) -> None:
     assert [i for i, n in ids.items() if n > 1] == []
 
 
+async def crash_after_the_first_page(s: Stack) -> asyncpg.Record:
+    """A capture that stops for good in its second search (pages of 10): its cursor then."""
+    async with running(s.capture(Recording(s.client, stall_at=2), page_size=10)):
+
+        async def first_page_committed() -> bool:
+            return await s.page_token() is not None
+
+        await until(first_page_committed, "the first page")
+    return await s.cursor()
+
+
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
@@ -250,16 +271,11 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_many_orders_over_several_pages_through_429s_are_all_published_once(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
-) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
+def test_many_orders_over_several_pages_through_429s_are_all_published_once(env: Env) -> None:
     async def scenario() -> None:
         # Amazon grants 4 searches/s (burst 2); the client paces itself far faster.
         plans = {"searchOrders": (4.0, 2)}
-        async with stack(database_url, kafka_bootstrap, topic, usage_plans=plans) as s:
+        async with stack(env, usage_plans=plans) as s:
             for index in range(45):
                 s.order(ItemSpec(seller_sku=f"SKU-{index}"), lag=float(45 - index) / 10)
             async with running(s.capture(page_size=10)):
@@ -277,25 +293,13 @@ def test_many_orders_over_several_pages_through_429s_are_all_published_once(
 
 
 @pytest.mark.timeout(120)
-def test_a_restart_mid_pagination_continues_with_the_next_page(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
-) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
+def test_a_restart_mid_pagination_continues_with_the_next_page(env: Env) -> None:
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
+        async with stack(env) as s:
             for index in range(30):
                 s.order(lag=float(30 - index) / 10)
             await anyio.sleep(SETTLE + 1)  # all in the first window (its end is whole seconds)
-            first = Recording(s.client, stall_at=2)  # the first page, then it "crashes"
-            async with running(s.capture(first, page_size=10)):
-
-                async def first_page_committed() -> bool:
-                    return await s.page_token() is not None
-
-                await until(first_page_committed, "the first page")
-            saved = await s.cursor()
+            saved = await crash_after_the_first_page(s)
             second = Recording(s.client)
             async with running(s.capture(second, page_size=10)):
                 await all_published(s, Counter((o, "order.received") for o in s.created))
@@ -313,24 +317,13 @@ def test_a_restart_mid_pagination_continues_with_the_next_page(
 
 
 @pytest.mark.timeout(120)
-def test_an_expired_page_token_restarts_its_window_from_its_start(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
-) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
+def test_an_expired_page_token_restarts_its_window_from_its_start(env: Env) -> None:
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
+        async with stack(env) as s:
             for index in range(30):
                 s.order(lag=float(30 - index) / 10)
             await anyio.sleep(SETTLE + 1)
-            async with running(s.capture(Recording(s.client, stall_at=2), page_size=10)):
-
-                async def first_page_committed() -> bool:
-                    return await s.page_token() is not None
-
-                await until(first_page_committed, "the first page")
-            saved = await s.cursor()
+            saved = await crash_after_the_first_page(s)
             s.sim.expire_pagination_tokens()  # (the model: 24 h; the capture was down longer)
             second = Recording(s.client)
             async with running(s.capture(second, page_size=10)):
@@ -355,17 +348,10 @@ def test_an_expired_page_token_restarts_its_window_from_its_start(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("overlap", [30.0, 0.0], ids=["within the overlap", "without one"])
 def test_an_order_visible_only_after_the_cursor_passed_its_update_time_is_caught_by_the_overlap(
-    database_url: str,
-    kafka_bootstrap: str,
-    unique: str,
-    create_topics: CreateTopics,
-    overlap: float,
+    env: Env, overlap: float
 ) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
+        async with stack(env) as s:
             capture = s.capture(overlap_seconds=overlap)
             async with running(capture):
                 early = s.order(lag=0.0)
@@ -392,13 +378,10 @@ def test_an_order_visible_only_after_the_cursor_passed_its_update_time_is_caught
 
 @pytest.mark.timeout(120)
 def test_changes_and_cancellations_are_published_once_each_and_replays_publish_nothing(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
+    env: Env,
 ) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
+        async with stack(env) as s:
             priced = ItemSpec(
                 seller_sku="ABC-123",
                 quantity=2,
@@ -511,14 +494,11 @@ def test_changes_and_cancellations_are_published_once_each_and_replays_publish_n
 
 @pytest.mark.timeout(120)
 def test_two_pollers_for_one_seller_only_one_polls_and_the_other_takes_over_from_a_dead_leader(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
+    env: Env,
 ) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
-            other_pool = await create_pool(database_url, max_size=5)
+        async with stack(env) as s:
+            other_pool = await create_pool(env.database_url, max_size=5)
             sources = [Recording(s.client), Recording(s.client)]
             pollers = [s.capture(sources[0]), s.capture(sources[1], pool=other_pool)]
             try:
@@ -569,14 +549,9 @@ def test_two_pollers_for_one_seller_only_one_polls_and_the_other_takes_over_from
 
 
 @pytest.mark.timeout(120)
-def test_events_written_to_the_outbox_before_a_crash_are_published_on_restart(
-    database_url: str, kafka_bootstrap: str, unique: str, create_topics: CreateTopics
-) -> None:
-    topic = f"{unique}.orders"
-    create_topics(topic, partitions=PARTITIONS)
-
+def test_events_written_to_the_outbox_before_a_crash_are_published_on_restart(env: Env) -> None:
     async def scenario() -> None:
-        async with stack(database_url, kafka_bootstrap, topic) as s:
+        async with stack(env) as s:
             for _ in range(12):
                 s.order()
             async with running(s.capture(producer=StuckProducer(), send_timeout=0.5)):
