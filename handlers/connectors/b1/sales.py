@@ -190,7 +190,9 @@ class B1Sales:
         pending: dict[str, _Order] = {}
         for chunk in _chunks([r for r in drafts if r.reference not in orders], self._chunk):
             wanted = {ref.doc_entry: ref for ref in chunk}
-            for row in await self._orders("Drafts", [f"DocEntry eq {e}" for e in wanted], True):
+            for row in await self._orders(
+                "Drafts", [f"DocEntry eq {e}" for e in wanted], draft=True
+            ):
                 if row.doc_entry in wanted:
                     pending[wanted[row.doc_entry].reference] = row
         added = [ref for ref, row in pending.items() if row.authorization_status == "dasGenerated"]
