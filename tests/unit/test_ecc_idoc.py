@@ -233,7 +233,7 @@ def test_rows_are_fixed_width_at_the_offsets_answered() -> None:
          "INSME": Decimal(0), "SPEME": Decimal(0)},
     ]  # fmt: skip
     answer = rfc.read_table(
-        _call("MARD", ("MATNR", "LABST"), ("LABST > 5",)), lambda table: rows, "100"
+        _call("MARD", ("MATNR", "LABST"), ("LABST > 5",)), lambda table, where: rows, "100"
     )
     assert answer.tag == f"{{{xml.RFC_NS}}}RFC_READ_TABLE.Response"
     layout = [
@@ -251,7 +251,7 @@ def test_all_columns_start_with_the_client_and_digits_are_zero_padded() -> None:
            "CREDAT": "20261203", "CRETIM": "120000", "STATUS": "53", "UNAME": "U",
            "STATXT": "ok", "STAMQU": "", "STAMID": "", "STAMNO": "", "STATYP": "",
            "STAPA1": "", "STAPA2": "", "STAPA3": "", "STAPA4": ""}  # fmt: skip
-    answer = rfc.read_table(_call("EDIDS", ()), lambda table: [row], "100")
+    answer = rfc.read_table(_call("EDIDS", ()), lambda table, where: [row], "100")
     wa = answer.findtext("DATA/item/WA") or ""
     assert wa.startswith("100|0000000000000042|20261203|")
     names = [f.findtext("FIELDNAME") for f in answer.iterfind("FIELDS/item")]
@@ -266,5 +266,5 @@ def test_all_columns_start_with_the_client_and_digits_are_zero_padded() -> None:
 )  # fmt: skip
 def test_read_table_exceptions(table: str, fields: tuple[str, ...], name: str) -> None:
     with pytest.raises(rfc.RfcException) as raised:
-        rfc.read_table(_call(table, fields), lambda table: [], "100")
+        rfc.read_table(_call(table, fields), lambda table, where: [], "100")
     assert raised.value.name == name

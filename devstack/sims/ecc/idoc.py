@@ -85,11 +85,14 @@ class IdocDocument:
 
     def segment(self, name: str) -> Segment | None:
         """The first segment of that name anywhere in the tree."""
+        return next(self.segments_named(name), None)
+
+    def segments_named(self, name: str) -> Iterator[Segment]:
+        """Every segment of that name anywhere in the tree, in document order."""
         for top in self.segments:
             for segment in top.walk():
                 if segment.name == name:
-                    return segment
-        return None
+                    yield segment
 
 
 def _local(tag: str) -> str:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal, TypeAlias
 
@@ -180,9 +180,11 @@ class PlantData:
 @dataclass
 class StockBook:
     """Unrestricted-use stock: MARD-LABST per place, MCHB-CLABS per batch, and the serial numbers
-    in stock per material (serial → place)."""
+    in stock per material (serial → place); ``returns``: blocked returns stock (MARD-RETME, what
+    a returns delivery's 651 receives [UNCONF: 651 → RETME])."""
 
     mard: defaultdict[Place, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    returns: defaultdict[Place, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     mchb: defaultdict[BatchPlace, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     serials: defaultdict[str, dict[str, tuple[str, str]]] = field(
         default_factory=lambda: defaultdict(dict)
@@ -236,7 +238,9 @@ class MaterialDocument:
     bktxt: str  # = HEADER_TXT
     gm_code: str
     lines: tuple[DocumentLine, ...]
-    idoc: str  # the receiver IDoc number that posted it
+    idoc: str  # the receiver IDoc number that posted it ("": a delivery's goods movement)
+    posted_at: datetime | None = None  # when posted without an IDoc
+    vgart: str = "WA"  # transaction type: WA goods movement, WL delivery goods issue/receipt
 
 
 @dataclass(frozen=True)
@@ -435,11 +439,12 @@ def plan(movement: GoodsMovement, master: MasterData, book: StockBook) -> list[D
                     item.quantity, meins[item.matnr], serials=item.serials,
                 )
             )  # fmt: skip
-    _check_stock(lines, book)
+    check_stock(lines, book)
     return lines
 
 
-def _check_stock(lines: list[DocumentLine], book: StockBook) -> None:
+def check_stock(lines: list[DocumentLine], book: StockBook) -> None:
+    """M7 021 (deficit) or a serial number problem for the first line the stock cannot take."""
     place_need: defaultdict[Place, Decimal] = defaultdict(Decimal)
     batch_need: defaultdict[BatchPlace, Decimal] = defaultdict(Decimal)
     moved: set[tuple[str, str]] = set()
@@ -476,11 +481,18 @@ def _deficit(kind: str, short: Decimal, line: DocumentLine, where: str) -> Rejec
     return Rejected(DEFICIT, kind, quantity, f"{line.matnr.lstrip('0')} {where}")
 
 
+#: Movement types receiving into blocked returns stock (MARD-RETME) [UNCONF: research A3].
+BLOCKED_RETURNS = frozenset({"651"})
+
+
 def apply(lines: list[DocumentLine], book: StockBook) -> None:
     for line in lines:
         place = (line.matnr, line.werks, line.lgort)
-        book.mard[place] += line.delta
-        if line.charg:
+        if line.bwart in BLOCKED_RETURNS:
+            book.returns[place] += line.delta
+        else:
+            book.mard[place] += line.delta
+        if line.charg and line.bwart not in BLOCKED_RETURNS:
             book.mchb[(*place, line.charg)] += line.delta
         held = book.serials[line.matnr]
         for serial in line.serials:

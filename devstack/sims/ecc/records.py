@@ -38,6 +38,7 @@ class Idoc:
     ready_at: float = 0.0
     final_at: float = 0.0
     material_document: model.MaterialDocument | None = None
+    sales_document: str = ""  # an ORDERS05's sales order (VBELN) once saved
 
     @property
     def status(self) -> str:

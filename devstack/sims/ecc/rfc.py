@@ -50,6 +50,8 @@ EXCEPTIONS = frozenset(
 )
 Value = str | Decimal
 Row = Mapping[str, Value]
+Condition = tuple[str, str, tuple[str, ...]]  # (field, op, literals)
+Where = list[list[Condition]]  # OR of ANDs
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Column:
     text: str
 
 
-def _columns(spec: str) -> tuple[Column, ...]:
+def columns(spec: str) -> tuple[Column, ...]:
     """``"MATNR:18:C:Material, ..."`` → columns."""
     columns = []
     for part in spec.split(","):
@@ -71,33 +73,33 @@ def _columns(spec: str) -> tuple[Column, ...]:
 
 _QUAN = "17:P"
 TABLES: dict[str, tuple[Column, ...]] = {
-    "MARA": _columns(
+    "MARA": columns(
         "MANDT:3:C:Client, MATNR:18:C:Material, MTART:4:C:Material type, "
         "MEINS:3:C:Base unit, LVORM:1:C:Deletion flag (client)"
     ),
-    "MARC": _columns(
+    "MARC": columns(
         "MANDT:3:C:Client, MATNR:18:C:Material, WERKS:4:C:Plant, LVORM:1:C:Deletion flag, "
         "MMSTA:2:C:Plant-sp.matl status, XCHPF:1:C:Batch management, SERNP:4:C:Serial profile"
     ),
-    "T001L": _columns(
+    "T001L": columns(
         "MANDT:3:C:Client, WERKS:4:C:Plant, LGORT:4:C:Storage location, LGOBE:16:C:Description"
     ),
-    "MARD": _columns(
+    "MARD": columns(
         f"MANDT:3:C:Client, MATNR:18:C:Material, WERKS:4:C:Plant, LGORT:4:C:Storage location, "
         f"LVORM:1:C:Deletion flag, LABST:{_QUAN}:Unrestricted, INSME:{_QUAN}:In quality insp., "
         f"SPEME:{_QUAN}:Blocked"
     ),
-    "MCHB": _columns(
+    "MCHB": columns(
         f"MANDT:3:C:Client, MATNR:18:C:Material, WERKS:4:C:Plant, LGORT:4:C:Storage location, "
         f"CHARG:10:C:Batch, CLABS:{_QUAN}:Unrestricted"
     ),
-    "MKPF": _columns(
+    "MKPF": columns(
         "MANDT:3:C:Client, MBLNR:10:C:Material document, MJAHR:4:N:Material doc. year, "
         "VGART:2:C:Transaction type, BLART:2:C:Document type, BLDAT:8:D:Document date, "
         "BUDAT:8:D:Posting date, CPUDT:8:D:Entry date, CPUTM:6:T:Entry time, "
         "USNAM:12:C:User name, XBLNR:16:C:Reference, BKTXT:25:C:Doc.header text"
     ),
-    "MSEG": _columns(
+    "MSEG": columns(
         f"MANDT:3:C:Client, MBLNR:10:C:Material document, MJAHR:4:N:Material doc. year, "
         f"ZEILE:4:N:Item, BWART:3:C:Movement type, XAUTO:1:C:Item automatically created, "
         f"MATNR:18:C:Material, WERKS:4:C:Plant, LGORT:4:C:Storage location, CHARG:10:C:Batch, "
@@ -105,7 +107,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         f"ERFMG:{_QUAN}:Qty in unit of entry, ERFME:3:C:Unit of entry, UMWRK:4:C:Receiving plant, "
         f"UMLGO:4:C:Receiving stor. loc., UMCHA:10:C:Receiving batch"
     ),
-    "EDIDC": _columns(
+    "EDIDC": columns(
         "MANDT:3:C:Client, DOCNUM:16:N:IDoc number, DOCREL:4:C:SAP release, STATUS:2:C:Status, "
         "DIRECT:1:C:Direction, IDOCTP:30:C:Basic type, MESTYP:30:C:Message type, "
         "SNDPOR:10:C:Sender port, SNDPRT:2:C:Partner type, SNDPRN:10:C:Partner number, "
@@ -113,7 +115,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         "CREDAT:8:D:Created on, CRETIM:6:T:Created at, UPDDAT:8:D:Changed on, "
         "UPDTIM:6:T:Changed at, SERIAL:20:C:Serialization, ARCKEY:70:C:Archive key"
     ),
-    "EDIDS": _columns(
+    "EDIDS": columns(
         "MANDT:3:C:Client, DOCNUM:16:N:IDoc number, LOGDAT:8:D:Date, LOGTIM:6:T:Time, "
         "COUNTR:16:N:Counter, CREDAT:8:D:Created on, CRETIM:6:T:Created at, STATUS:2:C:Status, "
         "UNAME:12:C:User, STATXT:70:C:Text, STAMQU:3:C:Message qualifier, "
@@ -147,7 +149,6 @@ _TOKEN = re.compile(
     r"|(?P<punct>[(),])|(?P<word>[A-Za-z_][A-Za-z0-9_]*))"
 )
 _WORD_OPS = {"EQ": "=", "NE": "<>", "LT": "<", "GT": ">", "LE": "<=", "GE": ">="}
-Condition = tuple[str, str, tuple[str, ...]]  # (field, op, literals)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -166,7 +167,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def parse_where(text: str, columns: Iterable[str]) -> list[list[Condition]]:
+def parse_where(text: str, columns: Iterable[str]) -> Where:
     """A WHERE clause as OR of ANDs of conditions; unknown fields are OPTION_NOT_VALID."""
     known = set(columns)
     tokens = _tokens(text)
@@ -246,7 +247,23 @@ def _compare(actual: Value, op: str, literal: str) -> bool:
     return results[op]
 
 
-def matches(row: Row, where: list[list[Condition]]) -> bool:
+def keyed_values(where: Where, field: str) -> list[str] | None:
+    """The values of ``field`` that every AND of ``where`` pins with ``=`` or ``IN`` (trailing
+    blanks removed, each once, in order), so rows can be looked up by key instead of scanned;
+    None when some AND leaves ``field`` open (or there is no WHERE)."""
+    if not where:
+        return None
+    values: dict[str, None] = {}
+    for conjunction in where:
+        pinned = [v for name, op, vs in conjunction if name == field and op in ("=", "IN")
+                  for v in vs]  # fmt: skip
+        if not pinned:
+            return None
+        values.update((value.rstrip(), None) for value in pinned)
+    return list(values)
+
+
+def matches(row: Row, where: Where) -> bool:
     if not where:
         return True
     return any(
@@ -279,19 +296,25 @@ def _format(value: Value, column: Column) -> str:
 
 
 def read_table(
-    request: ET.Element, rows_of: Callable[[str], Iterable[Row]], client: str
+    request: ET.Element,
+    rows_of: Callable[[str, Where], Iterable[Row]],
+    client: str,
+    schema: Mapping[str, tuple[Column, ...]] = TABLES,
+    wide: frozenset[str] = WIDE_TABLES,
 ) -> ET.Element:
     """Run RFC_READ_TABLE on a parsed request element; the ``.Response`` element or an
-    :class:`RfcException`."""
+    :class:`RfcException`. ``rows_of(table, where)`` gives the candidate rows — all of them, or
+    those an index finds for the keys ``where`` pins (:func:`keyed_values`); every one is still
+    checked against ``where``."""
     table = _text(request, "QUERY_TABLE").strip().upper()
-    columns = TABLES.get(table)
+    columns = schema.get(table)
     if columns is None:
         raise RfcException("TABLE_NOT_AVAILABLE", f"Table {table} is not available")
     by_name = {column.name: column for column in columns}
     delimiter = _text(request, "DELIMITER")[:1]
     wanted = [name.strip().upper() for name in _items(request, "FIELDS", "FIELDNAME")]
     wanted = [name for name in wanted if name]
-    if not wanted and table in WIDE_TABLES:
+    if not wanted and table in wide:
         raise RfcException("DATA_BUFFER_EXCEEDED", f"A row of {table} exceeds {WA_LENGTH}")
     wanted = wanted or [column.name for column in columns]
     for name in wanted:
@@ -308,7 +331,7 @@ def read_table(
         offset += column.length + len(delimiter)
     if offset - len(delimiter) > WA_LENGTH:
         raise RfcException("DATA_BUFFER_EXCEEDED", f"Selected fields exceed {WA_LENGTH}")
-    selected = [row for row in rows_of(table) if matches({"MANDT": client, **row}, where)]
+    selected = [row for row in rows_of(table, where) if matches({"MANDT": client, **row}, where)]
     selected = selected[skips : skips + count] if count > 0 else selected[skips:]
     ET.register_namespace("rfc", RFC_NS)
     response = ET.Element(f"{{{RFC_NS}}}RFC_READ_TABLE.Response")

@@ -15,8 +15,19 @@ found says these services need one]):
   ``idocAssign`` > ``TransferId``, ``DbId`` (the receiver IDoc number) — see
   :mod:`devstack.sims.ecc.idoc` for what is [UNCONF] there. Errors as SOAP faults, HTTP 500.
 - ``POST /sap/bc/soap/rfc`` [DOC]: SOAP-RFC; ``RFC_READ_TABLE`` over MARA, MARC, T001L, MARD,
-  MCHB, MKPF, MSEG, EDIDC, EDIDS (:mod:`devstack.sims.ecc.rfc`). Another function: fault
-  ``FU_NOT_FOUND`` [UNCONF].
+  MCHB, MKPF, MSEG, EDIDC, EDIDS (:mod:`devstack.sims.ecc.rfc`) and the SD tables VBAK, VBAP,
+  VBKD, VBUK, VBUP, LIKP, LIPS, VBRK, VBRP, VBFA (:mod:`devstack.sims.ecc.sales_tables`),
+  reads by key looked up, not scanned; the customer's wrapper function modules for sales
+  documents (:mod:`devstack.sims.ecc.sales_rfc`). Another function: fault ``FU_NOT_FOUND``
+  [UNCONF].
+- ``/_sim/...`` (no auth, no faults): sales controls — customers, holds, rules, wrapper names
+  (:mod:`devstack.sims.ecc.controls`).
+
+**Sales orders**: ``ORDERS05`` IDocs (message type ORDERS, a partner profile for it:
+``add_partner(message_types=("MBGMCR", "ORDERS"))``) are stored and applied like MBGMCR03 and
+make sales orders (:mod:`devstack.sims.ecc.sales`); deliveries, invoices, returns and credit
+memos follow through the wrappers (:mod:`devstack.sims.ecc.shipping`), the goods issue and
+receipt moving the same stock book as the goods movements. Python hooks on ``sim.sales``.
 
 **Storing** checks ``EDI_DC40`` as a WE20 partner profile does: ``TABNAM`` EDI_DC40,
 ``DIRECT`` 2, ``MESTYP`` MBGMCR for ``IDOCTYP`` MBGMCR03, ``SNDPRT`` LS, ``SNDPRN`` a configured
@@ -53,7 +64,10 @@ DOCNUM, BUS2017, MBLNR+MJAHR). Knobs: ``drop_rate`` (never confirmed), ``duplica
 **Faults** (``set_faults``): ``outage_until`` → 503; ``error_rate`` → 500 before anything is
 stored; ``lost_answer_next``/``lost_answer_rate`` → stored, then the connection is cut
 (``lost_answer_mode="reset"``) or 500 answered (``"500"``); ``latency_ms``; ``lock_next``;
-``open_period`` ``"YYYY/MM"`` → M7 053 outside it and the period before.
+``open_period`` ``"YYYY/MM"`` → M7 053 outside it and the period before. Wrapper functions:
+``function_lost_answer_next``/``function_lost_answer_rate`` → applied (committed), then the
+answer is lost as above; ``order_lock_next`` → the next N wrapper calls find their sales
+document locked (E V1 042 "... is locked by user ...", nothing changed).
 
 **Inspection** (Python only): ``idocs``, ``idoc()``, ``idocs_by_status()``, ``history()``
 (applied movements per material/plant/sloc, in posting order), ``stock()``, ``documents``,
@@ -71,7 +85,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -80,17 +94,19 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from devstack.sims.ecc import controls, model, rfc, sales_tables, tables
 from devstack.sims.ecc import idoc as xml
-from devstack.sims.ecc import model, rfc, tables
 from devstack.sims.ecc.idoc import IdocDocument, IdocXmlError
 from devstack.sims.ecc.model import Message, Place, Rejected
 from devstack.sims.ecc.records import Applied, AuditDelivery, Idoc, RecordedRequest, StatusRecord
+from devstack.sims.ecc.sales import ORDERS_LENGTHS, SAVED, SalesBook
+from devstack.sims.ecc.sales_rfc import SalesFunctions
 from devstack.sims.http import LocalServer
 
 log = logging.getLogger(__name__)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IDOC_CONTENT_TYPES = frozenset({"text/xml", "application/x-sap.idoc"})
-BASIC_TYPES = {"MBGMCR03": "MBGMCR"}  # basic type → its message type (WE82)
+BASIC_TYPES = {"MBGMCR03": "MBGMCR", "ORDERS05": "ORDERS"}  # basic type → message type (WE82)
 OUTAGE_PAGE = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"  # noqa: E501
 #: Field lengths of the segments read (TraceLink MBGMCR03 guideline [DOC-3P]; BAPI structures).
 LENGTHS: dict[str, dict[str, int]] = {
@@ -104,6 +120,7 @@ LENGTHS: dict[str, dict[str, int]] = {
                                 "ENTRY_UOM": 3, "MOVE_PLANT": 4, "MOVE_STLOC": 4,
                                 "MOVE_BATCH": 10},
     "E1BP2017_GM_SERIALNUMBER": {"MATDOC_ITM": 4, "SERIALNO": 18},
+    **ORDERS_LENGTHS,
 }  # fmt: skip
 ADDED = Message("E0", "", "IDoc added")
 READY = Message("E0", "", "IDoc ready to be transferred to application")
@@ -124,6 +141,9 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lost_answer_mode: Literal["reset", "500"] = "reset"  # connection cut, or a 500
     lock_next: int = 0  # the next N postings fail with M3 897 (status 51)
     open_period: str | None = None  # "YYYY/MM": M7 053 outside it and the previous period
+    function_lost_answer_next: int = 0  # the next N wrapper calls: applied, answer lost ...
+    function_lost_answer_rate: float = 0.0  # ... and this share of the others
+    order_lock_next: int = 0  # the next N wrapper calls find their sales document locked
 
 
 class Processing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -175,6 +195,11 @@ class EccSimulator:
         self.partners: dict[str, tuple[str, frozenset[str]]] = {}  # SNDPRN → (port, MESTYPs)
         self.idocs: dict[str, Idoc] = {}
         self.documents: list[model.MaterialDocument] = []
+        self.sales = SalesBook(self.master, self.book, self._post_goods_movement)
+        self.functions = SalesFunctions(self.sales)
+        self._arckeys: defaultdict[str, list[str]] = defaultdict(list)
+        self._by_mblnr: dict[str, model.MaterialDocument] = {}
+        self._by_xblnr: defaultdict[str, list[model.MaterialDocument]] = defaultdict(list)
         self.audits: list[AuditDelivery] = []
         self.requests: list[RecordedRequest] = []
         self.counters: Counter[str] = Counter()
@@ -194,6 +219,7 @@ class EccSimulator:
         app.router.add_post("/sap/bc/idoc_xml", self._idoc_xml)
         app.router.add_post("/sap/bc/srt/idoc", self._srt_idoc)
         app.router.add_post("/sap/bc/soap/rfc", self._soap_rfc)
+        controls.add_routes(app.router, self)
         self._server = LocalServer(app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -317,6 +343,8 @@ class EccSimulator:
 
     @web.middleware
     async def _gateway(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if request.path.startswith("/_sim/"):
+            return await handler(request)
         try:
             response = await self._admit(request) or await handler(request)
         except web.HTTPException as exc:
@@ -394,12 +422,16 @@ class EccSimulator:
             if document.basic_type not in BASIC_TYPES or declared != document.basic_type:
                 raise IdocXmlError(f"Basic type {declared or document.basic_type} is unknown")
 
-    async def _answer(self, request: web.Request, response: web.Response) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.Request, response: web.Response, knob: str = "lost_answer"
+    ) -> web.StreamResponse:
+        """``response``, or — by the ``<knob>_next``/``<knob>_rate`` faults — it is lost."""
         faults = self.faults
-        lost = faults.lost_answer_next > 0 or self._random.random() < faults.lost_answer_rate
+        left: int = getattr(faults, f"{knob}_next")
+        lost = left > 0 or self._random.random() < getattr(faults, f"{knob}_rate")
         if not lost:
             return response
-        self.faults = replace_struct(faults, lost_answer_next=max(0, faults.lost_answer_next - 1))
+        self.faults = msgspec.structs.replace(faults, **{f"{knob}_next": max(0, left - 1)})
         self.counters["lost_answers"] += 1
         if faults.lost_answer_mode == "500":
             return web.Response(status=500, text="500 Internal Server Error")
@@ -413,6 +445,8 @@ class EccSimulator:
             self._sequence += 1
             entry = Idoc(self._assign_number(), self._sequence, document, user)
             self.idocs[entry.docnum] = entry
+            if entry.arckey:
+                self._arckeys[entry.arckey].append(entry.docnum)
             self.counters["received"] += 1
             self._status(entry, "50", ADDED)
             problem = self._syntax_problem(document)
@@ -525,6 +559,9 @@ class EccSimulator:
 
     async def _apply(self, entry: Idoc) -> None:
         self._status(entry, "62", PASSED)
+        if entry.document.basic_type == "ORDERS05":
+            self._apply_orders(entry)
+            return
         keys: set[tuple[str, str]] = set()
         try:
             movement = model.read_goods_movement(
@@ -555,6 +592,45 @@ class EccSimulator:
         document = self._document(entry, movement, lines)
         self._status(entry, "53", model.POSTED, document.mblnr, statyp="S")
 
+    def _apply_orders(self, entry: Idoc) -> None:
+        """IDOC_INPUT_ORDERS: a sales order, or 51 with the first error."""
+        try:
+            order = self.sales.create_order(entry.document, entry.user)
+        except Rejected as error:
+            self._status(entry, "51", error.message, *error.values, statyp="E")
+            return
+        entry.sales_document = order.vbeln
+        self._status(entry, "53", SAVED, "Standard Order", order.vbeln, statyp="S")
+
+    def _post_goods_movement(
+        self, lines: list[model.DocumentLine], xblnr: str, bktxt: str
+    ) -> tuple[str, str]:
+        """A delivery's goods issue or receipt (601, 651, 653): checked by the caller, applied
+        to the stock book as one material document (MKPF-VGART WL); (MBLNR, MJAHR)."""
+        model.apply(lines, self.book)
+        self._next_mblnr += 1
+        now = datetime.now(UTC)
+        budat = now.strftime("%Y%m%d")
+        document = model.MaterialDocument(
+            str(self._next_mblnr), budat[:4], budat, budat, xblnr, bktxt, "", tuple(lines), "",
+            posted_at=now, vgart="WL",
+        )  # fmt: skip
+        self._record(document, "", "")
+        return document.mblnr, document.mjahr
+
+    def _record(self, document: model.MaterialDocument, docnum: str, sender: str) -> None:
+        self.documents.append(document)
+        self._by_mblnr[document.mblnr] = document
+        self._by_xblnr[document.xblnr].append(document)
+        now = time.time()
+        for line in document.lines:
+            self._history[line.matnr, line.werks, line.lgort].append(
+                Applied(
+                    document.mblnr, document.mjahr, line.zeile, line.bwart, line.delta,
+                    line.charg, document.xblnr, docnum, sender, now,
+                )
+            )  # fmt: skip
+
     def _lock(self, keys: set[tuple[str, str]]) -> None:
         faults, user = self.faults, self.processing.job_user
         if faults.lock_next > 0:
@@ -576,15 +652,7 @@ class EccSimulator:
             movement.xblnr, movement.bktxt, movement.gm_code, tuple(lines), entry.docnum,
         )  # fmt: skip
         entry.material_document = document
-        self.documents.append(document)
-        now = time.time()
-        for line in lines:
-            self._history[line.matnr, line.werks, line.lgort].append(
-                Applied(
-                    document.mblnr, document.mjahr, line.zeile, line.bwart, line.delta,
-                    line.charg, document.xblnr, entry.docnum, entry.sender_docnum, now,
-                )
-            )  # fmt: skip
+        self._record(document, entry.docnum, entry.sender_docnum)
         return document
 
     # --- SOAP-RFC ---
@@ -595,10 +663,12 @@ class EccSimulator:
         except IdocXmlError as exc:
             return _soap(xml.soap_fault("Client", str(exc)), 500)
         function = call.tag.rsplit("}", 1)[-1]
+        if self.functions.knows(function):
+            return await self._wrapper(request, function, call)
         if function != "RFC_READ_TABLE":
             return _soap(xml.soap_fault("Server", "FU_NOT_FOUND"), 500)
         try:
-            answer = rfc.read_table(call, self._rows, self.client)
+            answer = rfc.read_table(call, self._rows, self.client, SCHEMA, WIDE_TABLES)
         except rfc.RfcException as exc:
             return _soap(xml.soap_fault("Server", exc.name, exc.detail(function)), 500)
         except ValueError:
@@ -607,11 +677,29 @@ class EccSimulator:
         self.counters["rfc_calls"] += 1
         return _soap(xml.soap_envelope(answer), 200)
 
-    def _rows(self, table: str) -> Iterator[rfc.Row]:
-        db = tables.Database(
-            self.master, self.book, self.idocs, self.documents, self.processing.job_user
+    async def _wrapper(self, request: web.Request, function: str, call: Any) -> web.StreamResponse:
+        """A wrapper function module: applied (committed unless it answers an error), then its
+        answer — which the lost-answer faults may lose."""
+        forced = self.faults.order_lock_next > 0
+        if forced:
+            self.faults = replace_struct(
+                self.faults, order_lock_next=self.faults.order_lock_next - 1
+            )
+        user = (self._user(request) or "").upper()
+        answer = await self.functions.call(function, call, user, forced_lock=forced)
+        self.counters["function_calls"] += 1
+        return await self._answer(
+            request, _soap(xml.soap_envelope(answer), 200), "function_lost_answer"
         )
-        return tables.rows(table, db)
+
+    def _rows(self, table: str, where: rfc.Where) -> Iterable[rfc.Row]:
+        if table in sales_tables.TABLES:
+            return sales_tables.rows(table, self.sales, where)
+        db = tables.Database(
+            self.master, self.book, self.idocs, self.documents, self.processing.job_user,
+            self._arckeys, self._by_mblnr, self._by_xblnr,
+        )  # fmt: skip
+        return tables.rows(table, db, where)
 
     # --- ALE audit ---
 
@@ -631,7 +719,7 @@ class EccSimulator:
         now, delay = time.monotonic(), audit.delay_ms / 1000
         due = [entry for entry in self._pending_audit if now - entry.final_at >= delay]
         self._pending_audit = [entry for entry in self._pending_audit if entry not in due]
-        by_partner: dict[str, list[Idoc]] = defaultdict(list)
+        by_partner: dict[tuple[str, str], list[Idoc]] = defaultdict(list)
         for entry in due:
             if self._random.random() < audit.drop_rate:
                 self.counters["audit_dropped"] += 1
@@ -639,12 +727,12 @@ class EccSimulator:
             if self._random.random() < audit.duplicate_rate:
                 self.counters["audit_duplicated"] += 1
                 self._pending_audit.append(entry)
-            by_partner[entry.partner].append(entry)
+            by_partner[entry.partner, entry.control.get("MESTYP", "")].append(entry)
         sent = 0
-        for partner, entries in by_partner.items():
+        for (partner, mestyp), entries in by_partner.items():
             confirmations = [_confirmation(entry) for entry in entries]
             for chunk in xml.chunks(confirmations, audit.max_per_idoc):
-                status = await self._deliver(audit, partner, chunk)
+                status = await self._deliver(audit, partner, chunk, mestyp)
                 if 200 <= status < 300:
                     sent += len(chunk)
                 else:  # not delivered: confirmed again next round
@@ -654,7 +742,9 @@ class EccSimulator:
         self.counters["audit_confirmations"] += sent
         return sent
 
-    async def _deliver(self, audit: Audit, partner: str, chunk: list[xml.Confirmation]) -> int:
+    async def _deliver(
+        self, audit: Audit, partner: str, chunk: list[xml.Confirmation], mestyp: str
+    ) -> int:
         assert self._session is not None
         assert audit.url is not None
         docnum = self._assign_number()
@@ -666,7 +756,7 @@ class EccSimulator:
             "CREDAT": datetime.now(UTC).strftime("%Y%m%d"),
             "CRETIM": datetime.now(UTC).strftime("%H%M%S"),
         }  # fmt: skip
-        body = xml.build_idoc_xml("ALEAUD01", control, xml.audit_segments("MBGMCR", chunk))
+        body = xml.build_idoc_xml("ALEAUD01", control, xml.audit_segments(mestyp, chunk))
         status = 0
         try:
             async with self._session.post(
@@ -686,6 +776,10 @@ class EccSimulator:
         return status
 
 
+SCHEMA = {**rfc.TABLES, **sales_tables.TABLES}
+WIDE_TABLES = rfc.WIDE_TABLES | sales_tables.WIDE
+
+
 def _merge(struct: Any, changes: dict[str, Any]) -> Any:
     return msgspec.convert(
         {**msgspec.structs.asdict(struct), **changes}, type(struct), strict=False
@@ -703,6 +797,11 @@ def _soap(body: bytes, status: int) -> web.Response:
 def _confirmation(entry: Idoc) -> xml.Confirmation:
     record = entry.statuses[-1]
     document = entry.material_document
+    if entry.sales_document:  # BUS2032: the sales order an ORDERS05 made
+        objtype, objkey = "BUS2032", entry.sales_document
+    else:
+        objtype = "BUS2017" if document else ""
+        objkey = f"{document.mblnr}{document.mjahr}" if document else ""
     return xml.Confirmation(
         sender_docnum=entry.sender_docnum,
         receiver_docnum=entry.docnum,
@@ -714,6 +813,6 @@ def _confirmation(entry: Idoc) -> xml.Confirmation:
         stamid=record.stamid,
         stamno=record.stamno,
         stapa=record.stapa,
-        objtype="BUS2017" if document else "",
-        objkey=f"{document.mblnr}{document.mjahr}" if document else "",
+        objtype=objtype,
+        objkey=objkey,
     )
