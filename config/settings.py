@@ -510,7 +510,9 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: Where returned goods go, by condition: a location of mappings.warehouses; "" for a
     #: condition: back into the location the return was received at.
     return_locations: dict[str, str] = {}
-    #: Create a credit note for each return (based on it).
+    #: Credit returned goods that were invoiced with a credit note based on the return, where
+    #: the return itself does not credit them (SAP B1 takes invoiced goods back with a credit
+    #: note based on the invoice, which restocks and credits in one: nothing follows there).
     credit_note_on_return: bool = True
 
     def __post_init__(self) -> None:

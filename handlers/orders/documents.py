@@ -40,6 +40,7 @@ from handlers.ports.erp import (
     ErpError,
     ErpRejected,
     PostedDocument,
+    PostedReturn,
     SalesDeliveries,
     SalesDocumentKind,
     SalesOrderRef,
@@ -150,9 +151,19 @@ class DocumentPoster:
                     posted = await self._erp.find_sales_document(kind, key)
                 if posted is None:
                     request = await self._request(conn, row, key)
+                    based_on = (
+                        await self._delivery_row(conn, row, request.delivery)
+                        if isinstance(request, SalesReturn)
+                        else row["based_on"]
+                    )
                     await conn.execute(
-                        "UPDATE skuflow_order_documents SET state = 'posting' WHERE id = $1",
+                        "UPDATE skuflow_order_documents SET state = 'posting', based_on = $2 "
+                        "WHERE id = $1",
                         row_id,
+                        based_on,
+                    )
+                    row = await conn.fetchrow(
+                        "SELECT * FROM skuflow_order_documents WHERE id = $1", row_id
                     )
                     posted = await self._send(kind, key, request)
             except Wait as exc:
@@ -199,9 +210,29 @@ class DocumentPoster:
                 raise
             return found
 
+    async def _follow(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, posted: PostedDocument
+    ) -> str | None:
+        """The document that follows this one: the invoice of a delivery (when the ERP
+        invoices on dispatch); the credit note of a return of invoiced goods, unless the
+        return itself credited them (B1's credit note based on the invoice)."""
+        if row["kind"] == "delivery":
+            return "invoice" if self._settings.invoice_on_dispatch else None
+        if row["kind"] != "return" or not self._settings.credit_note_on_return:
+            return None
+        if isinstance(posted, PostedReturn) and posted.credited:
+            return None
+        invoiced = await conn.fetchval(
+            "SELECT 1 FROM skuflow_order_documents WHERE kind = 'invoice' AND based_on = $1 "
+            "AND state = 'posted'",
+            row["based_on"],
+        )
+        return "credit_note" if invoiced else None
+
     async def _posted(
         self, conn: asyncpg.Connection, row: asyncpg.Record, posted: PostedDocument
     ) -> None:
+        follow = await self._follow(conn, row, posted)
         async with conn.transaction():
             await conn.execute(
                 """UPDATE skuflow_order_documents SET state = 'posted', doc_entry = $2,
@@ -210,13 +241,7 @@ class DocumentPoster:
                 posted.doc_entry,
                 posted.doc_num,
             )
-            follow = {"delivery": "invoice", "return": "credit_note"}.get(row["kind"])
-            wanted = (
-                self._settings.invoice_on_dispatch
-                if follow == "invoice"
-                else self._settings.credit_note_on_return
-            )
-            if follow is not None and wanted:
+            if follow is not None:
                 await conn.execute(
                     """INSERT INTO skuflow_order_documents (channel, order_id, kind, source_ref,
                          based_on, lines, location, topic, partition, "offset", key, payload,
@@ -342,7 +367,23 @@ class DocumentPoster:
             document = PostedDocument(doc_entry=delivery["doc_entry"], doc_num=delivery["doc_num"])
             matched = await self._match(document, json.loads(delivery["lines"]), wanted)
             if matched is not None:
+                invoice = await conn.fetchrow(
+                    "SELECT state, doc_entry, doc_num FROM skuflow_order_documents "
+                    "WHERE kind = 'invoice' AND based_on = $1",
+                    delivery["id"],
+                )
+                if invoice is not None and invoice["state"] != "posted":
+                    if invoice["state"] != "failed":
+                        raise Wait(f"the invoice of delivery {delivery['doc_num']} is not posted")
+                    invoice = None
                 return SalesReturn(
+                    invoice=(
+                        None
+                        if invoice is None
+                        else PostedDocument(
+                            doc_entry=invoice["doc_entry"], doc_num=invoice["doc_num"]
+                        )
+                    ),
                     key=key,
                     delivery=document,
                     lines=tuple(
@@ -395,6 +436,19 @@ class DocumentPoster:
                 return None
             matched.append((line, found))
         return matched
+
+    async def _delivery_row(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, delivery: PostedDocument
+    ) -> int | None:
+        """The ledger row of the delivery a return is based on."""
+        found = await conn.fetchval(
+            "SELECT id FROM skuflow_order_documents WHERE channel = $1 AND order_id = $2 "
+            "AND kind = 'delivery' AND doc_entry = $3",
+            row["channel"],
+            row["order_id"],
+            delivery.doc_entry,
+        )
+        return None if found is None else int(found)
 
     def _return_warehouse(self, row: asyncpg.Record, condition: str) -> str:
         location = self._settings.return_locations.get(condition) or row["location"]

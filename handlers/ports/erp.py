@@ -249,13 +249,25 @@ class SalesReturnLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SalesReturn(msgspec.Struct, frozen=True, kw_only=True):
-    """A return based on a delivery (B1 ``Returns`` with ``BaseType`` 15)."""
+    """A return based on a delivery (B1 ``Returns`` with ``BaseType`` 15). ``invoice``: the
+    delivery's invoice, when the goods were invoiced — the ERP takes them back against it
+    (B1: a credit note based on the invoice, since the invoice closed the delivery: it
+    restocks and credits in one document, answered as a :class:`PostedReturn` with
+    ``credited``)."""
 
     key: str
     delivery: PostedDocument
     lines: tuple[SalesReturnLine, ...]
     return_date: date
     remarks: str = ""
+    invoice: PostedDocument | None = None
+
+
+class PostedReturn(PostedDocument, frozen=True, kw_only=True):
+    """A posted return; ``credited``: the document also credited the goods (no credit note
+    is to follow)."""
+
+    credited: bool = False
 
 
 SalesDocumentKind = Literal["delivery", "invoice", "return", "credit_note"]

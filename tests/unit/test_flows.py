@@ -72,6 +72,7 @@ def test_migrations_are_numbered_across_flows_and_keep_their_recorded_names() ->
         "0008_posting_reason_class",
         "0009_stock_transfers",
         "0010_orders",
+        "0011_order_capture",
     ]  # 0001-0005: the names applied databases recorded before flows had packages of their own
     assert {m.component for m in found} == {"handlers"}
     assert {flow.package for flow in FLOWS} == {

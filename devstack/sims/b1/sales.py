@@ -404,7 +404,7 @@ class SalesBook:
             price, discount, tax, text, udf = self._terms(line, table, row, base)
             new = SalesLine(
                 index, base.item, quantity, warehouse, price, discount, tax, text, udf,
-                (BASES[entity][1], base_doc.entry, base.num),
+                (integer(line.get("BaseType")) or 0, base_doc.entry, base.num),
             )  # fmt: skip
             planned.append(_Planned(base_doc, base, new, line))
         moves = self._stock_moves(entity, planned, table)
@@ -420,7 +420,7 @@ class SalesBook:
             for plan in planned:
                 base, new = plan.base, plan.new
                 base.take(new.quantity)
-                if entity == "Returns":
+                if entity == "Returns" or _restocks(entity, new):
                     base.returned += new.quantity
                     for batch, quantity in new.batches.items():
                         base.returned_batches[batch] += quantity
@@ -434,10 +434,13 @@ class SalesBook:
     def _base(
         self, entity: str, line: dict[str, Any], customer: Customer, table: str, row: int
     ) -> tuple[SalesDoc, SalesLine]:
-        base_entity, base_type = BASES[entity]
+        bases = BASES[entity]
         where = {"table": table, "row": row}
-        if integer(line.get("BaseType")) != base_type:
-            raise self._refusal("base_type", base=base_entity, type=base_type, **where)
+        base_type = integer(line.get("BaseType"))
+        if base_type not in bases:
+            expected = " or ".join(f"{name} ({code})" for code, name in bases.items())
+            raise self._refusal("base_type", base=expected, type=base_type, **where)
+        base_entity = bases[base_type]
         base_doc = self._docs[base_entity].get(integer(line.get("BaseEntry")) or 0)
         if base_doc is None:
             raise self._refusal("base_missing", **where)
@@ -458,9 +461,10 @@ class SalesBook:
         return base_doc, base
 
     def _base_line_of(self, entity: str, line: dict[str, Any]) -> SalesLine | None:
-        if entity not in BASES:
+        base_entity = BASES.get(entity, {}).get(integer(line.get("BaseType")) or 0)
+        if base_entity is None:
             return None
-        base_doc = self._docs[BASES[entity][0]].get(integer(line.get("BaseEntry")) or 0)
+        base_doc = self._docs[base_entity].get(integer(line.get("BaseEntry")) or 0)
         number = integer(line.get("BaseLine"))
         if base_doc is None or number is None or not 0 <= number < len(base_doc.lines):
             return None
@@ -471,7 +475,7 @@ class SalesBook:
     ) -> None:
         """``quantity`` (this document's lines on ``base`` so far) against what is open."""
         where = {"table": table, "row": row}
-        if entity == "Returns" and quantity > base.quantity - base.returned:
+        if entity in ("Returns", "CreditNotes") and quantity > base.quantity - base.returned:
             raise self._refusal("over_returnable", **where)
         reopened = entity == "Returns" and self._rules.return_from_closed_delivery
         over_allowed = entity == "DeliveryNotes" and self._rules.allow_over_delivery
@@ -480,10 +484,16 @@ class SalesBook:
 
     def _stock_moves(self, entity: str, planned: list[_Planned], table: str) -> list[model.Move]:
         """Deliveries issue stock, returns take it back (only batches and serials their
-        delivery line issued and not yet returned); invoices and credit notes move none."""
-        if entity not in ("DeliveryNotes", "Returns"):
+        delivery line issued and not yet returned), and so do credit notes based on invoices
+        (the goods of a closed delivery); invoices and credit notes of returns move none."""
+        if entity not in ("DeliveryNotes", "Returns", "CreditNotes"):
             return []
-        stocked = [plan for plan in planned if self._items[plan.new.item].inventory]
+        stocked = [
+            plan
+            for plan in planned
+            if self._items[plan.new.item].inventory
+            and (entity != "CreditNotes" or _restocks(entity, plan.new))
+        ]
         lines = [
             (plan.new.num + 1, self._items[plan.new.item], plan.new.warehouse, plan.posted)
             for plan in stocked
@@ -617,3 +627,8 @@ class SalesBook:
             items=self._items,
             rates=self.tax_codes,
         )
+
+
+def _restocks(entity: str, line: SalesLine) -> bool:
+    """A credit note line based on an invoice line takes its goods back into stock."""
+    return entity == "CreditNotes" and line.base is not None and line.base[0] == 13

@@ -33,8 +33,13 @@ TABLES = {"Orders": ("ORDR", "RDR1"), "Drafts": ("ODRF", "DRF1")}
 TABLES |= {"DeliveryNotes": ("ODLN", "DLN1"), "Invoices": ("OINV", "INV1")}
 TABLES |= {"Returns": ("ORDN", "RDN1"), "CreditNotes": ("ORIN", "RIN1")}
 #: What each document is based on: (entity, BaseType).
-BASES = {"DeliveryNotes": ("Orders", 17), "Invoices": ("DeliveryNotes", 15)}
-BASES |= {"Returns": ("DeliveryNotes", 15), "CreditNotes": ("Returns", 16)}
+#: The documents each entity may be based on, by ``BaseType``. A credit note based on an invoice
+#: is B1's way back for goods already invoiced (their delivery is closed): it takes the goods
+#: back into stock and credits them in one document.
+BASES: dict[str, dict[int, str]] = {
+    "DeliveryNotes": {17: "Orders"}, "Invoices": {15: "DeliveryNotes"},
+    "Returns": {15: "DeliveryNotes"}, "CreditNotes": {16: "Returns", 13: "Invoices"},
+}  # fmt: skip
 #: B1's JournalMemo when none is given ("Deliveries - C001" as the B1 client writes it).
 DEFAULT_MEMO = {"Orders": "Sales Orders", "DeliveryNotes": "Deliveries", "Invoices": "A/R Invoices"}
 DEFAULT_MEMO |= {"Returns": "Returns", "CreditNotes": "A/R Credit Memos"}

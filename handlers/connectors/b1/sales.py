@@ -60,6 +60,7 @@ from handlers.ports.erp import (
     Delivery,
     OrderStatus,
     PostedDocument,
+    PostedReturn,
     SalesDocumentKind,
     SalesOrder,
     SalesOrderRef,
@@ -100,6 +101,7 @@ class _Line(msgspec.Struct, rename="pascal"):
     remaining_open_quantity: Decimal = Decimal(0)
     line_status: str = "bost_Open"
     free_text: str | None = None
+    base_line: int = -1  # the base document's line this one copies (-1: none)
 
     @property
     def open(self) -> Decimal:
@@ -307,6 +309,11 @@ class B1Sales:
         return await self._create("Invoices", body, codes)
 
     async def create_return(self, sales_return: SalesReturn) -> PostedDocument:
+        """A ``Returns`` document based on the delivery; for invoiced goods (the invoice closed
+        the delivery, and a closed delivery is no base) a ``CreditNotes`` document based on
+        the invoice's lines for those delivery lines — it restocks and credits at once."""
+        if sales_return.invoice is not None:
+            return await self._credit_invoiced(sales_return, sales_return.invoice)
         entry = sales_return.delivery.doc_entry
         lines = [
             _based_line(15, entry, line.delivery_line, line.quantity)
@@ -318,7 +325,33 @@ class B1Sales:
         body = _document("return", sales_return.key, card, lines, sales_return.return_date,
                          sales_return.remarks)  # fmt: skip
         codes = [line.item_code for line in sales_return.lines]
-        return await self._create("Returns", body, codes)
+        posted = await self._create("Returns", body, codes)
+        return PostedReturn(doc_entry=posted.doc_entry, doc_num=posted.doc_num)
+
+    async def _credit_invoiced(
+        self, sales_return: SalesReturn, invoice: PostedDocument
+    ) -> PostedReturn:
+        base = await self._base("Invoices", invoice.doc_entry)
+        by_delivery_line = {
+            line.base_line: line.line_num for line in base.document_lines if line.base_line >= 0
+        }
+        lines = []
+        for line in sales_return.lines:
+            number = by_delivery_line.get(line.delivery_line)
+            if number is None:
+                raise ValueError(
+                    f"invoice {invoice.doc_num} has no line for delivery line {line.delivery_line}"
+                )
+            lines.append(
+                _based_line(13, invoice.doc_entry, number, line.quantity)
+                | {"WarehouseCode": line.warehouse_code}
+                | _stock(line.item_code, line.quantity, line.batch_number, line.serial_numbers)
+            )
+        body = _document("return", sales_return.key, base.card_code, lines,
+                         sales_return.return_date, sales_return.remarks)  # fmt: skip
+        codes = [line.item_code for line in sales_return.lines]
+        posted = await self._create("CreditNotes", body, codes)
+        return PostedReturn(doc_entry=posted.doc_entry, doc_num=posted.doc_num, credited=True)
 
     async def create_credit_note(self, key: str, sales_return: PostedDocument) -> PostedDocument:
         """A credit note of every quantity of ``sales_return`` not yet credited."""
@@ -329,6 +362,13 @@ class B1Sales:
 
     async def find_sales_document(self, kind: SalesDocumentKind, key: str) -> PostedDocument | None:
         found = await self._client.find_by_key(ENTITIES[kind], KEY_FIELD, key)
+        if kind == "return":  # posted as a Returns document, or (invoiced) as a credit note
+            if found is not None:
+                return PostedReturn(doc_entry=found.doc_entry, doc_num=found.doc_num)
+            found = await self._client.find_by_key("CreditNotes", KEY_FIELD, key)
+            if found is not None:
+                return PostedReturn(doc_entry=found.doc_entry, doc_num=found.doc_num,
+                                    credited=True)  # fmt: skip
         return None if found is None else PostedDocument(doc_entry=found.doc_entry,
                                                           doc_num=found.doc_num)  # fmt: skip
 
