@@ -8,7 +8,9 @@ body layout is UNCONF: the IDoc's root element as the body's only child]. ``sap-
 in the query; basic auth is sent pre-emptively (ECC does not challenge first [DOC-3P: Dejl]).
 A 200 means ECC *stored* the IDoc, never that it posted: the outcome is read afterwards
 (:mod:`handlers.connectors.ecc.port`). :meth:`EccClient.read_table` calls ``RFC_READ_TABLE``
-through ``/sap/bc/soap/rfc`` (:mod:`handlers.connectors.ecc.rfc`).
+through ``/sap/bc/soap/rfc`` (:mod:`handlers.connectors.ecc.rfc`), :meth:`EccClient.call_function`
+any other remote-enabled function module (a missing one, ``FU_NOT_FOUND``, is a configuration
+error).
 
 Every failure is an :class:`EccError`: :class:`EccAuthError` (401; 403 — the user lacks an
 authorisation, e.g. ``S_TABU_DIS`` for a table, or ``S_IDOCCTRL``; a 404 — the ICF service is
@@ -24,22 +26,33 @@ answers are redacted before they reach a message.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import aiohttp
 from yarl import URL
 
 from config.redaction import redact_secrets
 from config.settings import Secret
-from handlers.connectors.ecc.rfc import RfcError, RfcException, parse_read_table, read_table_request
+from handlers.connectors.ecc.rfc import (
+    FunctionAnswer,
+    RfcError,
+    RfcException,
+    Row,
+    function_request,
+    parse_function_response,
+    parse_read_table,
+    read_table_request,
+)
 from handlers.connectors.http import exchange
 from worker.errors import SkuflowError
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-#: RFC exceptions that mean "not allowed", a configuration error.
-AUTH_EXCEPTIONS = frozenset({"NOT_AUTHORIZED", "NO_AUTHORITY"})
+#: RFC exceptions that mean "not allowed" or "not there", a configuration error.
+AUTH_EXCEPTIONS = frozenset({"NOT_AUTHORIZED", "NO_AUTHORITY", "FU_NOT_FOUND"})
 #: How much of an error answer is quoted in a message.
 QUOTE = 300
+T = TypeVar("T")
 
 
 class EccError(SkuflowError):
@@ -93,6 +106,7 @@ class EccClient:
         self._inbound, self._timeout, self._ssl = inbound, timeout, verify_tls
         self.idocs_sent = 0
         self.reads = 0
+        self.calls = 0
 
     def __repr__(self) -> str:
         return f"EccClient(url={self._url!r}, client={self._client!r}, user={self._user!r})"
@@ -117,24 +131,53 @@ class EccClient:
         """Rows of ``table`` (``fields`` only) matching the Open SQL ``clause``."""
         operation = f"RFC_READ_TABLE {table}"
         request = read_table_request(table, fields, clause, row_count=row_count)
-        status, raw = await self._post(
-            "/sap/bc/soap/rfc", request, "text/xml; charset=utf-8", operation, write=False,
-            action="urn:sap-com:document:sap:rfc:functions:RFC_READ_TABLE",
-        )  # fmt: skip
         self.reads += 1
+        return await self._rfc("RFC_READ_TABLE", operation, request, parse_read_table, write=False)
+
+    async def call_function(
+        self,
+        function: str,
+        parameters: dict[str, str],
+        tables: dict[str, Sequence[Row]] | None = None,
+        *,
+        write: bool = True,
+    ) -> FunctionAnswer:
+        """Call a remote-enabled function module (a wrapper that commits: ``write``, so an answer
+        lost after sending is ambiguous). A missing module (``FU_NOT_FOUND``) is an
+        :class:`EccAuthError`: a configuration to fix in ECC."""
+        request = function_request(function, parameters, tables or {})
+        self.calls += 1
+        return await self._rfc(
+            function, function, request,
+            lambda raw: parse_function_response(raw, function), write=write,
+        )  # fmt: skip
+
+    async def _rfc(
+        self,
+        function: str,
+        operation: str,
+        request: bytes,
+        parse: Callable[[bytes], T],
+        *,
+        write: bool,
+    ) -> T:
+        status, raw = await self._post(
+            "/sap/bc/soap/rfc", request, "text/xml; charset=utf-8", operation, write=write,
+            action=f"urn:sap-com:document:sap:rfc:functions:{function}",
+        )  # fmt: skip
         if status not in (200, 500):  # a SOAP fault comes with a 500
-            raise self._error(operation, status, raw, write=False)
+            raise self._error(operation, status, raw, write=write)
         try:
-            return parse_read_table(raw)
+            return parse(raw)
         except RfcException as exc:
             if exc.name in AUTH_EXCEPTIONS:
                 raise EccAuthError(str(exc), operation=operation, status=status) from None
             raise EccRejected(str(exc), operation=operation, status=status) from None
         except RfcError as exc:
             if status == 500:
-                raise self._error(operation, status, raw, write=False) from None
+                raise self._error(operation, status, raw, write=write) from None
             raise EccUnavailable(
-                f"unreadable answer: {exc}", ambiguous=False, operation=operation, status=status
+                f"unreadable answer: {exc}", ambiguous=write, operation=operation, status=status
             ) from None
 
     def _error(self, operation: str, status: int, raw: bytes, *, write: bool) -> EccError:

@@ -141,6 +141,14 @@ def material_number(code: str) -> tuple[str, str]:
     raise IdocError(f"material {code!r} is longer than {MATERIAL_LONG_MAX} characters")
 
 
+def split_warehouse(code: str) -> tuple[str, str]:
+    """``<plant>/<storage location>`` → (plant, storage location): an ECC warehouse code."""
+    plant, _, sloc = code.partition("/")
+    if not plant or not sloc:
+        raise ValueError(f"an ECC warehouse is <plant>/<storage location>, not {code!r}")
+    return plant, sloc
+
+
 def sender_docnum(number: int) -> str:
     """The sender's 16-digit IDoc number."""
     if not 0 < number < 10**16:
@@ -148,13 +156,13 @@ def sender_docnum(number: int) -> str:
     return str(number).zfill(16)
 
 
-def _quantity(value: Decimal) -> str:
+def quantity_text(value: Decimal) -> str:
     if not value > 0:
         raise IdocError(f"quantity must be positive, not {value}")
     return format(value.normalize(), "f")
 
 
-def _sap_date(value: date) -> str:
+def sap_date(value: date) -> str:
     return value.strftime("%Y%m%d")
 
 
@@ -165,12 +173,44 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     return element
 
 
-def _segment(parent: ET.Element, tag: str, fields: list[tuple[str, str | None]]) -> ET.Element:
+def segment(parent: ET.Element, tag: str, fields: list[tuple[str, str | None]]) -> ET.Element:
     segment = ET.SubElement(parent, tag, {"SEGMENT": "1"})
     for name, value in fields:
         if value is not None and value != "":
             _sub(segment, name, value)
     return segment
+
+
+def idoc_root(
+    control: ControlRecord, docnum: int, types: tuple[str, str], created: datetime, arckey: str
+) -> tuple[ET.Element, ET.Element]:
+    """The root (named after the basic type) and its ``<IDOC>`` with the control record filled
+    as the partner profile expects; ``types``: (basic type, message type)."""
+    basic_type, message_type = types
+    root = ET.Element(basic_type)
+    idoc = ET.SubElement(root, "IDOC", {"BEGIN": "1"})
+    segment(
+        idoc,
+        "EDI_DC40",
+        [
+            ("TABNAM", "EDI_DC40"),
+            ("MANDT", control.client),
+            ("DOCNUM", sender_docnum(docnum)),
+            ("DIRECT", "2"),
+            ("IDOCTYP", basic_type),
+            ("MESTYP", message_type),
+            ("SNDPOR", control.sender_port),
+            ("SNDPRT", control.sender_partner_type),
+            ("SNDPRN", control.sender_partner),
+            ("RCVPOR", control.rcvpor),
+            ("RCVPRT", "LS"),
+            ("RCVPRN", control.rcvprn),
+            ("CREDAT", created.strftime("%Y%m%d")),
+            ("CRETIM", created.strftime("%H%M%S")),
+            ("ARCKEY", arckey[:ARCKEY_MAX]),
+        ],
+    )
+    return root, idoc
 
 
 def goods_movement_xml(
@@ -187,47 +227,25 @@ def goods_movement_xml(
         raise IdocError("a goods movement needs at least one item")
     if not 0 < len(movement.key) <= REF_DOC_NO_MAX or not movement.key.isprintable():
         raise IdocError(f"key must be 1 to {REF_DOC_NO_MAX} printable characters")
-    root = ET.Element("MBGMCR03")
-    idoc = ET.SubElement(root, "IDOC", {"BEGIN": "1"})
-    _segment(
-        idoc,
-        "EDI_DC40",
-        [
-            ("TABNAM", "EDI_DC40"),
-            ("MANDT", control.client),
-            ("DOCNUM", sender_docnum(docnum)),
-            ("DIRECT", "2"),
-            ("IDOCTYP", "MBGMCR03"),
-            ("MESTYP", "MBGMCR"),
-            ("SNDPOR", control.sender_port),
-            ("SNDPRT", control.sender_partner_type),
-            ("SNDPRN", control.sender_partner),
-            ("RCVPOR", control.rcvpor),
-            ("RCVPRT", "LS"),
-            ("RCVPRN", control.rcvprn),
-            ("CREDAT", created.strftime("%Y%m%d")),
-            ("CRETIM", created.strftime("%H%M%S")),
-            ("ARCKEY", (arckey or movement.key)[:ARCKEY_MAX]),
-        ],
-    )
+    root, idoc = idoc_root(control, docnum, ("MBGMCR03", "MBGMCR"), created, arckey or movement.key)
     body = ET.SubElement(idoc, "E1MBGMCR", {"SEGMENT": "1"})
-    _segment(
+    segment(
         body,
         "E1BP2017_GM_HEAD_01",
         [
-            ("PSTNG_DATE", _sap_date(movement.posting_date)),
-            ("DOC_DATE", _sap_date(movement.document_date)),
+            ("PSTNG_DATE", sap_date(movement.posting_date)),
+            ("DOC_DATE", sap_date(movement.document_date)),
             ("REF_DOC_NO", movement.key),
             ("HEADER_TXT", f"skuflow {movement.key}"[:HEADER_TXT_MAX]),
         ],
     )
-    _segment(body, "E1BP2017_GM_CODE", [("GM_CODE", movement.gm_code)])
+    segment(body, "E1BP2017_GM_CODE", [("GM_CODE", movement.gm_code)])
     for item in movement.items:
         field, material = material_number(item.material)
         batch = item.batch.upper() if item.batch else None
         if batch is not None and len(batch) > BATCH_MAX:
             raise IdocError(f"batch {batch!r} is longer than {BATCH_MAX} characters")
-        _segment(
+        segment(
             body,
             "E1BP2017_GM_ITEM_CREATE",
             [
@@ -236,7 +254,7 @@ def goods_movement_xml(
                 ("STGE_LOC", item.storage_location),
                 ("BATCH", batch),
                 ("MOVE_TYPE", item.move_type),
-                ("ENTRY_QNT", _quantity(item.quantity)),
+                ("ENTRY_QNT", quantity_text(item.quantity)),
                 ("ENTRY_UOM", item.unit),
                 ("MOVE_PLANT", item.move_plant),
                 ("MOVE_STLOC", item.move_storage_location),
@@ -248,7 +266,7 @@ def goods_movement_xml(
         for serial in item.serial_numbers:
             if len(serial) > SERIAL_MAX:
                 raise IdocError(f"serial number {serial!r} is longer than {SERIAL_MAX}")
-            _segment(
+            segment(
                 body,
                 "E1BP2017_GM_SERIALNUMBER",
                 [("MATDOC_ITM", str(index).zfill(4)), ("SERIALNO", serial)],

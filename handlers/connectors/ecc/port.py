@@ -55,6 +55,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Literal
 
 import aiohttp
@@ -68,13 +69,7 @@ from config.settings import (
     default_movement_types,
     default_transfer_types,
 )
-from handlers.connectors.ecc.client import (
-    EccAuthError,
-    EccClient,
-    EccError,
-    EccRejected,
-    EccUnavailable,
-)
+from handlers.connectors.ecc.client import EccClient
 from handlers.connectors.ecc.idoc import (
     AuditConfirmation,
     ControlRecord,
@@ -83,27 +78,30 @@ from handlers.connectors.ecc.idoc import (
     MovementItem,
     goods_movement_xml,
     material_number,
+    split_warehouse,
 )
-from handlers.connectors.ecc.rfc import where
+from handlers.connectors.ecc.reads import Conditions, StatusMessage, TableReader, line_named
+from handlers.connectors.ecc.sales import EccSales, SalesOptions, sales_options
+from handlers.connectors.ecc.tracker import FAILED, IN_PROCESS, POSTED, IdocTracker
 from handlers.ports.erp import (
+    Delivery,
     DocumentKind,
     ErpAuthFailed,
-    ErpError,
     ErpLocked,
     ErpRejected,
-    ErpUnavailable,
     ItemMaster,
     PostedDocument,
+    SalesDocumentKind,
+    SalesOrder,
+    SalesOrderRef,
+    SalesOrderState,
+    SalesReturn,
     StockDocument,
     WarehouseMaster,
 )
 
 log = logging.getLogger("skuflow.ecc")
 
-#: IDoc statuses that end an inbound IDoc's processing here.
-POSTED, FAILED = "53", "51"
-#: Statuses of an inbound IDoc still on its way to the application [DOC-3P status list].
-IN_PROCESS = frozenset({"50", "64", "62", "66", "69", "70", "75"})
 #: Message classes and numbers read as a lock on the plant data (retried, never a bad line).
 LOCK_MESSAGES = frozenset({("M3", "897"), ("M3", "024"), ("MM", "031")})  # [UNCONF] numbers
 LockErrors = Literal["resend", "reprocessed"]
@@ -127,18 +125,13 @@ class EccOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: An ambiguous send is looked up in EDIDC only this long after it was made.
     lookup_grace_seconds: float = 60.0
     lock_errors: LockErrors = "resend"
-
-
-def split_warehouse(code: str) -> tuple[str, str]:
-    """``<plant>/<storage location>`` → (plant, storage location)."""
-    plant, _, sloc = code.partition("/")
-    if not plant or not sloc:
-        raise ValueError(f"an ECC warehouse is <plant>/<storage location>, not {code!r}")
-    return plant, sloc
+    #: Sales documents (``sales orders`` and ``sales deliveries`` capabilities).
+    sales: SalesOptions = msgspec.field(default_factory=SalesOptions)
 
 
 class EccErp:
-    """The ERP port over an :class:`EccClient` (see the module)."""
+    """The ERP port over an :class:`EccClient` (see the module); sales documents are
+    :class:`~handlers.connectors.ecc.sales.EccSales`'s."""
 
     def __init__(
         self,
@@ -156,6 +149,14 @@ class EccErp:
         self._pool = pool
         self._options = options or EccOptions()
         self._clock, self._sleep, self._today = clock, sleep, today
+        self._reader = TableReader(client)
+        self._tracker = IdocTracker(pool)
+        self._sales = EccSales(
+            client, control, self._reader, self._tracker, self._options.sales,
+            poll=(self._options.poll_seconds, self._options.poll_max_seconds),
+            lookup_grace_seconds=self._options.lookup_grace_seconds, clock=clock, sleep=sleep,
+            today=today,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"EccErp({self._client!r}, partner={self._control.sender_partner!r})"
@@ -305,46 +306,25 @@ class EccErp:
         return int(docnum), "new"
 
     async def _send(self, docnum: int, document: StockDocument, *, materials: list[str]) -> None:
-        """Send the IDoc recorded as ``docnum``. Failing for certain (nothing stored), it is
-        marked ``lost`` at once, freeing its materials; an ambiguous failure (or cancellation
-        mid-send) leaves it ``sending`` until :meth:`find_document` looks it up."""
-        sending = False
-        try:
+        """Send the IDoc recorded as ``docnum`` (:meth:`IdocTracker.send`: failing for certain,
+        it is ``lost`` at once, freeing its materials; ambiguous, it stays ``sending`` until
+        :meth:`find_document` looks it up)."""
+
+        async def payload() -> bytes:
             units = {
                 row["MATNR"]: row["MEINS"]
                 for row in await self._read("MARA", ["MATNR", "MEINS"], [("MATNR", materials)])
             }
-            movement = self._movement(document, units)
-            payload = goods_movement_xml(
-                self._control, docnum, movement, created=datetime.now(UTC),
-                arckey=f"{document.key}#{docnum}",
+            return goods_movement_xml(
+                self._control, docnum, self._movement(document, units),
+                created=datetime.now(UTC), arckey=f"{document.key}#{docnum}",
             )  # fmt: skip
-            sending = True
-            await self._client.send_idoc(payload)
-        except EccUnavailable as exc:
-            if exc.ambiguous:  # stored or not: found out before anything is sent again
-                raise ErpUnavailable(str(exc), ambiguous=True) from None
-            await self._lose(docnum)
-            raise ErpUnavailable(str(exc), ambiguous=False) from None
-        except EccAuthError as exc:
-            await self._lose(docnum)
-            raise ErpAuthFailed(str(exc)) from None
-        except EccRejected as exc:
-            await self._lose(docnum)
-            raise ErpRejected("IDOC", str(exc)) from None
-        except BaseException:
-            if not sending:
-                await self._lose(docnum)
-            raise
-        await self._update(docnum, state="stored")
+
+        await self._tracker.send(self._client, docnum, payload)
         log.info(
             "IDoc stored by ECC",
             extra={"docnum": docnum, "posting": document.key, "lines": len(document.lines)},
         )
-
-    async def _lose(self, docnum: int) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._update(docnum, state="lost", message="not stored by ECC")
 
     def reason_class(self, reason: str) -> str:
         """The reason itself where ``movement_types`` names it, else ``"*"``: movements of
@@ -453,9 +433,9 @@ class EccErp:
                 mat_doc=mblnr, mat_year=mjahr, message=f"material document {mblnr}/{mjahr}",
             )  # fmt: skip
             return PostedDocument(doc_entry=int(receiver), doc_num=int(mblnr))
-        message = await self._last_status(receiver)
+        message = await self._reader.last_status(receiver)
         text = message.text or f"IDoc status {status}"
-        lock = status == FAILED and message.is_lock
+        lock = status == FAILED and _is_lock(message)
         if lock and self._options.lock_errors == "reprocessed":
             await self._update(docnum, receiver_docnum=receiver, status=status, message=text)
             return "reprocessed"
@@ -467,90 +447,64 @@ class EccErp:
         if lock:
             raise ErpLocked(f"IDoc {receiver}: {message.code} {text}")
         if status == FAILED:
-            raise ErpRejected(message.code, text, line=_line_named(lines, message))
+            raise ErpRejected(message.code, text, line=line_named(lines, message))
         raise ErpAuthFailed(f"IDoc {receiver} ended in status {status}: {message.code} {text}")
 
     async def _control_record(self, docnum: int, key: str) -> dict[str, str] | None:
-        rows = await self._read(
-            "EDIDC", ["DOCNUM", "STATUS", "ARCKEY"], [("ARCKEY", f"{key}#{docnum}")]
-        )
-        return rows[-1] if rows else None
-
-    async def _last_status(self, receiver: str) -> _StatusMessage:
-        rows = await self._read(
-            "EDIDS",
-            ["DOCNUM", "COUNTR", "STATUS", "STAMID", "STAMNO", "STAPA1", "STAPA2", "STAPA3",
-             "STAPA4", "STATXT"],
-            [("DOCNUM", receiver)],
-        )  # fmt: skip
-        if not rows:
-            return _StatusMessage("", "", ("", "", "", ""), "")
-        last = max(rows, key=lambda r: int(r["COUNTR"] or 0))
-        variables = (last["STAPA1"], last["STAPA2"], last["STAPA3"], last["STAPA4"])
-        return _StatusMessage(last["STAMID"], last["STAMNO"], variables, _fill(last, variables))
+        return await self._reader.control_record(docnum, key)
 
     async def _document(self, docnum: int) -> PostedDocument:
-        row = await self._pool.fetchrow("SELECT * FROM skuflow_ecc_idocs WHERE docnum = $1", docnum)
-        return _posted(row)
+        return _posted(await self._tracker.fetch(docnum))
 
     async def _rows(self, key: str) -> list[asyncpg.Record]:
-        return list(
-            await self._pool.fetch(
-                "SELECT * FROM skuflow_ecc_idocs WHERE key = $1 ORDER BY docnum", key
-            )
-        )
+        return await self._tracker.rows(key)
 
     async def _update(self, docnum: int, **fields: str | None) -> None:
-        columns = ", ".join(f"{name} = ${n}" for n, name in enumerate(fields, start=2))
-        await self._pool.execute(
-            f"UPDATE skuflow_ecc_idocs SET {columns}, updated_at = now() WHERE docnum = $1",
-            docnum,
-            *fields.values(),
-        )
+        await self._tracker.update(docnum, **fields)
 
     async def _read(
-        self,
-        table: str,
-        fields: Sequence[str],
-        conditions: Sequence[tuple[str, str | Sequence[str]]],
+        self, table: str, fields: Sequence[str], conditions: Conditions
     ) -> list[dict[str, str]]:
-        try:
-            return await self._client.read_table(table, fields, where(conditions))
-        except EccAuthError as exc:
-            raise ErpAuthFailed(str(exc)) from None
-        except EccUnavailable as exc:
-            raise ErpUnavailable(str(exc), ambiguous=False) from None
-        except EccRejected as exc:
-            raise ErpAuthFailed(f"{exc} (a table or field the connector needs)") from None
-        except EccError as exc:
-            raise ErpError(str(exc)) from None
+        return await self._reader.read(table, fields, conditions)
+
+    # --- sales orders and sales deliveries (EccSales) ------------------------------------------
+
+    async def create_sales_order(self, order: SalesOrder) -> SalesOrderRef:
+        return await self._sales.create_sales_order(order)
+
+    async def find_sales_order(self, reference: str) -> SalesOrderRef | None:
+        return await self._sales.find_sales_order(reference)
+
+    async def sales_order_states(self, refs: Sequence[SalesOrderRef]) -> dict[str, SalesOrderState]:
+        return await self._sales.sales_order_states(refs)
+
+    async def cancel_sales_order(self, ref: SalesOrderRef) -> None:
+        await self._sales.cancel_sales_order(ref)
+
+    async def create_delivery(self, delivery: Delivery) -> PostedDocument:
+        return await self._sales.create_delivery(delivery)
+
+    async def create_invoice(self, key: str, delivery: PostedDocument) -> PostedDocument:
+        return await self._sales.create_invoice(key, delivery)
+
+    async def create_return(self, sales_return: SalesReturn) -> PostedDocument:
+        return await self._sales.create_return(sales_return)
+
+    async def create_credit_note(self, key: str, sales_return: PostedDocument) -> PostedDocument:
+        return await self._sales.create_credit_note(key, sales_return)
+
+    async def find_sales_document(self, kind: SalesDocumentKind, key: str) -> PostedDocument | None:
+        return await self._sales.find_sales_document(kind, key)
+
+    async def delivery_lines(self, delivery: PostedDocument) -> dict[int, tuple[str, Decimal]]:
+        return await self._sales.delivery_lines(delivery)
 
 
-class _StatusMessage:
-    __slots__ = ("code", "message_class", "number", "text", "variables")
-
-    def __init__(
-        self, message_class: str, number: str, variables: tuple[str, str, str, str], text: str
-    ) -> None:
-        self.message_class, self.number = message_class, number
-        self.variables, self.text = variables, text
-        self.code = f"{message_class} {number}".strip()
-
-    @property
-    def is_lock(self) -> bool:
-        return (self.message_class, self.number) in LOCK_MESSAGES or "is locked by" in self.text
-
-
-def _fill(row: dict[str, str], variables: tuple[str, str, str, str]) -> str:
-    """The status text with its ``&1``..``&4`` (or ``&``) placeholders filled."""
-    text = row["STATXT"]
-    for index, value in enumerate(variables, start=1):
-        text = text.replace(f"&{index}", value)
-    for value in variables:
-        if "&" not in text:
-            break
-        text = text.replace("&", value, 1)
-    return text
+def _is_lock(message: StatusMessage) -> bool:
+    """A lock on the plant data (retried, never a bad line)."""
+    return (message.message_class, message.number) in LOCK_MESSAGES or (
+        "is locked by" in message.text
+    )
 
 
 def _source_text(sources: tuple[str, ...]) -> str:
@@ -574,14 +528,6 @@ def _matnr(item_code: str, line: int) -> str:
         return material_number(item_code)[1]
     except IdocError as exc:
         raise ErpRejected("IDOC", str(exc), line=line) from None
-
-
-def _line_named(lines: list[str], message: _StatusMessage) -> int | None:
-    """The document line an application error names: the only line whose material appears in
-    the message's variables or text (ECC prints a numeric material without leading zeros)."""
-    words = set(" ".join((*message.variables, message.text)).replace(":", " ").split())
-    named = [i for i, m in enumerate(lines) if m in words or m.lstrip("0") in words]
-    return named[0] if len(named) == 1 else None
 
 
 def _posted(row: asyncpg.Record) -> PostedDocument:
@@ -643,7 +589,7 @@ def ecc_erp_from_settings(
         application_wait_seconds=settings.application_wait_seconds,
         poll_seconds=settings.poll_seconds, poll_max_seconds=settings.poll_max_seconds,
         lookup_grace_seconds=settings.lookup_grace_seconds, lock_errors=settings.lock_errors,
-        transfer_types=dict(settings.transfer_types),
+        transfer_types=dict(settings.transfer_types), sales=sales_options(settings),
     )  # fmt: skip
     return EccErp(client, control, pool, options)
 

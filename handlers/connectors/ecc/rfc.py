@@ -1,4 +1,6 @@
-"""SOAP-RFC for SAP ECC: ``RFC_READ_TABLE`` through the ICF handler ``/sap/bc/soap/rfc``.
+"""SOAP-RFC for SAP ECC: ``RFC_READ_TABLE`` (and any remote-enabled function module, such as the
+customer's wrappers for sales documents: :func:`function_request`) through the ICF handler
+``/sap/bc/soap/rfc``.
 
 The handler takes a SOAP envelope whose body element is the function module in the namespace
 ``urn:sap-com:document:sap:rfc:functions`` [DOC: help.sap.com scm700 "Structure of a SOAP
@@ -54,6 +56,14 @@ class Field(msgspec.Struct, frozen=True):
 def literal(value: str) -> str:
     """An ABAP Open SQL string literal (single quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def any_of(field: str, values: Sequence[str]) -> str:
+    """``FIELD = 'a' OR FIELD = 'b'``: many keys in one read (a clause of its own: AND binds
+    tighter than OR, so it is not combined with other conditions)."""
+    if not values:
+        raise ValueError(f"{field}: OR needs at least one value")
+    return " OR ".join(where([(field, value)]) for value in values)
 
 
 def where(conditions: Sequence[tuple[str, str | Sequence[str]]]) -> str:
@@ -142,9 +152,9 @@ def _text(element: ET.Element | None, name: str) -> str:
     return (child.text or "") if child is not None else ""
 
 
-def parse_read_table(raw: bytes) -> list[dict[str, str]]:
-    """The rows of an ``RFC_READ_TABLE`` answer, each a field → value (trailing blanks
-    removed) mapping; a SOAP fault raises :class:`RfcException` with the exception's name."""
+def _body(raw: bytes) -> ET.Element:
+    """The SOAP Body of an answer; a fault raises :class:`RfcException` with the exception's
+    name (from the detail's ``Name``, else the ``faultstring``)."""
     try:
         root = SafeET.fromstring(raw)
     except (ET.ParseError, ValueError) as exc:
@@ -163,6 +173,13 @@ def parse_read_table(raw: bytes) -> list[dict[str, str]]:
                     break
         faultstring = _text(fault, "faultstring").strip()
         raise RfcException(name or faultstring or "SOAP fault", faultstring)
+    return body
+
+
+def parse_read_table(raw: bytes) -> list[dict[str, str]]:
+    """The rows of an ``RFC_READ_TABLE`` answer, each a field → value (trailing blanks
+    removed) mapping; a SOAP fault raises :class:`RfcException` with the exception's name."""
+    body = _body(raw)
     response = _child(body, "RFC_READ_TABLE.Response")
     if response is None:
         raise RfcError("no RFC_READ_TABLE.Response in the answer")
@@ -183,3 +200,55 @@ def parse_read_table(raw: bytes) -> list[dict[str, str]]:
         line = _text(item, "WA")
         rows.append({f.name: line[f.offset : f.offset + f.length].rstrip() for f in fields})
     return rows
+
+
+class FunctionAnswer(msgspec.Struct, frozen=True):
+    """A function module's answer: its scalar exports and its tables (rows of field → value)."""
+
+    exports: dict[str, str]
+    tables: dict[str, list[dict[str, str]]]
+
+
+Row = dict[str, str]
+
+
+def function_request(
+    function: str, parameters: dict[str, str], tables: dict[str, Sequence[Row]]
+) -> bytes:
+    """The SOAP envelope of one call of ``function`` (import parameters, then tables as
+    ``<item>`` rows) [DOC: help.sap.com "Structure of a SOAP Message"]."""
+    if not function.replace("_", "").replace("/", "").isalnum():
+        raise ValueError(f"not a function module name: {function!r}")
+    envelope = ET.Element(f"{{{SOAP_ENV}}}Envelope")
+    body = ET.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+    call = ET.SubElement(body, f"{{{RFC_NS}}}{function.replace('/', '_-')}")
+    for name, value in parameters.items():
+        ET.SubElement(call, name).text = value
+    for name, rows in tables.items():
+        table = ET.SubElement(call, name)
+        for row in rows:
+            item = ET.SubElement(table, "item")
+            for field, value in row.items():
+                ET.SubElement(item, field).text = value
+    data: bytes = ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+def parse_function_response(raw: bytes, function: str) -> FunctionAnswer:
+    """The exports and tables of ``<function>.Response``; a SOAP fault raises
+    :class:`RfcException` (``FU_NOT_FOUND``: the function module does not exist)."""
+    body = _body(raw)
+    response = _child(body, f"{function.replace('/', '_-')}.Response")
+    if response is None:
+        raise RfcError(f"no {function}.Response in the answer")
+    exports: dict[str, str] = {}
+    tables: dict[str, list[Row]] = {}
+    for child in response:
+        name = _local(child.tag)
+        if len(child):
+            tables[name] = [
+                {_local(f.tag): (f.text or "").strip() for f in item} for item in _items(child)
+            ]
+        else:
+            exports[name] = (child.text or "").strip()
+    return FunctionAnswer(exports, tables)
