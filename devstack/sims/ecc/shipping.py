@@ -141,26 +141,8 @@ def deliver(
             error.row = request.row
             raise
     _check_stock(sales, lines, items)
-    number = sales.number(DELIVERY)
-    delivery = Delivery(
-        vbeln=number,
-        vbtyp=DELIVERY,
-        lfart="LF",
-        kunnr=order.kunnr,
-        vkorg=order.area[0],
-        lifex=ext_ref,
-        lfdat=day,
-        items=[
-            _delivery_item(index, line, order.vbeln, request.ref_item)
-            for index, (line, request) in enumerate(zip(lines, items, strict=True), 1)
-        ],
-    )
-    _post(sales, delivery, lines)
-    for done in delivery.items:
-        sales.link(
-            (order.vbeln, done.vgpos, ORDER), (number, done.posnr, DELIVERY), done.lfimg, done.meins
-        )
-    return delivery
+    refs = [request.ref_item for request in items]
+    return _post(sales, (DELIVERY, "LF"), order, ext_ref, day, lines, refs)
 
 
 def bill(sales: SalesBook, vbeln: str, ext_ref: str, day: str) -> Billing:
@@ -177,31 +159,13 @@ def bill(sales: SalesBook, vbeln: str, ext_ref: str, day: str) -> Billing:
     due = [item for item in delivery.items if item.posnr not in billed]
     if not due:
         raise Rejected(ALL_BILLED, delivery.vbeln)
-    billing = Billing(
-        vbeln=sales.number(INVOICE),
-        vbtyp=INVOICE,
-        fkart="F2",
-        kunag=order.kunnr,
-        area=order.area,
-        xblnr=ext_ref,
-        waerk=order.waerk,
-        fkdat=day,
-        items=[
-            BillingItem(
-                index * ITEM_STEP,
-                item.matnr,
-                item.lfimg,
-                item.meins,
-                sales.item_value(item.vgbel, item.vgpos, item.lfimg),
-                delivery.vbeln,
-                item.posnr,
-                item.vgbel,
-                item.vgpos,
-            )
-            for index, item in enumerate(due, 1)
-        ],
-    )
-    _add_billing(sales, billing, DELIVERY)
+    items = [
+        BillingItem(index * ITEM_STEP, item.matnr, item.lfimg, item.meins,
+                    sales.item_value(item.vgbel, item.vgpos, item.lfimg), delivery.vbeln,
+                    item.posnr, item.vgbel, item.vgpos)
+        for index, item in enumerate(due, 1)
+    ]  # fmt: skip
+    billing = _add_billing(sales, (INVOICE, "F2"), order, ext_ref, day, items, DELIVERY)
     for item in billing.items:
         sales.link(
             (item.aubel, item.aupos, ORDER),
@@ -283,33 +247,14 @@ def create_return(
         augru=reason,
     )
     sales.add_order(returns)
-    receipt = Delivery(
-        vbeln=sales.number(RETURNS_DELIVERY),
-        vbtyp=RETURNS_DELIVERY,
-        lfart="LR",
-        kunnr=original.kunnr,
-        vkorg=original.area[0],
-        lifex=ext_ref,
-        lfdat=day,
-        items=[
-            _delivery_item(index, line, returns.vbeln, item.posnr)
-            for index, (line, item) in enumerate(zip(lines, return_items, strict=True), 1)
-        ],
-    )
-    _post(sales, receipt, lines)
+    refs = [item.posnr for item in return_items]
+    receipt = _post(sales, (RETURNS_DELIVERY, "LR"), returns, ext_ref, day, lines, refs)
     for back in return_items:
         sales.link(
             (delivery.vbeln, back.vgpos, DELIVERY),
             (returns.vbeln, back.posnr, RETURNS),
             back.kwmeng,
             back.meins,
-        )
-    for ditem in receipt.items:
-        sales.link(
-            (returns.vbeln, ditem.vgpos, RETURNS),
-            (receipt.vbeln, ditem.posnr, RETURNS_DELIVERY),
-            ditem.lfimg,
-            ditem.meins,
         )
     return returns, receipt
 
@@ -326,32 +271,12 @@ def credit(sales: SalesBook, vbeln: str, ext_ref: str, day: str) -> Billing:
     due = [item for item in returns.items if item.posnr not in credited and not item.rejected]
     if not due:
         raise Rejected(ALL_BILLED, returns.vbeln)
-    billing = Billing(
-        vbeln=sales.number(CREDIT_MEMO),
-        vbtyp=CREDIT_MEMO,
-        fkart="RE",
-        kunag=returns.kunnr,
-        area=returns.area,
-        xblnr=ext_ref,
-        waerk=returns.waerk,
-        fkdat=day,
-        items=[
-            BillingItem(
-                index * ITEM_STEP,
-                item.matnr,
-                item.kwmeng,
-                item.meins,
-                item.netwr,
-                returns.vbeln,
-                item.posnr,
-                returns.vbeln,
-                item.posnr,
-            )
-            for index, item in enumerate(due, 1)
-        ],
-    )
-    _add_billing(sales, billing, RETURNS)
-    return billing
+    items = [
+        BillingItem(index * ITEM_STEP, item.matnr, item.kwmeng, item.meins, item.netwr,
+                    returns.vbeln, item.posnr, returns.vbeln, item.posnr)
+        for index, item in enumerate(due, 1)
+    ]  # fmt: skip
+    return _add_billing(sales, (CREDIT_MEMO, "RE"), returns, ext_ref, day, items, RETURNS)
 
 
 def reject(sales: SalesBook, vbeln: str, reason: str) -> bool:
@@ -522,23 +447,27 @@ def _check_stock(
             raise
 
 
-def _delivery_item(index: int, line: model.DocumentLine, vgbel: str, vgpos: int) -> DeliveryItem:
-    return DeliveryItem(
-        index * ITEM_STEP,
-        line.matnr,
-        line.werks,
-        line.lgort,
-        line.charg,
-        line.menge,
-        line.meins,
-        vgbel,
-        vgpos,
-        line.serials,
-    )
-
-
-def _post(sales: SalesBook, delivery: Delivery, lines: list[model.DocumentLine]) -> None:
-    """Save the delivery and post its goods movement (MKPF-XBLNR: the delivery number)."""
+def _post(
+    sales: SalesBook,
+    kind: tuple[str, str],
+    order: SalesOrder,
+    ext_ref: str,
+    day: str,
+    lines: list[model.DocumentLine],
+    refs: list[int],
+) -> Delivery:
+    """Save a delivery of ``kind`` (VBTYP, LFART) of ``order``'s items ``refs`` and post its
+    goods movement ``lines`` (MKPF-XBLNR: the delivery number)."""
+    category, lfart = kind
+    items = [
+        DeliveryItem(index * ITEM_STEP, line.matnr, line.werks, line.lgort, line.charg,
+                     line.menge, line.meins, order.vbeln, ref, line.serials)
+        for index, (line, ref) in enumerate(zip(lines, refs, strict=True), 1)
+    ]  # fmt: skip
+    delivery = Delivery(
+        vbeln=sales.number(category), vbtyp=category, lfart=lfart, kunnr=order.kunnr,
+        vkorg=order.area[0], lifex=ext_ref, lfdat=day, items=items,
+    )  # fmt: skip
     delivery.mblnr, delivery.mjahr = sales.post_goods_movement(
         lines, delivery.vbeln, f"skuflow {delivery.lifex}"[:25]
     )
@@ -546,12 +475,10 @@ def _post(sales: SalesBook, delivery: Delivery, lines: list[model.DocumentLine])
     if delivery.lifex:
         sales.by_lifex.setdefault(delivery.lifex, []).append(delivery.vbeln)
     for item in delivery.items:
-        sales.link(
-            (delivery.vbeln, item.posnr, delivery.vbtyp),
-            (delivery.mblnr, item.posnr, GOODS_MOVEMENT),
-            item.lfimg,
-            item.meins,
-        )
+        here = (delivery.vbeln, item.posnr, category)
+        sales.link((order.vbeln, item.vgpos, order.vbtyp), here, item.lfimg, item.meins)
+        sales.link(here, (delivery.mblnr, item.posnr, GOODS_MOVEMENT), item.lfimg, item.meins)
+    return delivery
 
 
 def _unique_billing(sales: SalesBook, ext_ref: str, category: str) -> None:
@@ -560,17 +487,29 @@ def _unique_billing(sales: SalesBook, ext_ref: str, category: str) -> None:
             raise Rejected(DUPLICATE_REF, existing, ext_ref)
 
 
-def _add_billing(sales: SalesBook, billing: Billing, based_on: str) -> None:
+def _add_billing(
+    sales: SalesBook,
+    kind: tuple[str, str],
+    source: SalesOrder,
+    ext_ref: str,
+    day: str,
+    items: list[BillingItem],
+    based_on: str,
+) -> Billing:
+    """Save a billing document of ``kind`` (VBTYP, FKART) for ``source``'s customer, linked
+    to the documents its items bill (of category ``based_on``)."""
+    category, fkart = kind
+    billing = Billing(
+        vbeln=sales.number(category), vbtyp=category, fkart=fkart, kunag=source.kunnr,
+        area=source.area, xblnr=ext_ref, waerk=source.waerk, fkdat=day, items=items,
+    )  # fmt: skip
     sales.billings[billing.vbeln] = billing
     if billing.xblnr:
         sales.by_xblnr.setdefault(billing.xblnr, []).append(billing.vbeln)
     for item in billing.items:
-        sales.link(
-            (item.vgbel, item.vgpos, based_on),
-            (billing.vbeln, item.posnr, billing.vbtyp),
-            item.fkimg,
-            item.meins,
-        )
+        before = (item.vgbel, item.vgpos, based_on)
+        sales.link(before, (billing.vbeln, item.posnr, billing.vbtyp), item.fkimg, item.meins)
+    return billing
 
 
 def _number(quantity: Decimal) -> str:

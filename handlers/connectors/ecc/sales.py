@@ -74,6 +74,7 @@ from handlers.connectors.ecc.rfc import FunctionAnswer, Row, any_of
 from handlers.connectors.ecc.tracker import FAILED, IN_PROCESS, POSTED, IdocTracker
 from handlers.ports.erp import (
     Delivery,
+    DeliveryLine,
     ErpAuthFailed,
     ErpDuplicateEntry,
     ErpError,
@@ -87,6 +88,7 @@ from handlers.ports.erp import (
     SalesOrderRef,
     SalesOrderState,
     SalesReturn,
+    SalesReturnLine,
 )
 
 log = logging.getLogger("skuflow.ecc")
@@ -224,22 +226,10 @@ class EccSales:
 
     async def create_delivery(self, delivery: Delivery) -> PostedDocument:
         _key_fits("delivery", delivery.key)
-        items, serials = [], []
-        for index, line in enumerate(delivery.lines):
-            plant, sloc = _place(line.warehouse_code, index)
-            items.append({
-                "REF_ITEM": f"{line.order_line:06d}", "DLV_QTY": quantity_text(line.quantity),
-                "MATERIAL": _matnr(line.item_code, index), "PLANT": plant, "STGE_LOC": sloc,
-                "BATCH": (line.batch_number or "").upper(),
-            })  # fmt: skip
-            serials += _serials(index, line.serial_numbers)
-        answer = await self._call(
-            "delivery",
-            {"SALES_ORDER": _vbeln(delivery.order.doc_entry), "EXT_REF": delivery.key,
-             "DELIVERY_DATE": sap_date(delivery.delivery_date)},
-            {"ITEMS": items, "SERIAL_NUMBERS": serials},
-            materials=[item["MATERIAL"] for item in items],
-        )  # fmt: skip
+        head = {"SALES_ORDER": _vbeln(delivery.order.doc_entry), "EXT_REF": delivery.key,
+                "DELIVERY_DATE": sap_date(delivery.delivery_date)}  # fmt: skip
+        refs = [line.order_line for line in delivery.lines]
+        answer = await self._call_items("delivery", head, delivery.lines, refs, "DLV_QTY", {})
         return _document(answer, "DELIVERY")
 
     async def create_invoice(self, key: str, delivery: PostedDocument) -> PostedDocument:
@@ -253,23 +243,11 @@ class EccSales:
 
     async def create_return(self, sales_return: SalesReturn) -> PostedDocument:
         _key_fits("return", sales_return.key)
-        items, serials = [], []
-        for index, line in enumerate(sales_return.lines):
-            plant, sloc = _place(line.warehouse_code, index)
-            items.append({
-                "REF_ITEM": f"{line.delivery_line:06d}", "QUANTITY": quantity_text(line.quantity),
-                "MATERIAL": _matnr(line.item_code, index), "PLANT": plant, "STGE_LOC": sloc,
-                "BATCH": (line.batch_number or "").upper(),
-                "MOVE_TYPE": self._options.return_movement_type,
-            })  # fmt: skip
-            serials += _serials(index, line.serial_numbers)
-        answer = await self._call(
-            "return",
-            {"DELIVERY": _vbeln(sales_return.delivery.doc_entry), "EXT_REF": sales_return.key,
-             "RETURN_DATE": sap_date(sales_return.return_date)},
-            {"ITEMS": items, "SERIAL_NUMBERS": serials},
-            materials=[item["MATERIAL"] for item in items],
-        )  # fmt: skip
+        head = {"DELIVERY": _vbeln(sales_return.delivery.doc_entry), "EXT_REF": sales_return.key,
+                "RETURN_DATE": sap_date(sales_return.return_date)}  # fmt: skip
+        refs = [line.delivery_line for line in sales_return.lines]
+        move = {"MOVE_TYPE": self._options.return_movement_type}
+        answer = await self._call_items("return", head, sales_return.lines, refs, "QUANTITY", move)
         return _document(answer, "RETURN_ORDER")
 
     async def create_credit_note(self, key: str, sales_return: PostedDocument) -> PostedDocument:
@@ -457,6 +435,31 @@ class EccSales:
 
     # --- the wrappers -------------------------------------------------------------------------
 
+    async def _call_items(
+        self,
+        kind: str,
+        parameters: dict[str, str],
+        lines: Sequence[DeliveryLine | SalesReturnLine],
+        refs: Sequence[int],
+        quantity: str,
+        extra: dict[str, str],
+    ) -> FunctionAnswer:
+        """A wrapper taking ``ITEMS`` (one per line, in order: its ``ROW`` names the line) and
+        ``SERIAL_NUMBERS``; ``refs``: the item each line refers to."""
+        items, serials = [], []
+        for index, (line, ref) in enumerate(zip(lines, refs, strict=True)):
+            plant, sloc = _place(line.warehouse_code, index)
+            items.append({
+                "REF_ITEM": f"{ref:06d}", quantity: quantity_text(line.quantity),
+                "MATERIAL": _matnr(line.item_code, index), "PLANT": plant, "STGE_LOC": sloc,
+                "BATCH": (line.batch_number or "").upper(), **extra,
+            })  # fmt: skip
+            serials += [{"ROW": f"{index + 1:06d}", "SERIALNO": s} for s in line.serial_numbers]
+        return await self._call(
+            kind, parameters, {"ITEMS": items, "SERIAL_NUMBERS": serials},
+            materials=[item["MATERIAL"] for item in items],
+        )  # fmt: skip
+
     async def _call(
         self,
         kind: str,
@@ -585,10 +588,6 @@ def _matnr(item_code: str, line: int) -> str:
 def _item_code(matnr: str) -> str:
     """An ERP item code as ECC shows a material: numeric ones without leading zeros."""
     return (matnr.lstrip("0") or "0") if matnr.isdigit() else matnr
-
-
-def _serials(index: int, serials: Sequence[str]) -> list[dict[str, str]]:
-    return [{"ROW": f"{index + 1:06d}", "SERIALNO": serial} for serial in serials]
 
 
 def _decimal(text: str) -> Decimal:
