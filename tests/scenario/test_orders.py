@@ -94,7 +94,8 @@ def dispatch_event(order_id: str, package: str, lines: list[tuple[str, str, int]
             event_id=f"dsp-{order_id}-{package}", occurred_at=datetime.now(UTC), source="seko",
             source_ref=f"SEKO-{order_id}-{package}", channel="amazon", order_id=order_id,
             marketplace_id=UK, ship_by=datetime.now(UTC) + timedelta(days=1),
-            ship_date=datetime.now(UTC), carrier_code="Royal Mail", tracking_number=f"RM{order_id}{package}",
+            ship_date=datetime.now(UTC), carrier_code="Royal Mail",
+            tracking_number=f"RM{order_id}{package}",
             package_reference_id=package, warehouse="LOC-01",
             lines=[DispatchLine(order_item_id=i, sku=s, quantity=Decimal(q)) for i, s, q in lines],
         )
@@ -174,6 +175,12 @@ class OrderStack:
                 )
             await anyio.sleep(0.2)
 
+    async def until_released(self, order_id: str, events: list[str]) -> None:
+        async def published() -> bool:
+            return self.released.of(order_id) == events
+
+        await self.until(published, 30)
+
     async def exceptions(self) -> Counter[str]:
         rows = await self.pool.fetch("SELECT kind FROM skuflow_exceptions WHERE status = 'open'")
         return Counter(r["kind"] for r in rows)
@@ -186,7 +193,9 @@ class OrderStack:
         return [(r["kind"], r["state"]) for r in rows]
 
     def erp_orders(self, order_id: str) -> list[dict[str, Any]]:
-        return [doc for doc in self.b1.sales.rows("Orders", [[]]) if doc.get("NumAtCard") == order_id]
+        return [
+            doc for doc in self.b1.sales.rows("Orders", [[]]) if doc.get("NumAtCard") == order_id
+        ]
 
     def entries(self, entity: str) -> list[dict[str, Any]]:
         return list(self.b1.sales.rows(entity, [[]]))
@@ -273,14 +282,14 @@ def test_an_order_on_credit_hold_reaches_the_warehouse_only_once_the_erp_release
                 (_key("UK-1"), order_event("UK-1", [("i1", "A1", 1)])),
                 (_key("DE-1"), order_event("DE-1", [("i1", "A2", 1)], marketplace=DE)),
             ])  # fmt: skip
-            await wait_for(lambda: stack.released.of("DE-1") == ["order.released"], 30, "DE-1")
+            await stack.until_released("DE-1", ["order.released"])
             await stack.until_state("UK-1", "in_erp")
             # several watch cycles later the held order is still not in the warehouse's topic
             await anyio.sleep(3)
             assert stack.released.of("UK-1") == []
             assert len(stack.erp_orders("UK-1")) == 1
             stack.b1.sales.set_credit_hold("C-UK", False)
-            await wait_for(lambda: stack.released.of("UK-1") == ["order.released"], 30, "UK-1")
+            await stack.until_released("UK-1", ["order.released"])
             # the ERP puts a released order on hold: the warehouse is told to stop picking it
             (order,) = stack.erp_orders("DE-1")
             stack.b1.sales.set_confirmed(order["DocEntry"], False)
@@ -320,7 +329,7 @@ def test_an_order_awaiting_approval_is_released_once_approved_and_never_created_
             drafts = [d for d in stack.entries("Drafts") if d.get("NumAtCard") == "UK-BIG"]
             assert len(drafts) == 1
             stack.b1.sales.approve_draft(drafts[0]["DocEntry"])
-            await wait_for(lambda: stack.released.of("UK-BIG") == ["order.released"], 30, "UK-BIG")
+            await stack.until_released("UK-BIG", ["order.released"])
             (order,) = stack.erp_orders("UK-BIG")
             (event,) = [e for e in stack.released.events if e["order_id"] == "UK-BIG"]
             assert event["erp_order"] == str(order["DocNum"])
@@ -342,13 +351,14 @@ def test_partial_and_multi_package_shipments_deliver_and_invoice_exactly_what_sh
                                   [("i1", "A1", 3), ("i2", "A2", 1)])  # fmt: skip
             await produce(kafka_bootstrap, settings.topics.orders,
                           [(_key("UK-2"), order_event("UK-2", lines))])  # fmt: skip
-            await wait_for(lambda: stack.released.of("UK-2") == ["order.released"], 30, "release")
+            await stack.until_released("UK-2", ["order.released"])
             dispatch = settings.topics.dispatch
             await produce(kafka_bootstrap, dispatch, [
                 (_key("UK-2"), dispatch_event("UK-2", "1", [("i1", "A1", 2)])),
                 (_key("UK-2"), dispatch_event("UK-2", "2", [("i1", "A1", 1), ("i2", "A2", 1)])),
                 (_key("UK-2"), dispatch_event("UK-2", "1", [("i1", "A1", 2)])),  # redelivered
             ])  # fmt: skip
+
             async def delivered() -> bool:
                 return sorted(await stack.documents("UK-2")) == [
                     ("delivery", "posted"), ("delivery", "posted"),
@@ -393,8 +403,8 @@ def test_a_cancellation_cancels_the_erp_order_before_shipment_and_is_an_exceptio
                 (_key("UK-C"), order_event("UK-C", [("i1", "A1", 1)])),
                 (_key("UK-S"), order_event("UK-S", [("i1", "A1", 1)])),
             ])  # fmt: skip
-            await wait_for(lambda: stack.released.of("UK-C") == ["order.released"], 30, "C")
-            await wait_for(lambda: stack.released.of("UK-S") == ["order.released"], 30, "S")
+            await stack.until_released("UK-C", ["order.released"])
+            await stack.until_released("UK-S", ["order.released"])
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
@@ -433,7 +443,7 @@ def test_returns_are_linked_to_their_delivery_and_an_unmatched_return_is_an_exce
                                   [("i1", "A1", 3)])  # fmt: skip
             await produce(kafka_bootstrap, settings.topics.orders,
                           [(_key("UK-R"), order_event("UK-R", [("i1", "A1", 3)]))])  # fmt: skip
-            await wait_for(lambda: stack.released.of("UK-R") == ["order.released"], 30, "release")
+            await stack.until_released("UK-R", ["order.released"])
             await produce(
                 kafka_bootstrap,
                 settings.topics.dispatch,
@@ -475,7 +485,7 @@ def test_an_unmapped_order_is_an_exception_and_the_others_are_not_affected(
                 (_key("UK-X"), order_event("UK-X", [("i1", "NOT-AN-ITEM", 1)])),
                 (_key("UK-OK"), order_event("UK-OK", [("i1", "A1", 1)])),
             ])  # fmt: skip
-            await wait_for(lambda: stack.released.of("UK-OK") == ["order.released"], 30, "OK")
+            await stack.until_released("UK-OK", ["order.released"])
             with anyio.fail_after(30):
                 while (await stack.exceptions())["unknown_sku"] < 1:
                     await anyio.sleep(0.2)

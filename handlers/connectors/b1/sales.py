@@ -101,7 +101,7 @@ class _Line(msgspec.Struct, rename="pascal"):
     remaining_open_quantity: Decimal = Decimal(0)
     line_status: str = "bost_Open"
     free_text: str | None = None
-    base_line: int = -1  # the base document's line this one copies (-1: none)
+    base_line: int | None = None  # the base document's line this one copies
 
     @property
     def open(self) -> Decimal:
@@ -333,7 +333,9 @@ class B1Sales:
     ) -> PostedReturn:
         base = await self._base("Invoices", invoice.doc_entry)
         by_delivery_line = {
-            line.base_line: line.line_num for line in base.document_lines if line.base_line >= 0
+            line.base_line: line.line_num
+            for line in base.document_lines
+            if line.base_line is not None
         }
         lines = []
         for line in sales_return.lines:
