@@ -1,5 +1,7 @@
 """SAP ECC fills the ERP port: master data from its tables, stock documents as goods-movement
-IDocs followed to their application, never two in flight for one material in one plant.
+IDocs followed to their application, never two in flight for one material in one plant; sales
+orders and the documents that follow them (``sales orders``, ``sales deliveries``) are
+:mod:`handlers.connectors.ecc.sales`'s, which :class:`EccErp` serves too.
 
 **Master data** (``master data`` capability), read with ``RFC_READ_TABLE``: ``MARA`` (the
 material: deletion flag ``LVORM``, type ``MTART``, base unit ``MEINS``), its ``MARC`` rows

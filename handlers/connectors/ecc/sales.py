@@ -369,7 +369,7 @@ class EccSales:
             )
             if not heads:
                 return None  # the status is there before the order is readable
-            vbeln = max(row["VBELN"] for row in heads)  # the one this IDoc made
+            vbeln = min(row["VBELN"] for row in heads)  # as find_sales_order answers
             await self._tracker.update(
                 docnum, state="posted", receiver_docnum=receiver, status=status,
                 mat_doc=vbeln, message=f"sales order {vbeln.lstrip('0')}",
