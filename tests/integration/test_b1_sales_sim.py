@@ -788,6 +788,24 @@ def test_a_delivery_closed_by_its_invoice_is_no_base_for_a_return_unless_the_kno
 
 
 @pytest.mark.timeout(20)
+def test_a_credit_note_based_on_an_invoice_takes_the_goods_back_at_most_what_was_invoiced() -> None:
+    async def scenario() -> None:
+        async with stack() as s:
+            delivery = await delivered(s, oline("A-100", 3, UnitPrice=10))
+            assert (await s.post("Invoices", doc("IN1", based(15, delivery, 0, 3))))[0] == 201
+            # the invoice closed the delivery: no return can be based on it any more
+            assert (await s.post("Returns", doc("RT1", based(15, delivery, 0, 1))))[0] == 400
+            status, credit, _ = await s.post("CreditNotes", doc("CN1", based(13, 1, 0, 2)))
+            assert (status, credit["DocTotal"]) == (201, 20)
+            assert s.sim.stock("A-100", "01") == 9  # 10 - 3 delivered + 2 taken back
+            status, over, _ = await s.post("CreditNotes", doc("CN2", based(13, 1, 0, 2)))
+            assert status == 400, over  # 3 invoiced, 2 credited already: 1 left
+            assert s.sim.stock("A-100", "01") == 9
+
+    run(scenario)
+
+
+@pytest.mark.timeout(20)
 def test_a_credit_note_is_based_on_a_return_and_closes_it() -> None:
     async def scenario() -> None:
         async with stack() as s:
@@ -795,7 +813,7 @@ def test_a_credit_note_is_based_on_a_return_and_closes_it() -> None:
             assert (await s.post("Returns", doc("RT1", based(15, delivery, 0, 2))))[0] == 201
             status, wrong, _ = await s.post("CreditNotes", doc("CN0", based(15, delivery, 0, 2)))
             assert (status, error(wrong)[1]) == (
-                400, "Document can be based on Returns (BaseType 16) only  "
+                400, "Document can be based on Returns or Invoices (BaseType 16 or 13) only  "
                 "[RIN1.BaseType][line: 1]",
             )  # fmt: skip
             status, credit, _ = await s.post("CreditNotes", doc("CN1", based(16, 1, 0, 2)))

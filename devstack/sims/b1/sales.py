@@ -438,8 +438,8 @@ class SalesBook:
         where = {"table": table, "row": row}
         base_type = integer(line.get("BaseType"))
         if base_type not in bases:
-            expected = " or ".join(f"{name} ({code})" for code, name in bases.items())
-            raise self._refusal("base_type", base=expected, type=base_type, **where)
+            names, codes = " or ".join(bases.values()), " or ".join(map(str, bases))
+            raise self._refusal("base_type", base=names, type=codes, **where)
         base_entity = bases[base_type]
         base_doc = self._docs[base_entity].get(integer(line.get("BaseEntry")) or 0)
         if base_doc is None:
