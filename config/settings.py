@@ -255,9 +255,16 @@ class B1Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: B1 codes read as a collision, not a bad line: ODBC -2035 "This entry already exists in
     #: the following tables". The posting looks its document up, then retries; never bisected.
     collision_codes: frozenset[int] = frozenset({-2035})
+    #: A user-defined field of the business partner (``U_...``, "Y" = on hold) that marks a
+    #: customer on credit hold; its open orders then read "credit block". Standard B1 has no
+    #: such flag [unconfirmed: installations add one]; "" = none (a hold shows only as the
+    #: order's "Approved" checkbox, ``Confirmed``, cleared).
+    credit_hold_field: str = ""
 
     def __post_init__(self) -> None:
         _http_url("b1.url", self.url)
+        if self.credit_hold_field and not self.credit_hold_field.startswith("U_"):
+            raise SettingsError("b1.credit_hold_field", "a user-defined field: U_...")
         _non_empty("b1.company", self.company)
         _non_empty("b1.user", self.user)
         _positive("b1.timeout_seconds", self.timeout_seconds)
@@ -488,6 +495,13 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: searchOrders' usage plan, as the account has it (Amazon may grant more).
     capture_rate_per_second: float = 0.0056
     capture_burst: int = 20
+    #: Each search reads again this far before its cursor: an order can appear in the search
+    #: with a last-update time already in the past [unconfirmed: eventual consistency of the
+    #: search index]; reading twice is harmless (the revision check).
+    capture_overlap_seconds: float = 600.0
+    #: A search ends this long before now: the model's "at least two minutes before the
+    #: request" for lastUpdatedBefore, and 10 s of clock skew.
+    capture_settle_seconds: float = 130.0
     #: The ERP customer (B1 business partner, ECC sold-to) of each marketplace's anonymised
     #: buyers; "*" is the fallback for marketplaces not listed.
     default_customers: dict[str, str] = {}
@@ -525,6 +539,8 @@ class OrdersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         _positive("orders.capture_lookback_seconds", self.capture_lookback_seconds)
         _positive("orders.capture_rate_per_second", self.capture_rate_per_second)
         _at_least("orders.capture_burst", self.capture_burst, 1)
+        _at_least("orders.capture_overlap_seconds", self.capture_overlap_seconds, 0)
+        _at_least("orders.capture_settle_seconds", self.capture_settle_seconds, 120)
         _at_least("orders.batch_max_orders", self.batch_max_orders, 1)
         _at_least("orders.max_concurrent_writes", self.max_concurrent_writes, 1)
         _positive("orders.watch_seconds", self.watch_seconds)

@@ -55,7 +55,8 @@ def connect_erp(
         return ecc_erp_from_settings(settings.ecc, session, pool), "SAP ECC"
     if not b1_configured(settings):
         return None, "SAP B1"
-    return B1Erp(b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD)), "SAP B1"
+    client = b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD)
+    return B1Erp(client, credit_hold_field=settings.b1.credit_hold_field or None), "SAP B1"
 
 
 class Domain:

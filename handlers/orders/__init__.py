@@ -20,6 +20,9 @@ from handlers.common.flow import Flow, FlowContext, FlowParts
 from handlers.common.mappings import Mappings
 from handlers.common.masterdata import MasterData
 from handlers.common.router import Family
+from handlers.connectors.spapi.client import SpApiClient
+from handlers.connectors.spapi.orders import orders_client_from_settings
+from handlers.orders.capture import OrderCapture
 from handlers.orders.documents import DocumentPoster
 from handlers.orders.events import OrderCancelled, OrderChanged, OrderReceived, ReturnReceived
 from handlers.orders.handler import DeliveryStager, DocumentStager, OrderHandler, ReturnHandler
@@ -83,6 +86,9 @@ def build(ctx: FlowContext) -> FlowParts:
     background = [work.run, poster.run]
     if relay is not None:
         background.append(relay.run)
+    capture = _capture(ctx)
+    if capture is not None:
+        background.append(capture.run)
     return FlowParts(
         handlers={
             "order.received": handler,
@@ -92,6 +98,27 @@ def build(ctx: FlowContext) -> FlowParts:
         },
         observers={"dispatch.confirmed": DeliveryStager(stager)},
         background=background,
+    )
+
+
+def _capture(ctx: FlowContext) -> OrderCapture | None:
+    """The SP-API order poller, when ``orders.capture`` is on and SP-API is connected."""
+    orders = ctx.settings.orders
+    if not orders.capture:
+        return None
+    client = ctx.systems.get("spapi")
+    if not isinstance(client, SpApiClient) or not isinstance(ctx.producer, Producer):
+        log.warning("orders.capture is on, but SP-API or Kafka is not connected: no capture")
+        return None
+    return OrderCapture(
+        ctx.pool,
+        orders_client_from_settings(client, orders),
+        ctx.producer,
+        ctx.settings.topics.orders,
+        orders,
+        overlap_seconds=orders.capture_overlap_seconds,
+        settle_seconds=orders.capture_settle_seconds,
+        meter=ctx.telemetry.meter,
     )
 
 
