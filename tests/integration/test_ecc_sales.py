@@ -379,7 +379,7 @@ def test_documents_are_found_by_their_key_after_a_lost_answer(database_url: str)
             with pytest.raises(ErpDuplicateEntry):  # sent again: the wrapper refuses the key
                 await s.erp.create_invoice("SKFI7", shipped)
             back = SalesReturn(
-                key="SKFR7", delivery=shipped, return_date=DAY,
+                key="SKFR7", delivery=shipped, return_date=DAY, invoice=invoice,
                 lines=(SalesReturnLine(delivery_line=10, item_code=MAT, quantity=Decimal(1),
                                        warehouse_code=RETURNS),),
             )  # fmt: skip
@@ -388,6 +388,10 @@ def test_documents_are_found_by_their_key_after_a_lost_answer(database_url: str)
                 await s.erp.create_return(back)
             returned = await s.erp.find_sales_document("return", "SKFR7")
             assert returned is not None
+            flow = s.sim.sales.flow_to[f"{returned.doc_entry:010d}"]
+            assert {(f.vbelv, f.vbtyp_v) for f in flow} == {
+                (f"{shipped.doc_entry:010d}", "J"), (f"{invoice.doc_entry:010d}", "M"),
+            }  # fmt: skip
             assert s.sim.book.returns[MATNR, "1000", "0002"] == 1
             s.sim.set_faults(function_lost_answer_next=1)
             with pytest.raises(ErpUnavailable):

@@ -435,8 +435,17 @@ def test_invoice_return_and_credit_memo_follow_the_delivery_each_found_by_its_re
             again = await s.call(BILL, {"DELIVERY": delivery, "EXT_REF": "SKFI41"})
             assert again.error[:2] == ("VF", "017")
             back = {"REF_ITEM": "10", "QUANTITY": "3", "MOVE_TYPE": "651"}
-            returned = await s.call(RETURN, {"DELIVERY": delivery, "EXT_REF": "SKFR40"}, [back])
+            head = {"DELIVERY": delivery, "INVOICE": invoice.exports["BILLING_DOC"]}
+            returned = await s.call(RETURN, {**head, "EXT_REF": "SKFR40"}, [back])
             assert returned.ok
+            flow = await s.read(
+                "VBFA", ("VBTYP_V", "VBTYP_N"), f"VBELN = '{returned.exports['RETURN_ORDER']}'"
+            )
+            assert flow == [{"VBTYP_V": "J", "VBTYP_N": "H"}, {"VBTYP_V": "M", "VBTYP_N": "H"}]
+            other = await s.call(
+                RETURN, {"DELIVERY": delivery, "INVOICE": "1", "EXT_REF": "SKFR42"}, [back]
+            )
+            assert other.error[:2] == ("V1", "302")
             assert s.sim.book.returns[MAT, "1000", "0001"] == 3  # blocked returns stock
             assert s.sim.stock(MAT, "1000", "0001") == 6
             too_much = await s.call(RETURN, {"DELIVERY": delivery, "EXT_REF": "SKFR41"},

@@ -25,7 +25,8 @@ safely and the document is found by ``EXT_REF``:
   (CHAR 16 → VBRK-XBLNR), ``BILLING_DATE`` (optional). Exports ``BILLING_DOC``.
 ``Z_SKUFLOW_RETURN_CREATE`` — BAPI_CUSTOMERRETURN_CREATE (order type RE), the returns delivery
   (BAPI_OUTB_DELIVERY_CREATE_SLS on the returns order) and its goods receipt, COMMIT WORK.
-  Imports ``DELIVERY`` (the outbound delivery returned from), ``EXT_REF`` (CHAR 35 →
+  Imports ``DELIVERY`` (the outbound delivery returned from), ``INVOICE`` (its invoice, when
+  the goods were invoiced: the returns order references it; optional), ``EXT_REF`` (CHAR 35 →
   VBKD-BSTKD and VBAK-BSTNK of the returns order, and LIKP-LIFEX of the returns delivery),
   ``ORDER_REASON`` (AUGRU, optional), ``RETURN_DATE`` (optional). Tables in ``ITEMS``
   (``REF_ITEM`` the delivery item, ``QUANTITY``, ``MATERIAL``, ``PLANT``, ``STGE_LOC``,
@@ -178,7 +179,7 @@ class SalesFunctions:
         returns, receipt = shipping.create_return(
             self.sales, _vbeln(request, "DELIVERY"), _text(request, "EXT_REF"),
             _items(request, "QUANTITY"), _text(request, "ORDER_REASON"),
-            _day(request, "RETURN_DATE"),
+            _day(request, "RETURN_DATE"), _text(request, "INVOICE"),
         )  # fmt: skip
         exports = {"RETURN_ORDER": returns.vbeln, "RETURN_DELIVERY": receipt.vbeln,
                    "MAT_DOC": receipt.mblnr, "DOC_YEAR": receipt.mjahr}  # fmt: skip

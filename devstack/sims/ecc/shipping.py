@@ -22,8 +22,9 @@ nothing changes.
   delivery not yet billed; refused before the goods issue, when all is billed or the order
   has a billing block (FAKSK). ``VBRK-XBLNR`` (16 [DOC-3P: summit-bi VBRK]) carries the
   reference.
-- **Return** (``BAPI_CUSTOMERRETURN_CREATE`` — order type RE, here with reference to the
-  delivery [UNCONF: a return usually references the invoice] — then a returns delivery (LR,
+- **Return** (``BAPI_CUSTOMERRETURN_CREATE`` — order type RE, with reference to the delivery
+  and, for goods already invoiced, to the invoice as well (VBFA M → H) [DOC-3P: research A6, a
+  return references the billing document] — then a returns delivery (LR,
   VBTYP T) and its goods receipt, 651 into blocked returns stock or 653 into unrestricted
   stock [UNCONF: research A6]); at most delivered - already returned per delivery item, only
   batches and serial numbers that delivery issued. ``VBKD-BSTKD`` of the returns order carries
@@ -88,6 +89,7 @@ NOT_DELIVERED = Message("IO", "240", "Serial number &1 was not delivered with it
 OTHER_BATCH = Message("V1", "802", "Batch &1 was not delivered with item &2")
 NOT_RECEIVED = Message("VF", "022", "The returns delivery of &1 has not been received")
 DELIVERED = Message("V1", "803", "Item &2 of sales document &1 was delivered: not rejected")
+OTHER_INVOICE = Message("V1", "804", "Billing document &1 does not bill delivery &2")
 LIFEX_MAX, XBLNR_MAX, BSTKD_MAX = 35, 16, 35
 
 
@@ -177,10 +179,17 @@ def bill(sales: SalesBook, vbeln: str, ext_ref: str, day: str) -> Billing:
 
 
 def create_return(
-    sales: SalesBook, vbeln: str, ext_ref: str, items: Sequence[ItemRequest], reason: str, day: str
+    sales: SalesBook,
+    vbeln: str,
+    ext_ref: str,
+    items: Sequence[ItemRequest],
+    reason: str,
+    day: str,
+    invoice: str = "",
 ) -> tuple[SalesOrder, Delivery]:
-    """A returns order (RE) for ``items`` of delivery ``vbeln``, its returns delivery and the
-    goods receipt (each item's movement type, 651 by default)."""
+    """A returns order (RE) for ``items`` of delivery ``vbeln`` — with reference to its
+    ``invoice`` too when the goods were invoiced — its returns delivery and the goods receipt
+    (each item's movement type, 651 by default)."""
     _reference(ext_ref, BSTKD_MAX)
     duplicates = sales.orders_by_reference(ext_ref, RETURNS)
     if duplicates:
@@ -188,6 +197,7 @@ def create_return(
     delivery = _delivery(sales, vbeln, DELIVERY)
     if not delivery.mblnr:
         raise Rejected(NOT_ISSUED, delivery.vbeln)
+    billed = _billed_items(sales, invoice, delivery) if invoice else {}
     if not items:
         raise Rejected(NO_ITEMS)
     original = sales.orders[delivery.items[0].vgbel]
@@ -256,7 +266,22 @@ def create_return(
             back.kwmeng,
             back.meins,
         )
+    for back in return_items:
+        if back.vgpos in billed:
+            before = (*billed[back.vgpos], INVOICE)
+            sales.link(before, (returns.vbeln, back.posnr, RETURNS), back.kwmeng, back.meins)
     return returns, receipt
+
+
+def _billed_items(sales: SalesBook, vbeln: str, delivery: Delivery) -> dict[int, tuple[str, int]]:
+    """Delivery item → (invoice, invoice item) of an invoice that bills ``delivery``."""
+    billing = sales.billings.get(vbeln.zfill(10))
+    if billing is None or billing.vbtyp != INVOICE:
+        raise Rejected(NOT_FOUND, vbeln)
+    billed = {i.vgpos: (billing.vbeln, i.posnr) for i in billing.items if i.vgbel == delivery.vbeln}
+    if not billed:
+        raise Rejected(OTHER_INVOICE, billing.vbeln, delivery.vbeln)
+    return billed
 
 
 def credit(sales: SalesBook, vbeln: str, ext_ref: str, day: str) -> Billing:

@@ -37,8 +37,11 @@ found by it (:meth:`EccSales.find_sales_document`), and the wrapper refuses a se
 with a key already used (``ZSKUFLOW 001`` → :class:`~handlers.ports.erp.ErpDuplicateEntry`). An
 answer lost after the call is ambiguous (the wrapper may have committed). A RETURN row of type
 E/A is an :class:`~handlers.ports.erp.ErpRejected` naming the line its ``ROW`` gives (or a lock,
-as above). A return is the returns order (its VBELN is the document); its goods come back with
-``return_movement_type`` (651 blocked returns stock [UNCONF], 653 unrestricted).
+as above). A return is the returns order (its VBELN is the document; with reference to the
+delivery and, for invoiced goods, to the invoice); its goods come back with
+``return_movement_type`` (651 blocked returns stock [UNCONF], 653 unrestricted). It never credits
+by itself (a :class:`~handlers.ports.erp.PostedDocument`, not ``credited``): the credit memo
+follows from the returns order.
 """
 
 from __future__ import annotations
@@ -245,6 +248,8 @@ class EccSales:
         _key_fits("return", sales_return.key)
         head = {"DELIVERY": _vbeln(sales_return.delivery.doc_entry), "EXT_REF": sales_return.key,
                 "RETURN_DATE": sap_date(sales_return.return_date)}  # fmt: skip
+        if sales_return.invoice is not None:  # invoiced goods: the return references the invoice
+            head["INVOICE"] = _vbeln(sales_return.invoice.doc_entry)
         refs = [line.delivery_line for line in sales_return.lines]
         move = {"MOVE_TYPE": self._options.return_movement_type}
         answer = await self._call_items("return", head, sales_return.lines, refs, "QUANTITY", move)
