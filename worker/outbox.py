@@ -9,10 +9,11 @@ once Kafka acknowledged it.
 Guarantees: an event is published at least once, in enqueue order per topic and key (one
 relay sends at a time, across replicas: the rows are claimed ``FOR UPDATE`` in a transaction,
 so a second relay waits for the first one's batch). An event is published twice only if the
-relay dies after Kafka acknowledged it and before the delete committed; it then carries the
-same ``event_id`` again (an ``event_id`` is unique in the outbox), which consumers drop as a
-duplicate. The relay's backlog is bounded by the database, not by memory: it reads
-``batch_size`` rows at a time.
+relay dies after Kafka acknowledged it and before the delete committed (a stop is not such a
+death: it deletes what was acknowledged before it lets go), or a send interrupted by a stop
+had in fact arrived; it then carries the same ``event_id`` again (an ``event_id`` is unique
+in the outbox), which consumers drop as a duplicate. The relay's backlog is bounded by the
+database, not by memory: it reads ``batch_size`` rows at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from worker.backoff import Backoff
 from worker.exceptions import decode_headers, encode_headers
@@ -111,22 +113,46 @@ class OutboxRelay:
                 self._wake = anyio.Event()
 
     async def relay_once(self) -> int:
-        """Publish and delete up to ``batch_size`` of the oldest rows; how many were sent."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM skuflow_outbox "
-                "ORDER BY id LIMIT $1 FOR UPDATE",
-                self._batch_size,
-            )
-            for row in rows:
-                headers = decode_headers(row["headers"])
-                await self._producer.send_and_wait(
-                    row["topic"], value=row["value"], key=row["key"], headers=headers
+        """Publish and delete up to ``batch_size`` of the oldest rows; how many were sent.
+
+        A stop (cancellation) mid-batch does not roll back what Kafka already acknowledged:
+        those rows are deleted before it lets go (the send in flight itself is not known to
+        have arrived: its row stays and is sent again, with its event id)."""
+        async with self._pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            sent: list[int] = []
+            try:
+                rows = await conn.fetch(
+                    "SELECT id, topic, key, value, headers FROM skuflow_outbox "
+                    "ORDER BY id LIMIT $1 FOR UPDATE",
+                    self._batch_size,
                 )
-            if rows:
-                await conn.execute(
-                    "DELETE FROM skuflow_outbox WHERE id = ANY($1::bigint[])",
-                    [row["id"] for row in rows],
-                )
-        self.published += len(rows)
-        return len(rows)
+                for row in rows:
+                    await self._producer.send_and_wait(
+                        row["topic"],
+                        value=row["value"],
+                        key=row["key"],
+                        headers=decode_headers(row["headers"]),
+                    )
+                    sent.append(row["id"])
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._settle(conn, transaction, sent)
+                raise
+            await self._settle(conn, transaction, sent)
+        self.published += len(sent)
+        return len(sent)
+
+    @staticmethod
+    async def _settle(conn: asyncpg.Connection, transaction: Transaction, sent: list[int]) -> None:
+        """Delete what Kafka acknowledged and commit (or roll back when nothing was)."""
+        if not sent:
+            await transaction.rollback()
+            return
+        try:
+            await conn.execute("DELETE FROM skuflow_outbox WHERE id = ANY($1::bigint[])", sent)
+            await transaction.commit()
+        except BaseException:
+            await transaction.rollback()
+            raise
