@@ -53,7 +53,14 @@ STAGE_DOCUMENT = CopyInsert(
     "stage order document",
     "skuflow_order_documents",
     _DOCUMENT_COLUMNS,
-    "ON CONFLICT (channel, order_id, kind, source_ref) DO NOTHING",
+    # a document the ERP refused comes back (``exceptions retry``): staged again
+    """ON CONFLICT (channel, order_id, kind, source_ref) DO UPDATE SET
+         state = 'staged', lines = EXCLUDED.lines, location = EXCLUDED.location, attempts = 0,
+         next_attempt_at = now(), last_error = NULL, exception_id = NULL,
+         topic = EXCLUDED.topic, partition = EXCLUDED.partition, "offset" = EXCLUDED."offset",
+         key = EXCLUDED.key, payload = EXCLUDED.payload, event_id = EXCLUDED.event_id,
+         traceparent = EXCLUDED.traceparent
+       WHERE skuflow_order_documents.state = 'failed'""",
 )
 
 
@@ -114,7 +121,9 @@ class OrderHandler:
                     *_message_fields(message, event),
                 )
                 return DONE
-            if event.revision <= row["revision"]:
+            # (a failed order's own revision again: an operator retried its exception record)
+            again = event.revision == row["revision"] and row["state"] == "failed"
+            if event.revision <= row["revision"] and not again:
                 log.info("order revision already applied", extra={"order_id": event.order_id,
                          "revision": event.revision.isoformat()})  # fmt: skip
                 return DONE
