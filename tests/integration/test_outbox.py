@@ -30,11 +30,11 @@ async def _rolled_back(pool: asyncpg.Pool, topic: str) -> None:
         raise RuntimeError("the change rolled back")
 
 
-class _FailingOnce:
-    """A producer whose n-th send fails after the broker took it (the ack is lost)."""
+class _Producer:
+    """The real producer behind a test's own view of each send (``before`` / ``after``)."""
 
-    def __init__(self, real: AIOKafkaProducer, fail_at: int) -> None:
-        self._real, self._fail_at, self.sent = real, fail_at, 0
+    def __init__(self, real: AIOKafkaProducer) -> None:
+        self._real, self.sent = real, 0
 
     async def send_and_wait(
         self,
@@ -45,11 +45,41 @@ class _FailingOnce:
         timestamp_ms: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> object:
+        await self.before()
         result = await self._real.send_and_wait(topic, value=value, key=key, headers=headers)
         self.sent += 1
+        await self.after()
+        return result
+
+    async def before(self) -> None:
+        return None
+
+    async def after(self) -> None:
+        return None
+
+
+class _FailingOnce(_Producer):
+    """The n-th send fails after the broker took it (the ack is lost)."""
+
+    def __init__(self, real: AIOKafkaProducer, fail_at: int) -> None:
+        super().__init__(real)
+        self._fail_at = fail_at
+
+    async def after(self) -> None:
         if self.sent == self._fail_at:
             raise ConnectionResetError("the ack was lost")
-        return result
+
+
+class _Stuck(_Producer):
+    """Sends after the first ``ok`` never return (a stop arrives meanwhile)."""
+
+    def __init__(self, real: AIOKafkaProducer, ok: int) -> None:
+        super().__init__(real)
+        self._ok = ok
+
+    async def before(self) -> None:
+        if self.sent == self._ok:
+            await anyio.sleep_forever()
 
 
 def test_only_committed_events_are_published_in_enqueue_order_and_once_per_event_id(
@@ -117,27 +147,6 @@ def test_a_lost_ack_publishes_the_batch_again_with_the_same_event_ids(
             await pool.close()
 
     anyio.run(main)
-
-
-class _Stuck:
-    """A producer whose sends after the first ``ok`` never return (a stop arrives meanwhile)."""
-
-    def __init__(self, real: AIOKafkaProducer, ok: int) -> None:
-        self._real, self._ok, self.sent = real, ok, 0
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> object:
-        if self.sent == self._ok:
-            await anyio.sleep_forever()
-        self.sent += 1
-        return await self._real.send_and_wait(topic, value=value, key=key, headers=headers)
 
 
 def test_a_stop_mid_batch_keeps_only_what_kafka_did_not_acknowledge(
