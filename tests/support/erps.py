@@ -119,7 +119,7 @@ class ErpUnderTest(ABC):
 
     @abstractmethod
     def lock_storm(self) -> None:
-        """From now on postings are refused as locked (B1: 30% of them; ECC: the next 8)."""
+        """From now on postings are refused as locked (B1: 30% of them; ECC: the next 4)."""
 
     @abstractmethod
     def locks(self) -> int:
@@ -127,7 +127,8 @@ class ErpUnderTest(ABC):
 
     @abstractmethod
     def lose_answers(self) -> None:
-        """From now on a fifth of the postings are applied but their answer never arrives."""
+        """From now on postings are applied but their answer never arrives (B1: a fifth of them;
+        ECC: the next 3 and a fifth of the others)."""
 
     @abstractmethod
     def lost_answers(self) -> int:
@@ -278,7 +279,7 @@ class EccUnderTest(ErpUnderTest):
         self.sim.add_partner(ECC_PARTNER, ECC_PORT)
         for code in self.warehouses.values():
             self.sim.add_storage_location(ECC_PLANT, code.split("/")[1])
-        self.sim.set_processing(ordering="parallel", delay_ms=20, tick_ms=5)
+        self.sim.set_processing(ordering="parallel", delay_ms=10, tick_ms=5)
         self._forgotten: set[str] = set()
 
     @staticmethod
@@ -296,7 +297,7 @@ class EccUnderTest(ErpUnderTest):
             url=self.sim.url, client=ECC_CLIENT, sid=ECC_SID, user=ECC_USER,
             password=Secret(ECC_PASSWORD), sender_port=ECC_PORT, sender_partner=ECC_PARTNER,
             timeout_seconds=timeout, poll_seconds=0.01, poll_max_seconds=0.05,
-            application_wait_seconds=10.0, lookup_grace_seconds=2 * timeout,
+            application_wait_seconds=10.0, lookup_grace_seconds=timeout + 0.5,
         )  # fmt: skip
         return msgspec.structs.replace(
             settings,
@@ -332,13 +333,16 @@ class EccUnderTest(ErpUnderTest):
         self.sim.update_plant_data(material_number(item)[1], ECC_PLANT, status=status)
 
     def lock_storm(self) -> None:
-        self.sim.set_faults(lock_next=8)  # 51 M3 897: the plant data locked by another user
+        # 51 M3 897, the plant data locked by another user. Four, not a share: the IDocs of a
+        # plant follow each other, so each lock holds the next document back by its backoff.
+        self.sim.set_faults(lock_next=4)
 
     def locks(self) -> int:
         return self.sim.counters["lock_errors"]
 
     def lose_answers(self) -> None:
-        self.sim.set_faults(lost_answer_rate=0.2, lost_answer_mode="reset")
+        # The next 3 IDoc calls, then a fifth: stored, the connection cut before the answer.
+        self.sim.set_faults(lost_answer_next=3, lost_answer_rate=0.2, lost_answer_mode="reset")
 
     def lost_answers(self) -> int:
         return self.sim.counters["lost_answers"]
