@@ -15,6 +15,7 @@ The machinery lives beside this module, and everything is importable from here:
 `redact_url`) and `config.mappings` (`load_sku_map`). None of them imports this module.
 """
 
+import ipaddress
 import math
 import os
 import re
@@ -49,6 +50,7 @@ __all__ = [
     "LogSettings",
     "MappingsSettings",
     "Secret",
+    "SekoSettings",
     "Settings",
     "SettingsError",
     "SpApiSettings",
@@ -445,6 +447,43 @@ class SpApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         _at_least("spapi.burst", self.burst, 1)
 
 
+class SekoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Seko Logistics iHub (3PL): REST calls out (``url``/``service``/``version``/...
+    ``?api_key=``), push callbacks in (``webhook_token``, ``allow_sources``)."""
+
+    url: str = "https://ihubuat.supplystream.com:8081/api"
+    api_key: Secret | None = None  # travels in the query string: never log a URL unredacted
+    timeout_seconds: float = 30.0
+    #: ERP warehouse code -> Seko DC code (``DCCode``): the warehouses Seko fulfils, 1:1.
+    facilities: dict[str, str] = {}
+    #: The per-integration secret Seko sends with every push (compared in constant time).
+    webhook_token: Secret | None = None
+    #: Addresses or networks pushes may come from (``203.0.113.0/24``); empty: any.
+    allow_sources: list[str] = []
+
+    def __post_init__(self) -> None:
+        _http_url("seko.url", self.url)
+        _positive("seko.timeout_seconds", self.timeout_seconds)
+        warehouse_of: dict[str, str] = {}
+        for warehouse, dc in self.facilities.items():
+            _non_empty("seko.facilities", warehouse)
+            _non_empty(f"seko.facilities.{warehouse}", dc)
+            if dc.upper() in warehouse_of:
+                raise SettingsError(
+                    "seko.facilities",
+                    f"warehouses {warehouse_of[dc.upper()]!r} and {warehouse!r} both map to "
+                    f"DC {dc!r}; the mapping must be one-to-one",
+                )
+            warehouse_of[dc.upper()] = warehouse
+        for source in self.allow_sources:
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    "seko.allow_sources", f"not an address or network: {source!r}"
+                ) from None
+
+
 class StockSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     window_seconds: float = 60.0
     window_max_lines: int = 500
@@ -632,6 +671,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     b1: B1Settings = msgspec.field(default_factory=B1Settings)
     ecc: EccSettings = msgspec.field(default_factory=EccSettings)
     spapi: SpApiSettings = msgspec.field(default_factory=SpApiSettings)
+    seko: SekoSettings = msgspec.field(default_factory=SekoSettings)
     stock: StockSettings = msgspec.field(default_factory=StockSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     orders: OrdersSettings = msgspec.field(default_factory=OrdersSettings)
