@@ -680,9 +680,12 @@ def test_keda_for_the_all_class_watches_both_groups(tmp_path: Path) -> None:
     watched = {
         (t["metadata"]["topic"], t["metadata"]["consumerGroup"]) for t in scaled["spec"]["triggers"]
     }
+    normal = engine_options(settings).group
     assert watched == {
         (settings.topics.dispatch, urgent_options(settings).group),
-        (settings.topics.stock, engine_options(settings).group),
+        (settings.topics.stock, normal),
+        (settings.topics.orders, normal),  # the order flow's topics, in the normal group
+        (settings.topics.returns, normal),
     }
     assert urgent_options(settings).group == "wh-eu.urgent"
     assert scaled["spec"]["maxReplicaCount"] == 8  # max(3, 8) partitions
@@ -819,7 +822,7 @@ def test_the_config_schema_follows_the_worker_settings() -> None:
             "group_instance_id",
         },
         "database": {"url"},
-        "topics": {"dispatch", "stock", "dead_letter"},
+        "topics": {"dispatch", "stock", "dead_letter", "orders", "returns", "released"},
         "mappings": {"sku_map"},
         "b1": {"url", "company", "user"},
         "ecc": {"url", "client", "sid", "user"},

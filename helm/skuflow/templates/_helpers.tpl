@@ -109,7 +109,7 @@ app.kubernetes.io/component: {{ .class }}
 {{- if $v.kafka.tls.caSecret -}}
 {{- $_ := set $kafka "ssl_cafile" (include "skuflow.kafkaCaPath" .) -}}
 {{- end -}}
-{{- $topics := dict "dispatch" $v.kafka.topics.dispatch.name "stock" $v.kafka.topics.stock.name "dead_letter" $v.kafka.topics.deadLetter.name -}}
+{{- $topics := dict "dispatch" $v.kafka.topics.dispatch.name "stock" $v.kafka.topics.stock.name "dead_letter" $v.kafka.topics.deadLetter.name "orders" $v.kafka.topics.orders.name "returns" $v.kafka.topics.returns.name "released" $v.kafka.topics.released.name -}}
 {{- $owned := dict "kafka" $kafka "topics" $topics "health" (dict "port" $v.health.port) -}}
 {{- if $v.database.host -}}
 {{- $url := printf "postgresql://%s@%s:%v/%s" (urlquery $v.database.user) $v.database.host (int64 $v.database.port) $v.database.name -}}
@@ -260,7 +260,7 @@ app.kubernetes.io/component: {{ .class }}
 {{- define "skuflow.partitions" -}}
 {{- $topics := .root.Values.kafka.topics -}}
 {{- if eq .class "urgent" -}}{{ int64 $topics.dispatch.partitions }}
-{{- else if eq .class "normal" -}}{{ int64 $topics.stock.partitions }}
-{{- else -}}{{ max (int64 $topics.dispatch.partitions) (int64 $topics.stock.partitions) }}
+{{- else if eq .class "normal" -}}{{ max (int64 $topics.stock.partitions) (int64 $topics.orders.partitions) (int64 $topics.returns.partitions) }}
+{{- else -}}{{ max (int64 $topics.dispatch.partitions) (int64 $topics.stock.partitions) (int64 $topics.orders.partitions) (int64 $topics.returns.partitions) }}
 {{- end -}}
 {{- end -}}
