@@ -58,6 +58,12 @@ def build(ctx: FlowContext) -> FlowParts:
             extra={"erp": ctx.erp_name, "missing": missing_capabilities(erp, NEEDS)},
         )
         return FlowParts()
+    if not ctx.settings.orders.default_customers:
+        # Not configured for order-to-cash (no customer to create orders for): the flow stays
+        # off — order and return events become no_handler exceptions, and dispatches create
+        # no ERP deliveries (a stock-only deployment's dispatches are not order exceptions).
+        log.info("order flow off: orders.default_customers is empty")
+        return FlowParts()
     if ctx.writer is None:
         raise RuntimeError("the order flow stages through the domain's group-commit writer")
     settings, orders = ctx.settings, ctx.settings.orders
