@@ -27,6 +27,7 @@ import msgspec
 from bench.cases import Measurement, Progress, engine
 from bench.stack import Stack, engine_for, fresh_group, worker_metrics
 from config.settings import DatabaseSettings, EngineSettings
+from handlers.common.mappings import Mappings as StockMappings
 from handlers.common.masterdata import MasterData
 from handlers.flows import migrations as domain_migrations
 from handlers.ports.erp import (
@@ -37,7 +38,6 @@ from handlers.ports.erp import (
     WarehouseMaster,
 )
 from handlers.stock.events import StockAdjusted
-from handlers.common.mappings import Mappings as StockMappings
 from handlers.stock.handler import StockHandler
 from skuflow.app import tune_gc
 from worker.groupcommit import GroupCommitWriter

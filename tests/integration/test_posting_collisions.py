@@ -27,13 +27,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 from config.settings import Secret
 from devstack.sims.b1 import model as b1_model
 from devstack.sims.b1.server import B1Simulator
+from handlers.common.mappings import Mappings as StockMappings
 from handlers.common.masterdata import MasterData
 from handlers.common.telemetry import DomainTelemetry
 from handlers.connectors.b1.client import B1Client
 from handlers.connectors.b1.port import KEY_FIELD, B1Erp
 from handlers.ports.erp import DocumentLine, StockDocument
 from handlers.stock.events import StockAdjusted
-from handlers.common.mappings import Mappings as StockMappings
 from handlers.stock.handler import StockHandler
 from handlers.stock.posting import StockPoster
 from skuflow.app import connect_database

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from handlers.common.mappings import Mappings as StockMappings
 from handlers.common.masterdata import MasterData
 from handlers.ports.erp import (
     DocumentKind,
@@ -19,7 +20,6 @@ from handlers.ports.erp import (
 )
 from handlers.stock import check_warehouses
 from handlers.stock.events import StockAdjusted, StockTransferred
-from handlers.common.mappings import Mappings as StockMappings
 from handlers.stock.handler import StockHandler
 from worker.groupcommit import GroupCommitWriter
 from worker.outcomes import Reject
