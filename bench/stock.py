@@ -19,11 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
+import aiohttp
 import anyio
 import anyio.abc
 import asyncpg
@@ -52,6 +54,7 @@ from handlers.stock.events import StockAdjusted
 from skuflow.app import Worker, run_until_signalled, tune_gc
 from worker.logs import configure_logging
 
+_T = TypeVar("_T")
 _REPO = Path(__file__).resolve().parents[1]
 LOCATIONS = {f"LOC-{n:02d}": f"{n:02d}" for n in range(1, 6)}
 OPENING = 1_000
@@ -158,7 +161,7 @@ class Traffic:
 
 def worker_settings(spec: WorkerSpec) -> Settings:
     """The worker's settings: the bench stack, B1 at the simulator, 5 mapped locations."""
-    return Settings(
+    settings = Settings(
         kafka=KafkaSettings(bootstrap=spec.stack.bootstrap, group=spec.group, client_id="bench"),
         database=DatabaseSettings(url=Secret(spec.stack.database_url)),
         topics=TopicsSettings(
@@ -167,12 +170,20 @@ def worker_settings(spec: WorkerSpec) -> Settings:
         health=HealthSettings(port=0, host="127.0.0.1"),
         log=LogSettings(format="console", level="WARNING"),
         engine=EngineSettings(),
-        b1=B1Settings(
-            url=spec.erp_url if spec.erp == "b1" else B1Settings().url, password=Secret(_PASSWORD)
-        ),
-        erp=ErpSettings(kind="ecc" if spec.erp == "ecc" else "b1"),
+        stock=StockSettings(window_seconds=WINDOW_SECONDS, window_max_lines=WINDOW_MAX_LINES),
+    )
+    return with_erp(settings, spec.erp, spec.erp_url)
+
+
+def with_erp(settings: Settings, erp: str, url: str) -> Settings:
+    """``settings`` posting to the simulator at ``url``: ``erp.kind``, its section (the other
+    at its defaults) and :data:`LOCATIONS` mapped to its warehouses."""
+    return msgspec.structs.replace(
+        settings,
+        b1=B1Settings(url=url if erp == "b1" else B1Settings().url, password=Secret(_PASSWORD)),
+        erp=ErpSettings(kind="ecc" if erp == "ecc" else "b1"),
         ecc=EccSettings(
-            url=spec.erp_url if spec.erp == "ecc" else EccSettings().url,
+            url=url if erp == "ecc" else EccSettings().url,
             client=_ECC["client"],
             sid=_ECC["sid"],
             user=_ECC["user"],
@@ -182,23 +193,54 @@ def worker_settings(spec: WorkerSpec) -> Settings:
             poll_seconds=0.05,
             poll_max_seconds=0.5,
         ),
-        mappings=MappingsSettings(warehouses=ECC_LOCATIONS if spec.erp == "ecc" else LOCATIONS),
-        stock=StockSettings(window_seconds=WINDOW_SECONDS, window_max_lines=WINDOW_MAX_LINES),
+        mappings=MappingsSettings(warehouses=ECC_LOCATIONS if erp == "ecc" else LOCATIONS),
     )
 
 
-async def _scalar(conn: asyncpg.Connection, query: str) -> int:
+def b1_simulator(skus: int) -> B1Simulator:
+    """The B1 simulator (not started) with ``skus`` items of :data:`OPENING` stock in every
+    warehouse of :data:`LOCATIONS`, no conflict window (postings of an item may follow each
+    other at once)."""
+    sim = B1Simulator(password=_PASSWORD)
+    sim.set_faults(conflict_window_ms=0)
+    opening = dict.fromkeys(LOCATIONS.values(), OPENING)
+    for n in range(skus):
+        sim.add_item(sku(n), stock=opening)
+    return sim
+
+
+def ecc_simulator(skus: int, *, message_types: tuple[str, ...] = ("MBGMCR",)) -> EccSimulator:
+    """The ECC simulator (not started): skuflow's partner profile for ``message_types``, the
+    storage locations of :data:`ECC_LOCATIONS`, ``skus`` materials with :data:`OPENING` stock
+    in each; IDocs applied out of sequence, each 20 ms after it arrived."""
+    sim = EccSimulator(
+        sid=_ECC["sid"], client=_ECC["client"], user=_ECC["user"], password=_PASSWORD, seed=5
+    )
+    sim.add_partner(_ECC["partner"], _ECC["port"], message_types=message_types)
+    for code in LOCATIONS.values():
+        sim.add_storage_location(ECC_PLANT, f"00{code}")
+    for n in range(skus):
+        sim.add_material(sku(n), [ECC_PLANT])
+        for code in LOCATIONS.values():
+            sim.set_stock(sku(n), ECC_PLANT, f"00{code}", OPENING)
+    sim.set_processing(ordering="random", delay_ms=20, tick_ms=10)
+    return sim
+
+
+async def scalar(conn: asyncpg.Connection, query: str, *args: object) -> int:
+    """An integer query's answer; 0 before the worker has created its tables."""
     try:
-        return int(await conn.fetchval(query) or 0)
+        return int(await conn.fetchval(query, *args) or 0)
     except asyncpg.UndefinedTableError:  # the worker has not migrated yet
         return 0
 
 
-async def _progress(conn: asyncpg.Connection) -> tuple[int, int]:
-    done = await _scalar(
+async def stock_progress(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(stock lines posted, settled or rejected; exception records), all runs so far."""
+    done = await scalar(
         conn, f"SELECT count(*) FROM skuflow_stock_lines WHERE state IN {_DONE_STATES}"
     )
-    return done, await _scalar(conn, "SELECT count(*) FROM skuflow_exceptions")
+    return done, await scalar(conn, "SELECT count(*) FROM skuflow_exceptions")
 
 
 def _note(text: str) -> None:
@@ -215,7 +257,7 @@ async def _until_done(
     """Poll until every adjustment is a done line or an exception; (lines, exceptions)."""
     last_note = time.perf_counter()
     while True:
-        done, exceptions = await _progress(conn)
+        done, exceptions = await stock_progress(conn)
         done, exceptions = done - baseline[0], exceptions - baseline[1]
         if done + exceptions >= adjustments:
             return done, exceptions
@@ -225,6 +267,38 @@ async def _until_done(
             last_note = time.perf_counter()
             _note(f"stock → ERP: {done:,} lines done, {documents():,} documents")
         await anyio.sleep(0.1)
+
+
+async def run_worker(
+    module: str,
+    spec: msgspec.Struct,
+    until: Callable[[anyio.abc.Process], Awaitable[_T]],
+    limit_seconds: float,
+) -> tuple[float, _T, WorkerReport]:
+    """``python -m <module> '<spec as JSON>'`` (a worker process: :func:`serve`) until
+    ``until(process)`` returns, then stopped: (seconds from the spawn to ``until``'s answer,
+    that answer, the worker's report). On a failure the tail of its stderr is printed."""
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = await anyio.open_process(
+            [sys.executable, "-m", module, msgspec.json.encode(spec).decode()],
+            cwd=_REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            with anyio.fail_after(limit_seconds):
+                answer = await until(process)
+            seconds = time.perf_counter() - started
+            report = await _stop(process)
+        except BaseException:
+            if process.returncode is None:
+                process.kill()
+            log.seek(0)
+            _note("worker stderr (tail):\n" + log.read()[-4000:].decode(errors="replace"))
+            raise
+    return seconds, answer, report
 
 
 async def _stop(process: anyio.abc.Process) -> WorkerReport:
@@ -265,15 +339,12 @@ async def stock_run(
     if erp == "ecc":
         return await _ecc_run(stack, topic, adjustments, skus, traffic, produce_seconds,
                               limit_seconds)  # fmt: skip
-    sim = B1Simulator(password=_PASSWORD)
+    sim = b1_simulator(skus)
+    # lock_storm: that share of postings refused with ODBC -2039 ("another user modified")
+    sim.set_faults(lock_storm_rate=lock_storm)
     await sim.start()
     conn = await asyncpg.connect(stack.database_url)
     try:
-        # lock_storm: that share of postings refused with ODBC -2039 ("another user modified")
-        sim.set_faults(conflict_window_ms=0, lock_storm_rate=lock_storm)
-        opening = dict.fromkeys(LOCATIONS.values(), OPENING)
-        for n in range(skus):
-            sim.add_item(sku(n), stock=opening)
         spec = WorkerSpec(stack, topic, fresh_group("stock-b1"), sim.url)
         seconds, done, exceptions, report = await _worker(
             spec, conn, lambda: len(sim.documents), adjustments, limit_seconds
@@ -318,30 +389,15 @@ async def _worker(
 ) -> tuple[float, int, int, WorkerReport]:
     """The worker subprocess until every adjustment is done: (seconds, lines, exceptions,
     its report)."""
-    baseline = await _progress(conn)
-    with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
-        process = await anyio.open_process(
-            [sys.executable, "-m", "bench.stock", msgspec.json.encode(spec).decode()],
-            cwd=_REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            with anyio.fail_after(limit_seconds):
-                done, exceptions = await _until_done(
-                    conn, process, documents, adjustments, baseline
-                )
-            seconds = time.perf_counter() - started
-            report = await _stop(process)
-        except BaseException:
-            if process.returncode is None:
-                process.kill()
-            log.seek(0)
-            _note("worker stderr (tail):\n" + log.read()[-4000:].decode(errors="replace"))
-            raise
-    return seconds, done, exceptions, report
+    baseline = await stock_progress(conn)
+
+    async def done(process: anyio.abc.Process) -> tuple[int, int]:
+        return await _until_done(conn, process, documents, adjustments, baseline)
+
+    seconds, (lines, exceptions), report = await run_worker(
+        "bench.stock", spec, done, limit_seconds
+    )
+    return seconds, lines, exceptions, report
 
 
 async def _ecc_run(
@@ -354,17 +410,7 @@ async def _ecc_run(
     limit_seconds: float,
 ) -> StockReport:
     """The same traffic to the SAP ECC simulator, which applies IDocs out of sequence."""
-    sim = EccSimulator(
-        sid=_ECC["sid"], client=_ECC["client"], user=_ECC["user"], password=_PASSWORD, seed=5
-    )
-    sim.add_partner(_ECC["partner"], _ECC["port"])
-    for code in LOCATIONS.values():
-        sim.add_storage_location(ECC_PLANT, f"00{code}")
-    for n in range(skus):
-        sim.add_material(sku(n), [ECC_PLANT])
-        for code in LOCATIONS.values():
-            sim.set_stock(sku(n), ECC_PLANT, f"00{code}", OPENING)
-    sim.set_processing(ordering="random", delay_ms=20, tick_ms=10)
+    sim = ecc_simulator(skus)
     await sim.start()
     conn = await asyncpg.connect(stack.database_url)
     try:
@@ -406,18 +452,33 @@ def _hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def serve(
+    settings: Settings,
+    classes: frozenset[str],
+    erp: Callable[[Settings, aiohttp.ClientSession], object] | None = None,
+) -> None:
+    """A worker process: ``skuflow run`` (``--class`` when ``classes`` is one) on ``settings``
+    until SIGTERM, then its :class:`WorkerReport` on stdout. ``erp``: builds the ERP connector
+    to use instead of the configured one (on a session of its own)."""
+    configure_logging(settings.log.format, settings.log.level)
+    tune_gc()  # as `skuflow run` does
+
+    async def run() -> int:
+        if erp is None:
+            return await run_until_signalled(Worker(settings, classes=classes))
+        async with aiohttp.ClientSession() as session:
+            worker = Worker(settings, classes=classes, erp=erp(settings, session))
+            return await run_until_signalled(worker)
+
+    code = anyio.run(run, backend="asyncio", backend_options={"use_uvloop": True})
+    print(msgspec.json.encode(WorkerReport(peak_mb=_hwm_mb(), exit_code=code)).decode())
+    sys.exit(code)
+
+
 def main() -> None:
     """The worker process: ``skuflow run --class normal`` on :func:`worker_settings`."""
     spec = msgspec.json.decode(sys.argv[1], type=WorkerSpec)
-    settings = worker_settings(spec)
-    configure_logging(settings.log.format, settings.log.level)
-    tune_gc()  # as `skuflow run` does
-    worker = Worker(settings, classes=frozenset({"normal"}))
-    code = anyio.run(
-        run_until_signalled, worker, backend="asyncio", backend_options={"use_uvloop": True}
-    )
-    print(msgspec.json.encode(WorkerReport(peak_mb=_hwm_mb(), exit_code=code)).decode())
-    sys.exit(code)
+    serve(worker_settings(spec), frozenset({"normal"}))
 
 
 if __name__ == "__main__":
