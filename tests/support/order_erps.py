@@ -52,12 +52,15 @@ from tests.support.erps import (
     ErpUnderTest,
 )
 
-#: The ECC simulator's IDoc job: an ORDERS IDoc stays in process (64) this long, so the
-#: connector follows it over a few polls, and the job runs this often.
-ECC_PROCESSING_DELAY_MS, ECC_TICK_MS = 30, 10
-#: How long a sales order follows its ORDERS IDoc before it is ambiguous (ecc.sales_order_wait).
+#: The ECC simulator's IDoc job: an ORDERS IDoc stays in process (64) this long — the connector
+#: follows it over several polls, a redelivery or a revision arrives while it is in flight —
+#: and the job runs this often. Enough to be asynchronous, short enough for a story's time.
+ECC_PROCESSING_DELAY_MS, ECC_TICK_MS = 250, 10
+#: How long a sales order follows its ORDERS IDoc before it is ambiguous
+#: (``ecc.sales_order_wait_seconds``): far above the delay, so no story times out on it.
 ECC_ORDER_WAIT_SECONDS = 10.0
-ECC_SALES_AREA = "1000/10/00"
+#: The sales area (VKORG/VTWEG/SPART) ORDERS05 names and the customers are maintained in.
+ECC_SALES_AREA = ("1000", "10", "00")
 
 
 @dataclass(frozen=True)
@@ -277,22 +280,21 @@ class EccOrderErp(OrderErp):
         self.return_movement_type = return_movement_type
         # The partner profile takes sales orders (ORDERS) beside goods movements.
         self.sim.add_partner(ECC_PARTNER, ECC_PORT, message_types=("MBGMCR", "ORDERS"))
-        self.sim.set_processing(
-            ordering="in_order", delay_ms=ECC_PROCESSING_DELAY_MS, tick_ms=ECC_TICK_MS
-        )
+        self.sim.set_processing(delay_ms=ECC_PROCESSING_DELAY_MS, tick_ms=ECC_TICK_MS)
         super().__init__(self.ecc, items, customers)
 
     def configure(self, settings: Settings, *, timeout: float) -> Settings:
         settings = super().configure(settings, timeout=timeout)
+        sales_org, channel, division = ECC_SALES_AREA
         ecc = msgspec.structs.replace(
-            settings.ecc,
-            sales_order_wait_seconds=ECC_ORDER_WAIT_SECONDS,
+            settings.ecc, sales_org=sales_org, distribution_channel=channel, division=division,
+            order_type="OR", sales_order_wait_seconds=ECC_ORDER_WAIT_SECONDS,
             return_movement_type=self.return_movement_type,
-        )
+        )  # fmt: skip
         return msgspec.structs.replace(settings, ecc=ecc)
 
     def _add_customer(self, code: str) -> None:
-        self.sales.add_customer(customer_number(code), sales_areas=(ECC_SALES_AREA,))
+        self.sales.add_customer(customer_number(code), sales_areas=("/".join(ECC_SALES_AREA),))
 
     def _order(self, order_id: str) -> SalesOrder:
         (order,) = self.sales.orders_by_reference(order_id)
