@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): engine throughput and memory against plain aiokafka,
 and the urgent path's latency under a stock backlog: priority on (one process, and the two
-classes as two deployments) against FIFO.
+classes as two deployments) against FIFO; orders into each ERP simulator and their
+order-to-release latency under a stock backlog (``bench.orders``).
 
 One run on the embedded stack; every contender reads the same topic, produced once at the start.
 Prints Markdown tables for the README. ``--quick`` runs the same cases on less data.
@@ -22,7 +23,7 @@ from typing import TypeVar
 import anyio
 import msgspec
 
-from bench import cases, deadlines, staging, stock, tracing, urgent
+from bench import cases, deadlines, orders, staging, stock, tracing, urgent
 from bench.cases import HANDLER_SECONDS, Measurement, Window
 from bench.data import PARTITIONS, create_topics, events, produce, traced
 from bench.rss import Probe, RssReport, run_probe
@@ -75,6 +76,10 @@ class Plan:
         self.traced: int = args.traced or (100_000 if quick else 300_000)
         small = quick or args.only == "staging"
         self.staging_backlog: int = args.staging_backlog or (200_000 if small else 1_000_000)
+        self.orders: int = args.orders or (1_000 if quick else 5_000)
+        self.order_skus: int = args.order_skus
+        self.orders_backlog: int = args.orders_backlog or (50_000 if quick else 200_000)
+        self.orders_seconds: float = args.orders_seconds or (30.0 if quick else 60.0)
 
     def stream_seconds(self, mode: urgent.Mode) -> float:
         return (
@@ -102,12 +107,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--traced", type=int, help="records of the tracing-overhead topic (300k; quick 100k)"
     )
     parser.add_argument(
+        "--orders", type=int, help="order.received events into each ERP (5k; quick 1k)"
+    )
+    parser.add_argument(
+        "--order-skus", type=int, default=300, help="distinct SKUs of the orders (300)"
+    )
+    parser.add_argument(
+        "--orders-backlog",
+        type=int,
+        help="stock adjustments worked while orders stream at 20/s (200k; quick 50k)",
+    )
+    parser.add_argument(
+        "--orders-seconds", type=float, help="seconds of the 20/s order stream (60; quick 30)"
+    )
+    parser.add_argument(
         "--only",
-        choices=("stock", "tracing", "deadlines", "metrics", "staging"),
+        choices=("stock", "tracing", "deadlines", "metrics", "staging", "orders"),
         help="run only this case (stock: adjustments → B1 simulator; tracing: overhead; "
         "deadlines: dispatch order at Amazon's quota behind a stock backlog; metrics: the "
         "no-op engine with and without OTel SDK metrics, alternating rounds; staging: the "
-        "stock flow's validation + group-commit staging against the no-op engine, a backlog)",
+        "stock flow's validation + group-commit staging against the no-op engine, a backlog; "
+        "orders: orders into each ERP simulator, and order-to-release latency under a stock "
+        "backlog)",
     )
     parser.add_argument(
         "--staging-backlog",
@@ -570,6 +591,12 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(_staging(stack, plan)))
             print(f"Run time {time.perf_counter() - started:.0f} s.")
             return 0
+        if plan.only == "orders":
+            order_results = _orders(stack, plan)
+            print()
+            _print_orders(order_results)
+            print(f"Run time {time.perf_counter() - started:.0f} s.")
+            return 0
         if plan.only == "stock":
             reports = _stock(stack, plan)
             print()
@@ -587,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         results = _measure(stack, plan)
         deadline_reports = _deadlines(stack, plan)
         staging_table = _staging(stack, plan)
+        order_results = _orders(stack, plan)
     elapsed = time.perf_counter() - started
     window = plan.window
     print()
@@ -648,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(_stock_table(results.stock)))
     print()
     print(_stock_note(results.stock[0]))
+    print()
+    _print_orders(order_results)
     return 0
 
 
@@ -667,6 +697,58 @@ def _staging(stack: Stack, plan: Plan) -> list[str]:
     report = staging.backlog(spec)
     _note(f"backlog staged in {report.measurement.seconds:.1f} s, peak {report.peak_mb:.0f} MB")
     return staging.table(noops, runs, report)
+
+
+#: The orders case: one topic per contender and per latency run.
+ORDERS_TOPIC = "bench.orders"
+#: Orders per second of the latency runs.
+ORDER_RATE = 20.0
+
+
+class OrderResults(msgspec.Struct, frozen=True):
+    into_erps: list[orders.OrdersReport]  # one per orders.CONTENDERS entry
+    reference: orders.LatencyRun  # no stock backlog
+    loaded: orders.LatencyRun  # plan.orders_backlog stock adjustments being worked
+
+
+def _orders(stack: Stack, plan: Plan) -> OrderResults:
+    """Issue 16: orders into each ERP simulator side by side, then order-to-release latency
+    without and with a stock backlog."""
+    reports = []
+    for contender in orders.CONTENDERS:
+        _note(f"orders → ERP, {contender}: {plan.orders:,} orders over {plan.order_skus} SKUs")
+        topic = f"{ORDERS_TOPIC}-{contender}"
+        run = functools.partial(
+            orders.orders_run, stack, topic, contender, plan.orders, plan.order_skus
+        )
+        reports.append(_on_uvloop(run))
+        r = reports[-1]
+        _note(f"{r.rate:,.0f} orders/s, {r.create_calls:,} creating calls, {r.lost} lost")
+    latency = []
+    for backlog in (0, plan.orders_backlog):
+        _note(
+            f"order-to-release latency: {ORDER_RATE:g}/s for {plan.orders_seconds:g} s, "
+            f"{backlog:,} stock adjustments being worked"
+        )
+        latency_run = functools.partial(
+            orders.latency_run, stack, f"{ORDERS_TOPIC}-latency-{backlog}",
+            backlog=backlog, keys=plan.keys, skus=plan.order_skus, rate=ORDER_RATE,
+            seconds=plan.orders_seconds,
+        )  # fmt: skip
+        latency.append(_on_uvloop(latency_run))
+        stream = latency[-1].run
+        _note(f"p50 {_ms(stream.percentile_ms(0.5))} ms, p99 {_ms(stream.percentile_ms(0.99))} ms")
+    return OrderResults(reports, *latency)
+
+
+def _print_orders(results: OrderResults) -> None:
+    print("\n".join(orders.orders_table(results.into_erps)))
+    print()
+    print(orders.orders_note(results.into_erps))
+    print()
+    print("\n".join(orders.latency_table(results.reference, results.loaded)))
+    print()
+    print(orders.latency_note(results.loaded, ORDER_RATE))
 
 
 def _deadlines(stack: Stack, plan: Plan) -> list[deadlines.DeadlineReport]:

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -356,7 +356,7 @@ class StreamSpec(msgspec.Struct, frozen=True):
 
 class StreamReport(msgspec.Struct, frozen=True):
     sent: int
-    latencies: list[float]  # seconds, produce → order.released received, in arrival order
+    latencies: dict[str, float]  # by order id: seconds, produce → its order.released received
 
 
 async def stream(spec: StreamSpec) -> StreamReport:
@@ -393,8 +393,7 @@ async def stream(spec: StreamSpec) -> StreamReport:
             start = time.monotonic()
             for n in range(spec.count):
                 await anyio.sleep(max(0.0, start + n / spec.rate - time.monotonic()))
-                now = datetime.now(UTC)
-                event = order_event(rng, order_id(spec.prefix, n), spec.skus, now)
+                event = order_event(rng, order_id(spec.prefix, n), spec.skus, datetime.now(UTC))
                 value = encoder.encode(event)
                 sent_at[event.order_id] = time.time()
                 await producer.send(spec.topic, value, key=event.order_id.encode())
@@ -404,15 +403,41 @@ async def stream(spec: StreamSpec) -> StreamReport:
     finally:
         await producer.stop()
         await consumer.stop()
-    return StreamReport(spec.count, list(latencies.values()))
+    return StreamReport(spec.count, latencies)
+
+
+class Phases(msgspec.Struct, frozen=True):
+    """Where an order's latency went, per released order (seconds): produced (its
+    ``occurred_at``, stamped at the send) → consumed (``received_at``) → released
+    (``released_at``: created in the ERP, watched, the outbox row committed) → seen."""
+
+    consumed: list[float]
+    released: list[float]
+    seen: list[float]
 
 
 class LatencyRun(msgspec.Struct, frozen=True):
     backlog: int
     run: UrgentRun  # its percentiles (never released = infinitely late); stock: lines posted
+    phases: Phases
     staged: int  # stock lines staged while the stream ran
     lost: int  # streamed orders not in the ERP exactly once
     peak_mb: float
+
+
+class _Stock(msgspec.Struct, frozen=True):
+    staged: int  # stock lines in the database, all runs so far
+    done: int  # ... posted, settled or rejected
+    at: float  # time.perf_counter()
+
+
+#: The stream's report, and the stock lines at its start and at its end.
+_Streamed = tuple[StreamReport, _Stock, _Stock]
+
+
+async def _stock(conn: asyncpg.Connection) -> _Stock:
+    staged = await scalar(conn, "SELECT count(*) FROM skuflow_stock_lines")
+    return _Stock(staged, (await stock_progress(conn))[0], time.perf_counter())
 
 
 async def latency_run(
@@ -420,56 +445,78 @@ async def latency_run(
 ) -> LatencyRun:
     """Orders at ``rate`` for ``seconds`` while ``backlog`` stock adjustments (over ``keys``
     SKUs) are worked by the same worker process; ``backlog`` 0: the reference run."""
-    prefix = 211 if backlog else 210
+    prefix, warmup = (211, 219) if backlog else (210, 218)
     sim = b1_simulator(keys)
     sim.sales.add_customer(B1_CUSTOMER)
     await sim.start()
     worker = WorkerSpec(stack, f"{topic}.stock", fresh_group("order-latency"), sim.url)
     spec = OrderWorkerSpec(worker, topic, B1_CUSTOMER)
+    count = round(rate * seconds)
+    streamed = StreamSpec(stack.bootstrap, topic, f"{topic}.released", prefix, rate, count, skus)
     try:
         await _create_order_topics(stack, spec)
         if backlog:
             await produce(stack.bootstrap, worker.topic, Traffic(backlog, keys, seed=21).records())
-        warmup = 219 if backlog else 218  # one order first: the worker's order path is ready
+        # One order first: without a backlog the stream waits until it is released.
         await produce(stack.bootstrap, topic, order_records(warmup, 1, skus, []))
-        order_count = round(rate * seconds)
-        streamed = StreamSpec(
-            stack.bootstrap, topic, f"{topic}.released", prefix, rate, order_count, skus
-        )
         conn = await asyncpg.connect(stack.database_url)
         try:
-            lines, posted = await _stock_lines(conn)
+            first = await _stock(conn)
 
-            async def streamed_orders(process: anyio.abc.Process) -> tuple[StreamReport, Any]:
+            async def run_stream(
+                _process: anyio.abc.Process,
+            ) -> tuple[StreamReport, _Stock, _Stock]:
                 if backlog:
-                    await _until(lambda: _stock_lines(conn), lambda s: s[0] > lines)
+                    await _until(lambda: _stock(conn), lambda now: now.staged > first.staged)
                     await anyio.sleep(WARMUP_SECONDS)
                 else:
-                    await _until(lambda: _ledger(conn, warmup), lambda s: s.released > 0)
-                before = (*await _stock_lines(conn), time.perf_counter())
+                    await _until(lambda: _ledger(conn, warmup), lambda now: now.released > 0)
+                before = await _stock(conn)
                 report = await _run_stream(streamed)
-                after = (*await _stock_lines(conn), time.perf_counter())
-                return report, (before, after)
+                return report, before, await _stock(conn)
 
-            _seconds, (report, (before, after)), worker_report = await run_worker(
-                "bench.orders", _Command(worker=spec), streamed_orders, limit_seconds=1_800
+            _, (report, before, after), worker_report = await run_worker(
+                "bench.orders", _Command(worker=spec), run_stream, limit_seconds=1_800
             )
+            phases = await _phases(conn, prefix, report.latencies)
         finally:
             await conn.close()
-        ids = [order_id(prefix, n) for n in range(order_count)]
-        in_erp = _b1_orders(sim, ids)
-        stock = Measurement(after[1] - before[1], after[2] - before[2])
-        posted_total = after[1] - posted
-        run = UrgentRun("orders", report.sent, report.latencies, stock, backlog - posted_total)
+        in_erp = _b1_orders(sim, [order_id(prefix, n) for n in range(count)])
+        stock = Measurement(after.done - before.done, after.at - before.at)
+        left = backlog - (after.done - first.done)
         return LatencyRun(
             backlog=backlog,
-            run=run,
-            staged=after[0] - before[0],
-            lost=sum(1 for oid in ids if in_erp[oid] != 1),
+            run=UrgentRun("orders", report.sent, list(report.latencies.values()), stock, left),
+            phases=phases,
+            staged=after.staged - before.staged,
+            lost=sum(1 for n in range(count) if in_erp[order_id(prefix, n)] != 1),
             peak_mb=worker_report.peak_mb,
         )
     finally:
         await sim.stop()
+
+
+class _Produced(msgspec.Struct):
+    occurred_at: datetime
+
+
+async def _phases(conn: asyncpg.Connection, prefix: int, latencies: dict[str, float]) -> Phases:
+    rows = await conn.fetch(
+        """SELECT order_id, payload, received_at, released_at FROM skuflow_orders
+           WHERE order_id LIKE $1 AND released_at IS NOT NULL""",
+        f"{prefix:03d}-%",
+    )
+    phases = Phases([], [], [])
+    decode = msgspec.json.Decoder(_Produced).decode
+    for row in rows:
+        produced = decode(row["payload"]).occurred_at
+        consumed = (row["received_at"] - produced).total_seconds()
+        released = (row["released_at"] - row["received_at"]).total_seconds()
+        phases.consumed.append(consumed)
+        phases.released.append(released)
+        if row["order_id"] in latencies:
+            phases.seen.append(latencies[row["order_id"]] - consumed - released)
+    return phases
 
 
 async def _until(read: Callable[[], Awaitable[_T]], done: Callable[[_T], bool]) -> None:
@@ -478,12 +525,6 @@ async def _until(read: Callable[[], Awaitable[_T]], done: Callable[[_T], bool]) 
         if done(await read()):
             return
         await anyio.sleep(0.1)
-
-
-async def _stock_lines(conn: asyncpg.Connection) -> tuple[int, int]:
-    """(stock lines staged, stock lines done) in the database, all runs so far."""
-    staged = await scalar(conn, "SELECT count(*) FROM skuflow_stock_lines")
-    return staged, (await stock_progress(conn))[0]
 
 
 async def _run_stream(spec: StreamSpec) -> StreamReport:
@@ -496,26 +537,37 @@ async def _run_stream(spec: StreamSpec) -> StreamReport:
 def latency_table(reference: LatencyRun, loaded: LatencyRun) -> list[str]:
     rows = [
         "| order → `order.released`, produce → seen on `topics.released` | orders | p50 ms "
-        "| p95 ms | p99 ms | max ms | stock meanwhile | p99 vs no backlog | lost | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|---|---|---|---:|",
+        "| p95 ms | p99 ms | max ms | p50 / p99 ms: produced → consumed · consumed → released "
+        "· released → seen | stock meanwhile | p99 vs no backlog | lost | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|---|---:|",
     ]
     base = reference.run.percentile_ms(0.99)
     for case in (reference, loaded):
         run = case.run
         orders = f"{run.sent:,}" if run.handled == run.sent else f"{run.handled:,} of {run.sent:,}"
         cells = " | ".join(_ms(run.percentile_ms(q)) for q in (0.5, 0.95, 0.99, 1.0))
+        phases = " · ".join(
+            f"{_ms(_quantile_ms(values, 0.5))} / {_ms(_quantile_ms(values, 0.99))}"
+            for values in (case.phases.consumed, case.phases.released, case.phases.seen)
+        )
         if case.backlog:
             label = f"real worker (both classes), {case.backlog:,} stock adjustments being worked"
             left = f"{run.backlog_left:,} not posted at the end"
-            stock = f"{case.staged:,} staged, {run.stock.rate:,.0f}/s posted ({left})"
-            ratio = f"{run.percentile_ms(0.99) / base:.1f}x"
+            stock = f"{case.staged:,} lines staged, {run.stock.rate:,.0f}/s posted ({left})"
+            ratio = f"{run.percentile_ms(0.99) / base:,.1f}x"
         else:
             label, stock, ratio = "real worker (both classes), no stock", "—", "1.00 (reference)"
         rows.append(
-            f"| {label} | {orders} | {cells} | {stock} | {ratio} | {case.lost} "
+            f"| {label} | {orders} | {cells} | {phases} | {stock} | {ratio} | {case.lost} "
             f"| {case.peak_mb:.0f} MB |"
         )
     return rows
+
+
+def _quantile_ms(values: list[float], q: float) -> float:
+    """Nearest rank of ``values`` (seconds) in ms (the phases: released orders only)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000 if ordered else math.nan
 
 
 def latency_note(loaded: LatencyRun, rate: float) -> str:
