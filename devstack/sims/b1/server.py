@@ -28,7 +28,8 @@ Hooks: ``add_item``/``update_item``/``add_warehouse``/``add_batch``/``add_serial
 ``set_faults`` (``latency_ms``; ``error_rate`` → 500; ``outage_until`` → 503 from the load
 balancer; ``lock_storm_rate`` → share of postings refused with -2039; ``conflict_window_ms``;
 ``timeout_after_apply_ms``/``_rate`` → applied, answered that much later; ``post_ms`` → a
-posting holds its items that long, as B1's transaction does; the -2035 knobs below);
+posting holds its items that long, as B1's transaction does; the -2035 knobs below;
+``batch_max_parts``, ``batch_continue_on_error``: see ``$batch`` below);
 ``expire_sessions``;
 records ``requests``, ``documents``, ``stock()`` — over HTTP ``GET /_sim/requests|documents|
 stock|faults|sales-rules``, ``POST /_sim/faults``, ``POST /_sim/expire-sessions``, and the sales
@@ -36,6 +37,22 @@ controls ``POST /_sim/customers``, ``/_sim/tax-codes``, ``/_sim/sales-rules``,
 ``/_sim/orders/{n}/confirmed``, ``/_sim/drafts/{n}/approve|reject``. ``documents`` holds every
 document created (stock and sales, drafts included) as it was answered then. Login passwords are
 recorded as ``***``.
+
+``POST /$batch`` (:mod:`devstack.sims.b1.batch` has the wire format): the sub requests one
+after another in the batch's session, each served as it would be alone — every fault knob but
+the door's (latency, the outage's 503 and the session hit the batch as one request; the 500s
+of ``error_rate`` hit each sub request), locks, the -2035 knobs, drafts, ``Prefer:
+return-no-content``; a 201 carries ``Location`` as in the manual's batch answer. Sub requests
+of one batch never fight over an item (one session, one after another); others still do. A
+change set is written all or nothing: other writes wait while it is written, and a failed one
+is undone (the company database put back as it was before it — documents, stock, sales,
+numbering) and answered by its failing sub request's answer alone (manual p.86). The batch
+stops at its first failed part (manual p.86: "the batch will stop executing once a sub request
+fails"); ``batch_continue_on_error`` executes every part instead [UNCONF: no Service Layer
+setting for it is documented]. More than ``batch_max_parts`` sub requests (100 [UNCONF]),
+Login/Logout/$batch as sub requests, and a malformed body are refused with 400 and code -1000.
+``requests`` records each sub request and then the batch (operation ``$batch``), both with the
+batch's number (``batch``; 0 for a request alone); ``batches`` counts them.
 
 ODBC -2035 "This entry already exists in the following tables" is B1's duplicate-key error on
 insert. How B1 comes to answer it while posting stock documents is not documented; this is
@@ -53,12 +70,15 @@ counts the -2035 answers.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import random
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -66,14 +86,17 @@ from urllib.parse import quote, unquote, urlencode
 
 import msgspec
 from aiohttp import web
+from yarl import URL
 
-from devstack.sims.b1 import model, sales
+from devstack.sims.b1 import batch, model, sales
 from devstack.sims.http import LocalServer
 
 PREFIX = "/b1s/v1"
 VERSION = "1000190"  # a 10.0 release, in the form Service Layer reports it
 PAGE_SIZE = 20  # Service Layer's default page size
 OUTAGE_PAGE = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"  # noqa: E501
+BATCH = "$batch"
+_BATCH_NUMBER = web.RequestKey("batch", int)  # the number of the $batch a request is
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -90,6 +113,8 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     collision_until: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # -2035 until then
     collision_after_apply: int = 0  # the next N postings applied, then answered -2035
     unique_key_field: str | None = None  # a posting repeating this field's value → -2035
+    batch_max_parts: int = 100  # sub requests a $batch may hold [UNCONF]; more → 400
+    batch_continue_on_error: bool = False  # B1 stops a batch at a failed part (manual p.86)
 
 
 class CustomerChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -111,7 +136,37 @@ class RecordedRequest(msgspec.Struct, frozen=True):
     operation: str  # "Login", "Items", "InventoryGenExits", "Orders", ... or "" for an unknown path
     body: Any
     status: int
+    batch: int = 0  # the $batch (1, 2, ...) a sub request came in; its record has it too
     at: float = msgspec.field(default_factory=time.time)
+
+
+@dataclass
+class BatchRun:
+    """A ``$batch`` being executed: its number (``requests`` records its sub requests with
+    it) and whether a change set of it is being written."""
+
+    number: int
+    in_change_set: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Service Layer request as a handler reads it: alone, or a sub request of ``batch``.
+    ``route``: the route's name (``Orders.post``); ``operation`` its entity or service."""
+
+    route: str
+    match: Mapping[str, str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    batch: BatchRun | None = None
+
+    @property
+    def operation(self) -> str:
+        return self.route.split(".")[0]
+
+
+_CallHandler = Callable[[Call], Awaitable[web.Response]]
 
 
 class B1Simulator:
@@ -132,7 +187,8 @@ class B1Simulator:
         self._warehouses: dict[str, model.Warehouse] = {}
         self._book = model.StockBook()
         self._faults = Faults()
-        self._touched: dict[str, float] = {}  # item -> monotonic time of its last posting
+        #: item -> (monotonic time of its last posting, the batch it came in or 0)
+        self._touched: dict[str, tuple[float, int]] = {}
         self._holding: Counter[str] = Counter()  # items of postings still being answered
         self._next: dict[str, int] = dict.fromkeys(model.ENTITIES, 1)
         self.logins = 0
@@ -144,21 +200,27 @@ class B1Simulator:
         #: Customers, orders, drafts, deliveries, invoices, returns, credit notes, their hooks.
         self.sales = sales.SalesBook(self._items, self._warehouses, self._book, self.documents)
         self.url = ""
+        #: The routes a request alone or a sub request of a batch reaches: (method, path
+        #: pattern under /b1s/v1, route name, handler).
+        self._routes: list[tuple[str, re.Pattern[str], str, _CallHandler]] = []
+        self._transaction = asyncio.Lock()  # held by a change set: other writes wait for it
+        self.batches = 0  # $batch requests served
         app = web.Application(middlewares=[self._gateway])
         router = app.router
         router.add_post(f"{PREFIX}/Login", self._login, name="Login")
         router.add_post(f"{PREFIX}/Logout", self._logout, name="Logout")
+        router.add_post(f"{PREFIX}/$batch", self._batch, name="batch")
         readable = ("Items", "Warehouses", "BusinessPartners", *model.ENTITIES, *sales.ENTITIES)
         for entity in readable:
-            router.add_get(f"{PREFIX}/{entity}", self._collection, name=entity)
-            router.add_get(f"{PREFIX}/{entity}({{key}})", self._entity, name=f"{entity}.key")
+            self._route(router, "GET", f"/{entity}", self._collection, entity)
+            self._route(router, "GET", f"/{entity}({{key}})", self._entity, f"{entity}.key")
         for entity in (*model.ENTITIES, *sales.POSTABLE):
-            router.add_post(f"{PREFIX}/{entity}", self._post, name=f"{entity}.post")
-        actions = f"{PREFIX}/Orders({{key}})/{{action:Cancel|Close}}"
-        router.add_post(actions, self._order_action, name="Orders.action")
-        router.add_delete(f"{PREFIX}/Drafts({{key}})", self._delete_draft, name="Drafts.delete")
+            self._route(router, "POST", f"/{entity}", self._post, f"{entity}.post")
+        actions = "/Orders({key})/{action:Cancel|Close}"
+        self._route(router, "POST", actions, self._order_action, "Orders.action")
+        self._route(router, "DELETE", "/Drafts({key})", self._delete_draft, "Drafts.delete")
         service = "DraftsService_SaveDraftToDocument"
-        router.add_post(f"{PREFIX}/{service}", self._save_draft, name=service)
+        self._route(router, "POST", f"/{service}", self._save_draft, service)
         router.add_get("/_sim/{record:requests|documents|stock|faults|sales-rules}", self._inspect)
         router.add_post("/_sim/faults", self._post_faults, name="sim.faults")
         router.add_post("/_sim/expire-sessions", self._post_expire, name="sim.expire")
@@ -255,7 +317,8 @@ class B1Simulator:
 
     @web.middleware
     async def _gateway(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        operation = (request.match_info.route.name or "").split(".")[0]
+        name = request.match_info.route.name or ""
+        operation = BATCH if name == "batch" else name.split(".")[0]
         if operation == "sim" or request.path.startswith("/_sim/"):
             return await handler(request)
         raw = await request.read()
@@ -267,27 +330,36 @@ class B1Simulator:
         except model.SLError as error:
             response = error.response
         except web.HTTPException as exc:  # unknown path or method
-            segment = request.path.removeprefix(PREFIX).strip("/").split("(")[0]
-            message = f"Resource not found for the segment '{segment}'"
-            response = model.SLError(exc.status, -1000, message).response
-        body = model.loggable(operation, raw)
-        query, status = request.query_string, response.status
-        self.requests.append(
-            RecordedRequest(request.method, request.path, query, operation, body, status)
-        )
+            response = _unknown(request.path, exc.status).response
+        body = None if operation == BATCH else model.loggable(operation, raw)
+        self._record(request.method, request.rel_url, operation, body, response.status,
+                     request.get(_BATCH_NUMBER, 0))  # fmt: skip
         return response
 
+    def _record(
+        self, method: str, url: URL, operation: str, body: Any, status: int, batch: int
+    ) -> None:
+        path, query = url.path, url.query_string
+        self.requests.append(RecordedRequest(method, path, query, operation, body, status, batch))
+
     async def _admit(self, request: web.Request, operation: str) -> web.Response | None:
+        """The door every request passes (a batch once, as one request): latency, the load
+        balancer's 503 in an outage, the session; the 500s of ``error_rate`` hit operations,
+        so a batch's sub requests each instead of the batch."""
         faults = self._faults
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.outage_until is not None and datetime.now(UTC) < faults.outage_until:
             return web.Response(status=503, text=OUTAGE_PAGE, content_type="text/html")
-        if self._random.random() < faults.error_rate:
-            raise model.SLError(500, -1, "Internal error (-1) occurred")
+        if operation != BATCH:
+            self._internal_error()
         if operation != "Login" and not self._live(request.cookies.get("B1SESSION", "")):
             raise model.SLError.of(401, model.INVALID_SESSION)
         return None
+
+    def _internal_error(self) -> None:
+        if self._random.random() < self._faults.error_rate:
+            raise model.SLError(500, -1, "Internal error (-1) occurred")
 
     def _live(self, sid: str) -> bool:
         now, last_used = time.monotonic(), self._sessions.get(sid)
@@ -296,6 +368,122 @@ class B1Simulator:
             return False
         self._sessions[sid] = now
         return True
+
+    # --- $batch ---
+
+    def _route(
+        self, router: web.UrlDispatcher, method: str, path: str, handler: _CallHandler, name: str
+    ) -> None:
+        """A route under ``/b1s/v1`` whose handler serves a request alone and a sub request."""
+
+        async def alone(request: web.Request) -> web.Response:
+            query, headers = request.query, request.headers
+            body = await request.read()
+            return await handler(Call(name, request.match_info, query, headers, body))
+
+        router.add_route(method, PREFIX + path, alone, name=name)
+        self._routes.append((method, _pattern(path), name, handler))
+
+    def _resolve(self, method: str, path: str) -> tuple[str, Mapping[str, str], _CallHandler]:
+        """(route name, match, handler) of a sub request; Login, Logout and $batch are not
+        served in a batch [UNCONF: B1's answer]; an unknown path is 404, a method 405."""
+        if path in (f"{PREFIX}/Login", f"{PREFIX}/Logout", f"{PREFIX}/{BATCH}"):
+            name = path.removeprefix(f"{PREFIX}/")
+            raise model.SLError(400, -1000, f"{name} is not supported in a batch request")
+        allowed = False
+        for route_method, pattern, name, handler in self._routes:
+            found = pattern.fullmatch(path.removeprefix(PREFIX))
+            if found is not None and route_method == method:
+                return name, found.groupdict(), handler
+            allowed = allowed or found is not None
+        raise _unknown(path, 405 if allowed else 404)
+
+    async def _batch(self, request: web.Request) -> web.Response:
+        """``POST /$batch``: the parts one after another, each as it would be served alone
+        (a change set atomically), until one fails (``batch_continue_on_error``: all)."""
+        try:
+            parts = batch.parse(request.headers.get("Content-Type", ""), await request.read())
+        except batch.BatchFormatError as exc:
+            raise model.SLError(400, -1000, str(exc)) from None
+        limit = self._faults.batch_max_parts
+        if batch.count(parts) > limit:  # the text is [UNCONF]
+            raise model.SLError(400, -1000, f"A batch request holds at most {limit} requests")
+        self.batches += 1
+        run = BatchRun(self.batches)
+        request[_BATCH_NUMBER] = run.number
+        answers = batch.Answers()
+        for part in parts:
+            if isinstance(part, batch.ChangeSet):
+                answer = await self._change_set(request, part, run)
+            else:
+                answer = await self._sub_request(request, part, run)
+            answers.parts.append(answer)
+            failed = not isinstance(answer, list) and answer.status >= 400
+            if failed and not self._faults.batch_continue_on_error:
+                break
+        content_type, body = batch.render(answers)
+        return web.Response(status=202, body=body, headers={"Content-Type": content_type})
+
+    async def _change_set(
+        self, request: web.Request, change_set: batch.ChangeSet, run: BatchRun
+    ) -> list[batch.SubAnswer] | batch.SubAnswer:
+        """Every answer of the change set, or — all undone — the one of its first failure.
+        Other writes wait while it is written [our model of its transaction]."""
+        async with self._transaction:
+            before = self._snapshot()
+            created: dict[str, str] = {}
+            answers: list[batch.SubAnswer] = []
+            run.in_change_set = True
+            try:
+                for sub in change_set.requests:
+                    answer = await self._sub_request(request, sub, run, created)
+                    if answer.status >= 400:
+                        self._restore(before)
+                        return answer
+                    location = answer.headers.get("Location", "")
+                    if sub.content_id is not None and location.startswith(PREFIX + "/"):
+                        created[sub.content_id] = location.removeprefix(PREFIX + "/")
+                    answers.append(answer)
+            finally:
+                run.in_change_set = False
+            return answers
+
+    async def _sub_request(
+        self,
+        request: web.Request,
+        sub: batch.SubRequest,
+        run: BatchRun,
+        created: Mapping[str, str] | None = None,
+    ) -> batch.SubAnswer:
+        """A sub request served as it would be alone, in the session of its batch; ``created``:
+        what ``$<Content-ID>`` names in a change set."""
+        url = URL(_target(sub.target, created or {}))
+        operation = ""
+        try:
+            route, match, handler = self._resolve(sub.method, url.path)
+            operation = route.split(".")[0]
+            self._internal_error()
+            response = await handler(Call(route, match, url.query, sub.headers, sub.body, run))
+        except model.SLError as error:
+            response = error.response
+        self._record(sub.method, url, operation, model.loggable(operation, sub.body),
+                     response.status, run.number)  # fmt: skip
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        body = response.body if isinstance(response.body, bytes) else b""
+        return batch.SubAnswer(response.status, headers, body, sub.content_id)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """The company database (master data, stock, documents, sales), copied."""
+        book, on_hand = self._book, model.OnHand()  # (OnHand cannot be deep-copied)
+        for key, quantity in book.on_hand.items():
+            on_hand[key] = quantity
+        batches = copy.deepcopy(book.batches)
+        book_copy = model.StockBook(on_hand, batches, copy.deepcopy(book.serials))
+        state = (self._items, self._warehouses, self._book, self._next, self.documents)
+        return copy.deepcopy((*state, self.sales), {id(book): book_copy})
+
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        self._items, self._warehouses, self._book, self._next, self.documents, self.sales = snapshot
 
     # --- Login / Logout ---
 
@@ -345,9 +533,8 @@ class B1Simulator:
             )
         return (doc.body for doc in self.documents if doc.entity == entity)
 
-    async def _collection(self, request: web.Request) -> web.Response:
-        entity = request.match_info.route.name or ""
-        query = request.query
+    async def _collection(self, call: Call) -> web.Response:
+        entity, query = call.route, call.query
         where = model.parse_filter(query.get("$filter", ""))
         kind = model.entity_kind(entity)
         rows = [row for row in self._rows(entity, where) if model.matches(row, where, kind)]
@@ -364,9 +551,8 @@ class B1Simulator:
             body["odata.nextLink"] = f"{entity}?{query_string}"
         return model.json_response(body)
 
-    async def _entity(self, request: web.Request) -> web.Response:
-        entity = (request.match_info.route.name or "").split(".")[0]
-        key = _key(request)
+    async def _entity(self, call: Call) -> web.Response:
+        entity, key = call.operation, _key(call)
         field = KEY_FIELDS.get(entity, "DocEntry")
         value: int | str | None
         if field == "DocEntry":
@@ -378,13 +564,12 @@ class B1Simulator:
             if row[field] == value:
                 body = {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **row}
                 return model.json_response(
-                    model.project(body, request.query.get("$select"), model.entity_kind(entity))
+                    model.project(body, call.query.get("$select"), model.entity_kind(entity))
                 )
         raise model.SLError.of(404, model.NOT_FOUND)
 
-    async def _post(self, request: web.Request) -> web.Response:
-        entity = (request.match_info.route.name or "").split(".")[0]
-        body = model.decode_body(await request.read())
+    async def _post(self, call: Call) -> web.Response:
+        entity, body = call.operation, model.decode_body(call.body)
         prepare: Callable[[], model.Plan]
         if entity in model.ENTITIES:
             kind = model.ENTITIES[entity]
@@ -399,21 +584,21 @@ class B1Simulator:
             def prepare() -> model.Plan:
                 return self.sales.plan_post(entity, body)
 
-        record = await self._write(codes, prepare)
+        record = await self._write(codes, prepare, call.batch)
         if record is None:  # pragma: no cover - a POST always creates a document
             raise model.SLError(500, -1, "Internal error (-1) occurred")
-        if "return-no-content" in request.headers.get("Prefer", ""):
-            headers = {
-                "Location": f"{PREFIX}/{record.entity}({record.doc_entry})",
-                "Preference-Applied": "return-no-content",
-            }
+        location = f"{PREFIX}/{record.entity}({record.doc_entry})"
+        if "return-no-content" in call.headers.get("Prefer", ""):
+            headers = {"Location": location, "Preference-Applied": "return-no-content"}
             return web.Response(status=204, headers=headers)
         if record.entity != entity:  # an approval procedure made a draft of it [DOC-SLREF]
             raise model.SLError(self.sales.rules.draft_answer_status, *model.NOT_FOUND)
-        return model.json_response(
+        response = model.json_response(
             {"odata.metadata": f"{self.url}/$metadata#{entity}/@Element", **record.body},
             status=201,
         )
+        response.headers["Location"] = location  # as in the manual's batch answer (p.86)
+        return response
 
     def _stock_plan(self, entity: str, kind: model.Kind, body: Any) -> model.Plan:
         moves = model.check_document(kind, body, entity, self._items, self._warehouses, self._book)
@@ -430,38 +615,41 @@ class B1Simulator:
 
         return model.Plan(entity, body, apply)
 
-    async def _order_action(self, request: web.Request) -> web.Response:
-        entry, action = _entry(request), request.match_info["action"]
+    async def _order_action(self, call: Call) -> web.Response:
+        entry, action = _entry(call), call.match["action"]
         codes = self.sales.order_items("Orders", entry)
-        await self._write(codes, lambda: self.sales.plan_action(entry, action))
+        await self._write(codes, lambda: self.sales.plan_action(entry, action), call.batch)
         return web.Response(status=204)
 
-    async def _delete_draft(self, request: web.Request) -> web.Response:
-        entry = _entry(request)
+    async def _delete_draft(self, call: Call) -> web.Response:
+        entry = _entry(call)
         codes = self.sales.order_items("Drafts", entry)
-        await self._write(codes, lambda: self.sales.plan_delete_draft(entry))
+        await self._write(codes, lambda: self.sales.plan_delete_draft(entry), call.batch)
         return web.Response(status=204)
 
-    async def _save_draft(self, request: web.Request) -> web.Response:
-        body = model.decode_body(await request.read())
+    async def _save_draft(self, call: Call) -> web.Response:
+        body = model.decode_body(call.body)
         document = body.get("Document") if isinstance(body, dict) else None
         key = document.get("DocEntry") if isinstance(document, dict) else None
         codes = self.sales.order_items("Drafts", key) if isinstance(key, int) else set()
-        await self._write(codes, lambda: self.sales.plan_save_draft(body))
+        await self._write(codes, lambda: self.sales.plan_save_draft(body), call.batch)
         return web.Response(status=204)
 
     async def _write(
-        self, codes: set[str], prepare: Callable[[], model.Plan]
+        self, codes: set[str], prepare: Callable[[], model.Plan], run: BatchRun | None = None
     ) -> model.SimDocument | None:
         """One write through every fault knob: locks and collisions first (nothing written),
         the write's checks (``prepare``), a unique key, then applied — and maybe answered late
-        or answered -2035 although applied."""
+        or answered -2035 although applied. The sub requests of one batch run one after
+        another in one session: an item an earlier one wrote is no conflict for a later one
+        (``run``)."""
         faults, now = self._faults, time.monotonic()
-        window = faults.conflict_window_ms / 1000
+        window, batch = faults.conflict_window_ms / 1000, run.number if run else 0
         if any(self._holding[c] for c in codes):
             self.held_conflicts += 1
             raise model.SLError.of(400, model.MODIFIED)
-        if any(now - self._touched.get(c, -math.inf) < window for c in codes):
+        touched = (self._touched.get(c, (-math.inf, 0)) for c in codes)
+        if any(now - at < window and not (batch and by == batch) for at, by in touched):
             raise model.SLError.of(400, model.MODIFIED)
         if self._random.random() < faults.lock_storm_rate:
             raise model.SLError.of(400, model.MODIFIED)
@@ -476,6 +664,9 @@ class B1Simulator:
                 await asyncio.sleep(faults.post_ms / 1000)
             finally:
                 self._holding.subtract(codes)
+        if self._transaction.locked() and not (run and run.in_change_set):
+            async with self._transaction:  # a change set is being written: after it
+                pass
         plan = prepare()
         unique = faults.unique_key_field
         value = plan.body.get(unique) if unique else None
@@ -497,7 +688,7 @@ class B1Simulator:
             finally:
                 self._holding.subtract(codes)
         for code in codes:
-            self._touched[code] = time.monotonic()
+            self._touched[code] = (time.monotonic(), batch)
         if faults.collision_after_apply > 0:  # written, but the answer says it collided
             faults.collision_after_apply -= 1
             raise self._collision()
@@ -587,13 +778,42 @@ class B1Simulator:
 KEY_FIELDS = {"Items": "ItemCode", "Warehouses": "WarehouseCode", "BusinessPartners": "CardCode"}
 
 
-def _key(request: web.Request) -> str:
+def _target(written: str, created: Mapping[str, str]) -> str:
+    """A sub request's path and query under ``/b1s/v1``: it may be written as a full URL, an
+    absolute path or relative to the root, and start with ``$<Content-ID>``."""
+    url = URL(written)
+    path = url.raw_path_qs if url.is_absolute() else written
+    path = path if path.startswith("/") else f"{PREFIX}/{path}"
+    rest = path.removeprefix(f"{PREFIX}/")
+    if path.startswith(f"{PREFIX}/$") and rest[1:].split("/")[0].split("?")[0] in created:
+        reference = rest[1:].split("/")[0].split("?")[0]
+        path = f"{PREFIX}/{created[reference]}{rest[1 + len(reference) :]}"
+    return path
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    """An aiohttp route path (``/Orders({key})/{action:Cancel|Close}``) as a pattern."""
+    parts = re.split(r"\{(\w+)(?::([^}]+))?\}", path)
+    text = ""
+    for index in range(0, len(parts), 3):
+        text += re.escape(parts[index])
+        if index + 1 < len(parts):
+            text += f"(?P<{parts[index + 1]}>{parts[index + 2] or '[^{}/]+'})"
+    return re.compile(text)
+
+
+def _unknown(path: str, status: int) -> model.SLError:
+    segment = path.removeprefix(PREFIX).strip("/").split("(")[0]
+    return model.SLError(status, -1000, f"Resource not found for the segment '{segment}'")
+
+
+def _key(call: Call) -> str:
     """An entity's key as the URL gives it: ``5``, ``DocEntry=5`` or ``'A-100'``."""
-    return unquote(request.match_info["key"]).split("=", 1)[-1].strip()
+    return unquote(call.match["key"]).split("=", 1)[-1].strip()
 
 
-def _entry(request: web.Request) -> int:
-    key = _key(request)
+def _entry(call: Call) -> int:
+    key = _key(call)
     if not key.isdigit():
         raise model.SLError.of(404, model.NOT_FOUND)
     return int(key)
