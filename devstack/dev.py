@@ -40,11 +40,25 @@ from config.settings import (
     B1Settings,
     ErpSettings,
     MappingsSettings,
+    OrdersSettings,
     Secret,
     Settings,
     StockSettings,
 )
+from devstack.backoffice import (
+    APPROVAL_MARKETPLACE,
+    B1_CUSTOMERS,
+    ECC_CUSTOMERS,
+    HOLD_MARKETPLACES,
+    B1BackOffice,
+    EccBackOffice,
+    ecc_sales_missing,
+    seed_b1_customers,
+    seed_ecc_customers,
+)
 from devstack.kafka import KAFKA_VERSION, TANSU_LIMITS, KafkaBroker, TansuBroker, start_broker
+from devstack.order_traffic import OrderTraffic, OrderTrafficStats
+from devstack.orders import SHIPPING_LOCATION, SampleOrders
 from devstack.postgres import EmbeddedPostgres, create_database
 from devstack.sims.b1.server import B1Simulator
 from devstack.sims.ecc.server import EccSimulator
@@ -81,6 +95,25 @@ _B1 = ("SBODEMO", "manager", "skuflow-dev-b1-password")  # the B1 simulator's co
 #: ERP warehouse per location; opening stock per warehouse (serials: per serial-managed item).
 _ERP_WAREHOUSES = {location: f"{n:02d}" for n, location in enumerate(WAREHOUSES, 1)}
 _OPENING, _OPENING_SERIALS, _DEV_WINDOW_SECONDS = 10_000, 2_000, 5.0
+#: Returns in damaged condition go to their own location (B1 warehouse DMG, ECC 1000/0009).
+_DAMAGED, _B1_DAMAGED, _ECC_DAMAGED = "LOC-DMG", "DMG", "1000/0009"
+#: Orders a second at most; each makes ~1.2 packages, and the dispatches stay within 3/4 of
+#: the confirmShipment rate, as before the order flow.
+_ORDER_RATE, _PACKAGES_PER_ORDER = 1.0, 1.2
+#: ``[orders]`` at a demo's pace, where the configuration leaves a setting at its default:
+#: the poller asks every second (searchOrders paced at 1/s, burst 5 — Amazon's plan is
+#: 0.0056/s), reads 15 s again, the ERP holds are read every 2 s, documents posted in 2 s
+#: windows.
+_ORDERS_PACE: dict[str, object] = {
+    "capture_poll_seconds": 1.0,
+    "capture_rate_per_second": 1.0,
+    "capture_burst": 5,
+    "capture_overlap_seconds": 15.0,
+    "capture_lookback_seconds": 600.0,
+    "watch_seconds": 2.0,
+    "window_seconds": 2.0,
+    "retry_max_seconds": 10.0,
+}
 #: ``--erp ecc``: the ECC simulator's system (SID, client, RFC user, password), skuflow's logical
 #: system and port as its WE20 partner profile knows them, the plant every location is a storage
 #: location of (``LOC-01`` → ``1000/0001``), and how it processes inbound IDocs: out of
@@ -88,6 +121,7 @@ _OPENING, _OPENING_SERIALS, _DEV_WINDOW_SECONDS = 10_000, 2_000, 5.0
 _ECC = ("ECD", "100", "SKUFLOW_RFC", "skuflow-dev-ecc-password")
 _ECC_PARTNER, _ECC_PORT, _ECC_PLANT = "SKUFLOW", "SKUFLOWPRT", "1000"
 _ECC_WAREHOUSES = {location: f"{_ECC_PLANT}/{n:04d}" for n, location in enumerate(WAREHOUSES, 1)}
+_ECC_MESSAGE_TYPES = ("MBGMCR", "ORDERS")  # stock; sales orders (when the connector has them)
 _ECC_PROCESSING: dict[str, object] = {"ordering": "parallel", "delay_ms": 150, "apply_ms": 20}
 Erp = B1Simulator | EccSimulator
 
@@ -201,22 +235,31 @@ class _DevApp:
         # Like a real seller's, the dispatches stay within the confirmShipment rate, with room
         self.plan = min(USAGE_PLANS["confirmShipment"][0], settings.spapi.rate_per_second)
         self.share = min(DISPATCH_SHARE, 0.75 * self.plan / rate)
+        on_ecc = isinstance(erp, EccSimulator)
+        self.order_stats = OrderTrafficStats(erp="SAP ECC" if on_ecc else "SAP B1")
+        self.order_stats.off = ecc_sales_missing() if on_ecc else None
+        run = os.urandom(3).hex()
+        # With the order flow the dispatches are the warehouse's, of the orders it was released
         self.events = SampleEvents(
             skus,
-            run=os.urandom(3).hex(),
-            dispatch_share=self.share,
-            on_order=self._register,
+            run=run,
+            dispatch_share=self.share if self.order_stats.off else 0.0,
+            on_order=self._register if self.order_stats.off else None,
             unique_serials=isinstance(erp, EccSimulator),  # ECC: a serial is unique per material
         )
         if isinstance(erp, EccSimulator):
-            _seed_ecc(erp, self.events)
+            _seed_ecc(erp, self.events, sales=self.order_stats.off is None)
         else:
             _seed_erp(erp, self.events)
+        self.order_rate = min(_ORDER_RATE, self.share * rate / _PACKAGES_PER_ORDER)
+        self.traffic = TrafficStats()
+        self.order_traffic = None if self.order_stats.off else self._order_traffic(erp, run)
         # Tracing as `skuflow run` has it: on when OTEL_* names an exporter or endpoint.
         self.worker = Worker(self.settings, tracer_provider=configure_tracing(VERSION))
-        self.traffic = TrafficStats()
         b1, ecc = (None, erp) if isinstance(erp, EccSimulator) else (erp, None)
-        self.stats = DevStats(self.settings, self.worker, self.traffic, None, sim, b1, ecc)
+        self.stats = DevStats(
+            self.settings, self.worker, self.traffic, None, sim, b1, ecc, orders=self.order_stats
+        )
         self.facts: dict[str, str] = {}
         self.state = "starting"
         self.view = False
@@ -226,10 +269,26 @@ class _DevApp:
         rate, skus, group = self.rate, self.skus, self.settings.kafka.group
         self.say(f"  worker      group {group}; logs to {self.facts.get('logs')}")
         self.say(f"  traffic     {rate:g} events/s over {skus} SKUs at {', '.join(WAREHOUSES)}")
-        self.say(
-            f"  dispatches  {self.share * rate:.3g}/s of them: within 3/4 of the "
-            f"{self.plan:g}/s confirmShipment rate (Amazon's usage plan)"
-        )
+        if self.order_traffic is None:
+            self.say(
+                f"  dispatches  {self.share * rate:.3g}/s of them: within 3/4 of the "
+                f"{self.plan:g}/s confirmShipment rate (Amazon's usage plan)"
+            )
+            self.say(f"  orders      {self.order_stats.off}: no order traffic")
+        else:
+            orders = self.settings.orders
+            self.say(
+                f"  orders      {self.order_rate:.2g}/s at the SP-API simulator, captured by the "
+                f"poller (every {orders.capture_poll_seconds:g}s, searchOrders at "
+                f"{orders.capture_rate_per_second:g}/s; Amazon's plan is 0.0056/s); their "
+                f"dispatches within 3/4 of the {self.plan:g}/s confirmShipment rate"
+            )
+            customers = B1_CUSTOMERS if self.order_stats.erp == "SAP B1" else ECC_CUSTOMERS
+            self.say(
+                f"  customers   {', '.join(f'{m}→{c}' for m, c in customers.items())}; credit "
+                f"holds on {' / '.join(customers[m] for m in HOLD_MARKETPLACES)} in turn, "
+                f"{customers[APPROVAL_MARKETPLACE]} approved"
+            )
         self.say(
             f"  stock       windows of {self.settings.stock.window_seconds:g}s; "
             f"{', '.join(f'{k}→{v}' for k, v in self.warehouses.items())}; "
@@ -237,6 +296,7 @@ class _DevApp:
         )
         topics, step = self.settings.topics, time.monotonic()
         wanted = {topics.stock: 6, topics.dispatch: 6, topics.dead_letter: 1}
+        wanted |= {topics.orders: 6, topics.returns: 3, topics.released: 3}
         await _create_topics(self.settings.kafka.bootstrap, wanted, self.settings.kafka.group)
         listed = ", ".join(f"{name} x{count}" for name, count in wanted.items())
         self.say(f"  topics      {_took(step)}: {listed}")
@@ -294,15 +354,51 @@ class _DevApp:
     async def _produce(self) -> None:
         bootstrap, topics = self.settings.kafka.bootstrap, self.settings.topics
         with self._traffic_scope:
-            await produce_sample_traffic(
-                bootstrap,
-                topics.stock,
-                topics.dispatch,
-                rate=self.rate,
-                skus=self.skus,
-                stats=self.traffic,
-                events=self.events,
-            )
+            async with anyio.create_task_group() as tg:
+                if self.order_traffic is not None:
+                    tg.start_soon(self.order_traffic.run)
+                await produce_sample_traffic(
+                    bootstrap,
+                    topics.stock,
+                    topics.dispatch,
+                    rate=self.rate,
+                    skus=self.skus,
+                    stats=self.traffic,
+                    events=self.events,
+                )
+
+    def _order_traffic(self, erp: Erp, run: str) -> OrderTraffic:
+        """Orders over the SKUs sold by the unit; the ERP's customers and back office; the
+        SP-API simulator's searchOrders plan as ``[orders]`` has it."""
+        events, orders = self.events, self.settings.orders
+        plain = [
+            sku
+            for sku in events.skus
+            if sku not in events.batch_skus | events.serial_skus | events.weight_skus
+        ]
+        self.sim.set_faults(
+            usage_plans={"searchOrders": (orders.capture_rate_per_second, orders.capture_burst)}
+        )
+        customers = orders.default_customers
+        office = EccBackOffice(erp) if isinstance(erp, EccSimulator) else B1BackOffice(erp)
+        return OrderTraffic(
+            bootstrap=self.settings.kafka.bootstrap,
+            topics=self.settings.topics,
+            sim=self.sim,
+            office=office,
+            orders=SampleOrders(plain, run=run),
+            customers=customers,
+            hold_customers=tuple(customers[m] for m in HOLD_MARKETPLACES),
+            approval_customer=customers[APPROVAL_MARKETPLACE],
+            rate=self.order_rate,
+            # created with lastUpdatedTime in the past by the search's settle: found at once
+            lag=orders.capture_settle_seconds,
+            # nothing of a customer about to be held is on its way: the last packages of the
+            # orders that left (3 s) and two document windows
+            freeze_seconds=3.0 + 2 * orders.window_seconds + 2.0,
+            stats=self.order_stats,
+            traffic=self.traffic,
+        )
 
     def _register(self, order: SampleOrder) -> None:
         """Amazon knows every order before its dispatch is sent."""
@@ -387,11 +483,13 @@ def _dev_settings(
 def _seed_erp(b1: B1Simulator, events: SampleEvents) -> None:
     """Every catalogue SKU an item with plenty of stock (exits never go negative) in every
     warehouse; batch-managed ones in every lot, serial-managed ones with opening serials; no
-    lock windows (the worker serialises postings per item anyway)."""
+    lock windows (the worker serialises postings per item anyway); the warehouse of damaged
+    returns; the customers of the sample orders (:mod:`devstack.backoffice`)."""
     b1.set_faults(conflict_window_ms=0)
     codes = list(_ERP_WAREHOUSES.values())
-    for code in codes:
+    for code in (*codes, _B1_DAMAGED):
         b1.add_warehouse(code)
+    seed_b1_customers(b1)
     for sku in events.skus:
         if sku in events.batch_skus:
             b1.add_item(sku, batches=True)
@@ -406,26 +504,32 @@ def _seed_erp(b1: B1Simulator, events: SampleEvents) -> None:
 
 def _erp_simulator(kind: str) -> Erp:
     """The SAP B1 Service Layer simulator, or (``--erp ecc``) the SAP ECC simulator with
-    skuflow's partner profile and out-of-sequence inbound processing."""
+    skuflow's partner profile (stock movements, and sales orders when the ECC sales connector
+    is there) and out-of-sequence inbound processing."""
     if kind != "ecc":
         company, user, password = _B1
         return B1Simulator(company, user, password)
     sid, client, user, password = _ECC
     ecc = EccSimulator(sid=sid, client=client, user=user, password=password)
-    ecc.add_partner(_ECC_PARTNER, _ECC_PORT)
+    types = _ECC_MESSAGE_TYPES if ecc_sales_missing() is None else _ECC_MESSAGE_TYPES[:1]
+    ecc.add_partner(_ECC_PARTNER, _ECC_PORT, types)
     ecc.set_processing(**_ECC_PROCESSING)
     return ecc
 
 
-def _seed_ecc(ecc: EccSimulator, events: SampleEvents) -> None:
+def _seed_ecc(ecc: EccSimulator, events: SampleEvents, *, sales: bool = False) -> None:
     """Every catalogue SKU a material (internal format: numeric ones zero-padded to 18, others
     upper case; base unit KG for the SKUs sold by weight) with plant data in the dev plant and
     opening stock in every storage location: per lot for batch-managed ones, opening serials
     ``<sku>-01S0``.. for serial-managed ones (the ones the traffic's exits take: a serial number
-    is unique per material in ECC, so the names differ per location)."""
+    is unique per material in ECC, so the names differ per location). With ``sales``: the
+    storage location of damaged returns and the customers of the sample orders."""
     places = {location: code.split("/")[1] for location, code in _ECC_WAREHOUSES.items()}
     for lgort in places.values():
         ecc.add_storage_location(_ECC_PLANT, lgort, f"skuflow dev {lgort}")
+    if sales:
+        ecc.add_storage_location(_ECC_PLANT, _ECC_DAMAGED.split("/")[1], "skuflow dev damaged")
+        seed_ecc_customers(ecc)
     for sku in events.skus:
         matnr = sku.zfill(18) if sku.isdigit() else sku.upper()
         serial = sku in events.serial_skus
@@ -455,7 +559,13 @@ def _with_simulators(settings: Settings, sim: SpApiSimulator, erp: Erp) -> Setti
     company, user, password = _B1
     b1 = settings.b1
     if isinstance(erp, B1Simulator):
-        b1 = B1Settings(url=erp.url, company=company, user=user, password=Secret(password))
+        b1 = B1Settings(
+            url=erp.url,
+            company=company,
+            user=user,
+            password=Secret(password),
+            credit_hold_field="U_CreditHold",  # the simulator's credit-hold flag
+        )
     window = settings.stock.window_seconds
     if window == StockSettings().window_seconds:
         window = _DEV_WINDOW_SECONDS
@@ -468,12 +578,14 @@ def _with_simulators(settings: Settings, sim: SpApiSimulator, erp: Erp) -> Setti
         client_secret=Secret(secret),
         refresh_token=Secret(token),
     )
+    ecc_erp = isinstance(erp, EccSimulator)
     dev = replace(
         settings,
         spapi=spapi,
         b1=b1,
-        mappings=MappingsSettings(warehouses=_ERP_WAREHOUSES),
+        mappings=MappingsSettings(warehouses={**_ERP_WAREHOUSES, _DAMAGED: _B1_DAMAGED}),
         stock=replace(settings.stock, window_seconds=window),
+        orders=_dev_orders(settings.orders, ECC_CUSTOMERS if ecc_erp else B1_CUSTOMERS),
     )
     if isinstance(erp, B1Simulator):
         return dev
@@ -502,7 +614,27 @@ def _with_simulators(settings: Settings, sim: SpApiSimulator, erp: Erp) -> Setti
         dev,
         erp=ErpSettings(kind="ecc"),
         ecc=ecc,
-        mappings=MappingsSettings(warehouses=_ECC_WAREHOUSES),
+        mappings=MappingsSettings(warehouses={**_ECC_WAREHOUSES, _DAMAGED: _ECC_DAMAGED}),
+    )
+
+
+def _dev_orders(orders: OrdersSettings, customers: dict[str, str]) -> OrdersSettings:
+    """``[orders]`` for the dev stack: the poller on, the dev customers, every order shipped
+    from ``LOC-01``, damaged returns to ``LOC-DMG``, and the demo's pace (``_ORDERS_PACE``)
+    where the configuration leaves a setting at its default."""
+    default = OrdersSettings()
+    pace = {
+        name: value
+        for name, value in _ORDERS_PACE.items()
+        if getattr(orders, name) == getattr(default, name)
+    }
+    return replace(
+        orders,
+        capture=True,
+        default_customers=customers,
+        default_warehouse=SHIPPING_LOCATION,
+        return_locations={"damaged": _DAMAGED},
+        **pace,
     )
 
 

@@ -32,17 +32,23 @@ from aiokafka import AIOKafkaProducer
 
 __all__ = [
     "BATCH_LOTS",
+    "CARRIERS",
     "DISPATCH_SHARE",
     "GHOST_SHARE",
+    "ORDER_PREFIXES",
+    "SHIPPER_ZONE",
     "UNMAPPED_LOCATION",
     "WAREHOUSES",
     "OnOrder",
     "Sample",
     "SampleEvents",
     "SampleOrder",
+    "Scenario",
+    "TokenBucket",
     "TrafficStats",
     "opening_serial",
     "produce_sample_traffic",
+    "ship_by_for",
 ]
 
 WAREHOUSES = ("LOC-01", "LOC-02", "LOC-03")
@@ -52,9 +58,9 @@ GHOST_SHARE = 0.01  # of stock events: half name an SKU not in the ERP, half LOC
 _REASONS = ("count", "damaged", "found", "receipt", "issue")
 _REASON_WEIGHTS = (25, 12, 8, 25, 30)
 _MARKETPLACES = ("A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1F83G8C2ARO7P", "A1PA6795UKMFR9")
-_ORDER_PREFIXES = ("026", "202", "203", "204", "205", "206")
-_CARRIERS = (("Royal Mail", "Tracked 24"), ("Royal Mail", "Tracked 48"), ("DPD", "Next Day"))
-_3PL_ZONE = timezone(timedelta(hours=1))  # the 3PL reports its local time (CET), with offset
+ORDER_PREFIXES = ("026", "202", "203", "204", "205", "206")
+CARRIERS = (("Royal Mail", "Tracked 24"), ("Royal Mail", "Tracked 48"), ("DPD", "Next Day"))
+SHIPPER_ZONE = timezone(timedelta(hours=1))  # the 3PL reports its local time (CET), with offset
 DISPATCH_SHARE = 0.19  # of all events, unless capped (``dispatch_share``)
 
 Kind = Literal["stock", "dispatch", "bad"]
@@ -107,9 +113,24 @@ class TrafficStats:
         if sample.order is not None:
             self.scenarios[sample.order.scenario] += 1
 
+    def count_dispatch(self, scenario: Scenario) -> None:
+        """A dispatch sent by the order traffic (:mod:`devstack.order_traffic`)."""
+        self.dispatch += 1
+        self.scenarios[scenario] += 1
+
 
 def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def ship_by_for(rng: random.Random, scenario: Scenario, now: datetime) -> datetime:
+    """The latest ship date of an order of ``scenario``: Amazon's end at hh:59:59, 3-7 h
+    ahead; at risk: due in under 2 h; missed: already past."""
+    ship_by = (now + timedelta(hours=rng.randint(3, 7))).replace(minute=59, second=59)
+    if scenario in ("at_risk", "missed"):
+        minutes = rng.randint(20, 100) if scenario == "at_risk" else -rng.randint(5, 120)
+        ship_by = now + timedelta(minutes=minutes)
+    return ship_by.replace(microsecond=0)
 
 
 def opening_serial(sku: str, location: str, n: int, unique: bool = False) -> str:
@@ -237,19 +258,14 @@ class SampleEvents:
     def _dispatch(self, now: datetime) -> tuple[SampleOrder, dict[str, Any]]:
         rng, n = self._rng, next(self._seq)
         scenario = rng.choices(_SCENARIOS, _SCENARIO_WEIGHTS)[0]
-        # Amazon's latest ship dates end at hh:59:59; at risk: due in under 2 h; missed: past
-        ship_by = (now + timedelta(hours=rng.randint(3, 7))).replace(minute=59, second=59)
-        if scenario in ("at_risk", "missed"):
-            minutes = rng.randint(20, 100) if scenario == "at_risk" else -rng.randint(5, 120)
-            ship_by = now + timedelta(minutes=minutes)
-        ship_by = ship_by.replace(microsecond=0)
-        order_id = f"{rng.choice(_ORDER_PREFIXES)}-{_digits(rng, 7)}-{_digits(rng, 7)}"
-        carrier, method = rng.choice(_CARRIERS)
+        ship_by = ship_by_for(rng, scenario, now)
+        order_id = f"{rng.choice(ORDER_PREFIXES)}-{_digits(rng, 7)}-{_digits(rng, 7)}"
+        carrier, method = rng.choice(CARRIERS)
         if carrier == "Royal Mail":
             tracking = f"{rng.choice(('RM', 'TT', 'JD'))}{_digits(rng, 9)}GB"
         else:
             tracking = _digits(rng, 14)
-        shipped = now.astimezone(_3PL_ZONE)
+        shipped = now.astimezone(SHIPPER_ZONE)
         skus: list[str] = []
         for _ in range(rng.choices((1, 2, 3), (70, 22, 8))[0]):
             sku = self._sku()
@@ -296,7 +312,7 @@ class SampleEvents:
         return Sample("bad", key.encode(), msgspec.json.encode(payload))
 
 
-class _TokenBucket:
+class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
@@ -346,7 +362,7 @@ async def produce_sample_traffic(
         skus, seed=seed, run=secrets.token_hex(3), dispatch_share=dispatch_share, on_order=on_order
     )
     topics = {"stock": stock_topic, "dispatch": dispatch_topic}
-    bucket = _TokenBucket(rate, max(1.0, rate / 10), time.monotonic)
+    bucket = TokenBucket(rate, max(1.0, rate / 10), time.monotonic)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, client_id="skuflow-dev-traffic", acks=1, linger_ms=10
     )

@@ -33,6 +33,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.settings import Settings
+from devstack.order_traffic import OrderTrafficStats
+from devstack.order_view import (
+    Pipeline,
+    pipeline_rows,
+    pipeline_status,
+    pipeline_summary,
+    read_pipeline,
+)
 from devstack.sims.b1.server import B1Simulator
 from devstack.sims.ecc.server import EccSimulator
 from devstack.sims.spapi.server import SpApiSimulator
@@ -119,6 +127,8 @@ class Snapshot:
     dispatch: Dispatch  # a copy
     stock: Stock  # a copy
     suppressed: int  # log lines the stderr throttle held back
+    pipeline: Pipeline = field(default_factory=Pipeline)  # the order flow (a copy)
+    orders: OrderTrafficStats | None = None  # the order traffic (a copy), if any
 
 
 class DevStats:
@@ -134,11 +144,13 @@ class DevStats:
         sim: SpApiSimulator | None = None,
         b1: B1Simulator | None = None,
         ecc: EccSimulator | None = None,
+        orders: OrderTrafficStats | None = None,
     ) -> None:
         self.settings, self.worker, self.traffic = settings, worker, traffic
         self.throttle, self.sim, self.b1, self.ecc = throttle, sim, b1, ecc
+        self.orders = orders
         self.exceptions: dict[str, int] = {}
-        self.dispatch, self.stock = Dispatch(), Stock()
+        self.dispatch, self.stock, self.pipeline = Dispatch(), Stock(), Pipeline()
         self.began = time.monotonic()
         self._rates = (0.0, 0.0)
         self._samples: deque[tuple[float, int, int]] = deque()
@@ -169,25 +181,28 @@ class DevStats:
             dispatch=replace(self.dispatch),
             stock=replace(self.stock),
             suppressed=self.throttle.suppressed if self.throttle is not None else 0,
+            pipeline=replace(self.pipeline),
+            orders=self.orders.copy() if self.orders is not None else None,
         )
 
     def summary(self, state: str) -> str:
         """The closing lines: totals since :meth:`start` and exception records by kind."""
         produced, processed = self.traffic.produced, self._numbers()[0]
-        left = produced - processed
+        left = produced - processed  # (the worker also processes the orders it captured)
         kinds = " · ".join(f"{kind} {n}" for kind, n in sorted(self.exceptions.items()))
         self._count_answers()
         d = self.dispatch
         return (
             f"{state} after {time.monotonic() - self.began:.1f}s: produced {produced}, "
             f"processed {processed}"
-            + (f" ({left} left unprocessed in Kafka)" if left else "")
+            + (f" ({left} left unprocessed in Kafka)" if left > 0 else "")
             + f"\n  exceptions: {kinds or 'none'}"
             + f"\n  dispatch: Amazon accepted {d.accepted}, rejected {d.rejected}; "
             + f"ledger {_pairs(d.ledger, ' ') or 'empty'}; parked {d.parked}"
             + f"\n  stock: lines {_pairs(self.stock.lines, ' ') or 'none'}; postings "
             + f"{_pairs(self.stock.postings, ' ') or 'none'}; ERP documents {self.stock.documents}"
             + (f"; IDocs {_idoc_pairs(self.stock, ' ')}" if self.stock.idocs is not None else "")
+            + pipeline_summary(self.pipeline, self.orders)
         )
 
     async def count_final(self) -> bool:
@@ -223,6 +238,7 @@ class DevStats:
         self.dispatch.parked = int(numbers["parked"])
         low, median = numbers["low"], numbers["median"]
         self.dispatch.slack = None if low is None else (float(low), float(median))
+        self.pipeline = await read_pipeline(conn, self.settings.topics)
 
     def _count_answers(self) -> None:
         """Count the simulators' new records, then drop them (they would grow without end;
@@ -350,8 +366,12 @@ def status_line(snap: Snapshot) -> str:
     )
     if s.idocs is not None:
         line += f" | ecc idocs {_idoc_pairs(s)}"
-    if t.failed:
-        line += f" send_failures {t.failed} ({t.last_error})"
+    line += pipeline_status(snap.pipeline, snap.orders)
+    failed, error = t.failed, t.last_error
+    if snap.orders is not None and snap.orders.failed:
+        failed, error = failed + snap.orders.failed, error or snap.orders.last_error
+    if failed:
+        line += f" send_failures {failed} ({error})"
     if snap.suppressed:
         line += f" [{snap.suppressed} repeated log lines thinned out]"
     return line
@@ -381,6 +401,7 @@ def render(snap: Snapshot, facts: Mapping[str, str]) -> Panel:
     kinds = sorted(snap.exceptions.items(), key=lambda item: -item[1])
     grid.add_row("exceptions", " · ".join(f"{k} {n:,}" for k, n in kinds) or "none yet")
     _dispatch_rows(grid, snap, facts.get("amazon", ""))
+    pipeline_rows(grid, snap.pipeline, snap.orders, facts.get("orders", ""))
     _stock_rows(grid, snap.stock, facts.get("erp", ""))
     grid.add_row("stack", escape(facts.get("stack", "")))
     grid.add_row("health", f"{health}/livez · /readyz · /metrics" if health else "starting")
