@@ -1,5 +1,6 @@
-"""Service Layer's ``$batch`` wire format in the simulator: the request parsed, the answer
-rendered (the server, :mod:`devstack.sims.b1.server`, executes the parts).
+"""Service Layer's ``$batch`` in the simulator: the request parsed, its parts executed in
+order (:func:`execute`; the server, :mod:`devstack.sims.b1.server`, serves each sub request),
+the answer rendered.
 
 From "Working with SAP Business One Service Layer" §3.10 (p.81-88, 2021 edition): ``POST
 /b1s/v1/$batch`` with ``Content-Type: multipart/mixed;boundary=<batch boundary>``; the body
@@ -26,14 +27,16 @@ says every sub request must carry it [UNCONF: whether Service Layer refuses one 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from multidict import CIMultiDict
+from yarl import URL
 
 INCOMPLETE = "Incomplete Batch Request Body!"  # the manual's text (p.85)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -78,6 +81,85 @@ class Answers:
     set's answers (all of them, or its one error)."""
 
     parts: list[SubAnswer | list[SubAnswer]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """A batch being executed: its number, and whether a change set of it is being written."""
+
+    number: int
+    in_change_set: bool = False
+
+
+#: Serves one sub request of a batch; the mapping: what each ``$<Content-ID>`` of its change
+#: set names (the ``Location`` its sub request answered).
+Serve = Callable[[SubRequest, Run, Mapping[str, str]], Awaitable[SubAnswer]]
+
+
+async def execute(
+    parts: Sequence[SubRequest | ChangeSet],
+    run: Run,
+    serve: Serve,
+    *,
+    transaction: asyncio.Lock,
+    save: Callable[[], Callable[[], None]],
+    continue_on_error: bool = False,
+) -> Answers:
+    """The parts one after another ("The service processes the requests within a batch
+    request sequentially", p.82) until one fails ("the batch will stop executing once a sub
+    request fails", p.86) — or all of them, ``continue_on_error``. A change set is written
+    while holding ``transaction`` (other writes wait for it) and, if a sub request of it
+    fails, undone (``save()`` returns the undo) and answered by that sub request alone."""
+    answers = Answers()
+    for part in parts:
+        if isinstance(part, ChangeSet):
+            answer = await _change_set(part, run, serve, transaction, save)
+        else:
+            answer = await serve(part, run, {})
+        answers.parts.append(answer)
+        if not isinstance(answer, list) and answer.status >= 400 and not continue_on_error:
+            break
+    return answers
+
+
+async def _change_set(
+    change_set: ChangeSet,
+    run: Run,
+    serve: Serve,
+    transaction: asyncio.Lock,
+    save: Callable[[], Callable[[], None]],
+) -> list[SubAnswer] | SubAnswer:
+    async with transaction:
+        undo = save()
+        created: dict[str, str] = {}
+        answers: list[SubAnswer] = []
+        run.in_change_set = True
+        try:
+            for request in change_set.requests:
+                answer = await serve(request, run, created)
+                if answer.status >= 400:
+                    undo()
+                    return answer
+                if request.content_id is not None and "Location" in answer.headers:
+                    created[request.content_id] = answer.headers["Location"]
+                answers.append(answer)
+        finally:
+            run.in_change_set = False
+        return answers
+
+
+def target(written: str, root: str, created: Mapping[str, str]) -> str:
+    """A sub request's path and query: its request line may write a full URL, an absolute
+    path or one relative to ``root`` (``/b1s/v1``), and start with ``$<Content-ID>`` — the
+    entity an earlier sub request of its change set created (``created``)."""
+    url = URL(written)
+    path = url.raw_path_qs if url.is_absolute() else written
+    path = path if path.startswith("/") else f"{root}/{path}"
+    found = re.match(re.escape(root) + r"/\$(\w+)(.*)\Z", path, re.DOTALL)
+    if found is not None and found.group(1) in created:
+        location = URL(created[found.group(1)])
+        return (location.raw_path if location.is_absolute() else str(location)) + found.group(2)
+    return path
 
 
 def boundary_of(content_type: str) -> str:

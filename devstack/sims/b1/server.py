@@ -38,21 +38,16 @@ controls ``POST /_sim/customers``, ``/_sim/tax-codes``, ``/_sim/sales-rules``,
 document created (stock and sales, drafts included) as it was answered then. Login passwords are
 recorded as ``***``.
 
-``POST /$batch`` (:mod:`devstack.sims.b1.batch` has the wire format): the sub requests one
-after another in the batch's session, each served as it would be alone — every fault knob but
-the door's (latency, the outage's 503 and the session hit the batch as one request; the 500s
-of ``error_rate`` hit each sub request), locks, the -2035 knobs, drafts, ``Prefer:
-return-no-content``; a 201 carries ``Location`` as in the manual's batch answer. Sub requests
-of one batch never fight over an item (one session, one after another); others still do. A
-change set is written all or nothing: other writes wait while it is written, and a failed one
-is undone (the company database put back as it was before it — documents, stock, sales,
-numbering) and answered by its failing sub request's answer alone (manual p.86). The batch
-stops at its first failed part (manual p.86: "the batch will stop executing once a sub request
-fails"); ``batch_continue_on_error`` executes every part instead [UNCONF: no Service Layer
-setting for it is documented]. More than ``batch_max_parts`` sub requests (100 [UNCONF]),
-Login/Logout/$batch as sub requests, and a malformed body are refused with 400 and code -1000.
-``requests`` records each sub request and then the batch (operation ``$batch``), both with the
-batch's number (``batch``; 0 for a request alone); ``batches`` counts them.
+``POST /$batch`` (:mod:`devstack.sims.b1.batch`: the wire format, the order of execution, change
+sets all or nothing, the batch stopped at its first failure): each sub request is served as it
+would be alone, in the batch's session — every fault knob but the door's (latency, the outage's
+503 and the session hit the batch as one request; ``error_rate``'s 500s hit each sub request),
+locks, the -2035 knobs, drafts, ``Prefer: return-no-content``; a 201 carries ``Location`` as in
+the manual's batch answer (p.86). Sub requests of one batch never fight over an item (one
+session, one after another); other requests still do. More than ``batch_max_parts`` sub
+requests (100 [UNCONF]), Login/Logout/$batch as sub requests and a malformed body are refused
+with 400, code -1000. ``requests`` records each sub request, then the batch (operation
+``$batch``), with the batch's number (``batch``; 0 for a request alone); ``batches`` counts them.
 
 ODBC -2035 "This entry already exists in the following tables" is B1's duplicate-key error on
 insert. How B1 comes to answer it while posting stock documents is not documented; this is
@@ -140,15 +135,6 @@ class RecordedRequest(msgspec.Struct, frozen=True):
     at: float = msgspec.field(default_factory=time.time)
 
 
-@dataclass
-class BatchRun:
-    """A ``$batch`` being executed: its number (``requests`` records its sub requests with
-    it) and whether a change set of it is being written."""
-
-    number: int
-    in_change_set: bool = False
-
-
 @dataclass(frozen=True)
 class Call:
     """One Service Layer request as a handler reads it: alone, or a sub request of ``batch``.
@@ -159,7 +145,7 @@ class Call:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes
-    batch: BatchRun | None = None
+    batch: batch.Run | None = None
 
     @property
     def operation(self) -> str:
@@ -399,8 +385,8 @@ class B1Simulator:
         raise _unknown(path, 405 if allowed else 404)
 
     async def _batch(self, request: web.Request) -> web.Response:
-        """``POST /$batch``: the parts one after another, each as it would be served alone
-        (a change set atomically), until one fails (``batch_continue_on_error``: all)."""
+        """``POST /$batch``: its parts executed (:func:`devstack.sims.b1.batch.execute`), each
+        sub request served by :meth:`_sub_request`."""
         try:
             parts = batch.parse(request.headers.get("Content-Type", ""), await request.read())
         except batch.BatchFormatError as exc:
@@ -409,55 +395,20 @@ class B1Simulator:
         if batch.count(parts) > limit:  # the text is [UNCONF]
             raise model.SLError(400, -1000, f"A batch request holds at most {limit} requests")
         self.batches += 1
-        run = BatchRun(self.batches)
+        run = batch.Run(self.batches)
         request[_BATCH_NUMBER] = run.number
-        answers = batch.Answers()
-        for part in parts:
-            if isinstance(part, batch.ChangeSet):
-                answer = await self._change_set(request, part, run)
-            else:
-                answer = await self._sub_request(request, part, run)
-            answers.parts.append(answer)
-            failed = not isinstance(answer, list) and answer.status >= 400
-            if failed and not self._faults.batch_continue_on_error:
-                break
+        answers = await batch.execute(
+            parts, run, self._sub_request, transaction=self._transaction, save=self._save,
+            continue_on_error=self._faults.batch_continue_on_error,
+        )  # fmt: skip
         content_type, body = batch.render(answers)
         return web.Response(status=202, body=body, headers={"Content-Type": content_type})
 
-    async def _change_set(
-        self, request: web.Request, change_set: batch.ChangeSet, run: BatchRun
-    ) -> list[batch.SubAnswer] | batch.SubAnswer:
-        """Every answer of the change set, or — all undone — the one of its first failure.
-        Other writes wait while it is written [our model of its transaction]."""
-        async with self._transaction:
-            before = self._snapshot()
-            created: dict[str, str] = {}
-            answers: list[batch.SubAnswer] = []
-            run.in_change_set = True
-            try:
-                for sub in change_set.requests:
-                    answer = await self._sub_request(request, sub, run, created)
-                    if answer.status >= 400:
-                        self._restore(before)
-                        return answer
-                    location = answer.headers.get("Location", "")
-                    if sub.content_id is not None and location.startswith(PREFIX + "/"):
-                        created[sub.content_id] = location.removeprefix(PREFIX + "/")
-                    answers.append(answer)
-            finally:
-                run.in_change_set = False
-            return answers
-
     async def _sub_request(
-        self,
-        request: web.Request,
-        sub: batch.SubRequest,
-        run: BatchRun,
-        created: Mapping[str, str] | None = None,
+        self, sub: batch.SubRequest, run: batch.Run, created: Mapping[str, str]
     ) -> batch.SubAnswer:
-        """A sub request served as it would be alone, in the session of its batch; ``created``:
-        what ``$<Content-ID>`` names in a change set."""
-        url = URL(_target(sub.target, created or {}))
+        """A sub request served as it would be alone, in the session of its batch."""
+        url = URL(batch.target(sub.target, PREFIX, created))
         operation = ""
         try:
             route, match, handler = self._resolve(sub.method, url.path)
@@ -472,18 +423,22 @@ class B1Simulator:
         body = response.body if isinstance(response.body, bytes) else b""
         return batch.SubAnswer(response.status, headers, body, sub.content_id)
 
-    def _snapshot(self) -> tuple[Any, ...]:
-        """The company database (master data, stock, documents, sales), copied."""
+    def _save(self) -> Callable[[], None]:
+        """Undoes every change to the company database (master data, stock, documents, sales,
+        numbering) made after this call."""
         book, on_hand = self._book, model.OnHand()  # (OnHand cannot be deep-copied)
         for key, quantity in book.on_hand.items():
             on_hand[key] = quantity
         batches = copy.deepcopy(book.batches)
         book_copy = model.StockBook(on_hand, batches, copy.deepcopy(book.serials))
         state = (self._items, self._warehouses, self._book, self._next, self.documents)
-        return copy.deepcopy((*state, self.sales), {id(book): book_copy})
+        saved = copy.deepcopy((*state, self.sales), {id(book): book_copy})
 
-    def _restore(self, snapshot: tuple[Any, ...]) -> None:
-        self._items, self._warehouses, self._book, self._next, self.documents, self.sales = snapshot
+        def undo() -> None:
+            self._items, self._warehouses, self._book, self._next, self.documents = saved[:5]
+            self.sales = saved[5]
+
+        return undo
 
     # --- Login / Logout ---
 
@@ -636,7 +591,7 @@ class B1Simulator:
         return web.Response(status=204)
 
     async def _write(
-        self, codes: set[str], prepare: Callable[[], model.Plan], run: BatchRun | None = None
+        self, codes: set[str], prepare: Callable[[], model.Plan], run: batch.Run | None = None
     ) -> model.SimDocument | None:
         """One write through every fault knob: locks and collisions first (nothing written),
         the write's checks (``prepare``), a unique key, then applied — and maybe answered late
@@ -776,19 +731,6 @@ class B1Simulator:
 
 
 KEY_FIELDS = {"Items": "ItemCode", "Warehouses": "WarehouseCode", "BusinessPartners": "CardCode"}
-
-
-def _target(written: str, created: Mapping[str, str]) -> str:
-    """A sub request's path and query under ``/b1s/v1``: it may be written as a full URL, an
-    absolute path or relative to the root, and start with ``$<Content-ID>``."""
-    url = URL(written)
-    path = url.raw_path_qs if url.is_absolute() else written
-    path = path if path.startswith("/") else f"{PREFIX}/{path}"
-    rest = path.removeprefix(f"{PREFIX}/")
-    if path.startswith(f"{PREFIX}/$") and rest[1:].split("/")[0].split("?")[0] in created:
-        reference = rest[1:].split("/")[0].split("?")[0]
-        path = f"{PREFIX}/{created[reference]}{rest[1 + len(reference) :]}"
-    return path
 
 
 def _pattern(path: str) -> re.Pattern[str]:
