@@ -23,10 +23,10 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Literal
 
 import anyio
 import anyio.abc
@@ -44,6 +44,7 @@ from bench.stock import (
     WorkerSpec,
     b1_simulator,
     ecc_simulator,
+    poll_worker,
     run_worker,
     scalar,
     serve,
@@ -59,7 +60,6 @@ from handlers.connectors.ecc.orders import customer_number
 from handlers.orders.events import OrderLine, OrderReceived
 from skuflow.app import tune_gc
 
-_T = TypeVar("_T")
 Contender = Literal["b1-single", "ecc"]
 CONTENDERS: tuple[Contender, ...] = ("b1-single", "ecc")
 MARKETPLACE = "A1F83G8C2ARO7P"  # amazon.co.uk
@@ -259,19 +259,18 @@ async def _until_released(
 ) -> tuple[_Ledger, WorkerReport]:
     baseline = await _exceptions(conn)
 
+    async def progress() -> tuple[_Ledger, int]:
+        return await _ledger(conn, prefix), await _exceptions(conn) - baseline
+
+    def done(now: tuple[_Ledger, int]) -> bool:
+        ledger, rejected = now
+        return ledger.released + ledger.failed + rejected >= count
+
+    def note(now: tuple[_Ledger, int]) -> str:
+        return f"orders → ERP: {now[0].released:,} of {count:,} released"
+
     async def released(process: anyio.abc.Process) -> _Ledger:
-        last_note = time.perf_counter()
-        while True:
-            ledger = await _ledger(conn, prefix)
-            rejected = await _exceptions(conn) - baseline
-            if ledger.released + ledger.failed + rejected >= count:
-                return ledger
-            if process.returncode is not None:
-                raise RuntimeError(f"worker exited early ({process.returncode})")
-            if time.perf_counter() - last_note >= 15:
-                last_note = time.perf_counter()
-                _note(f"orders → ERP: {ledger.released:,} of {count:,} released")
-            await anyio.sleep(0.1)
+        return (await poll_worker(process, progress, done, note))[0]
 
     _seconds, ledger, report = await run_worker(
         "bench.orders", _Command(worker=spec), released, limit_seconds=1_800
@@ -430,6 +429,10 @@ class _Stock(msgspec.Struct, frozen=True):
     done: int  # ... posted, settled or rejected
     at: float  # time.perf_counter()
 
+    def before(self, now: _Stock) -> bool:
+        """More lines are staged ``now`` than at this mark."""
+        return now.staged > self.staged
+
 
 #: The stream's report, and the stock lines at its start and at its end.
 _Streamed = tuple[StreamReport, _Stock, _Stock]
@@ -463,14 +466,12 @@ async def latency_run(
         try:
             first = await _stock(conn)
 
-            async def run_stream(
-                _process: anyio.abc.Process,
-            ) -> tuple[StreamReport, _Stock, _Stock]:
+            async def run_stream(process: anyio.abc.Process) -> _Streamed:
                 if backlog:
-                    await _until(lambda: _stock(conn), lambda now: now.staged > first.staged)
+                    await poll_worker(process, lambda: _stock(conn), first.before)
                     await anyio.sleep(WARMUP_SECONDS)
                 else:
-                    await _until(lambda: _ledger(conn, warmup), lambda now: now.released > 0)
+                    await poll_worker(process, lambda: _ledger(conn, warmup), _any_released)
                 before = await _stock(conn)
                 report = await _run_stream(streamed)
                 return report, before, await _stock(conn)
@@ -496,6 +497,10 @@ async def latency_run(
         await sim.stop()
 
 
+def _any_released(ledger: _Ledger) -> bool:
+    return ledger.released > 0
+
+
 class _Produced(msgspec.Struct):
     occurred_at: datetime
 
@@ -517,14 +522,6 @@ async def _phases(conn: asyncpg.Connection, prefix: int, latencies: dict[str, fl
         if row["order_id"] in latencies:
             phases.seen.append(latencies[row["order_id"]] - consumed - released)
     return phases
-
-
-async def _until(read: Callable[[], Awaitable[_T]], done: Callable[[_T], bool]) -> None:
-    """Poll ``read()`` until ``done`` says yes."""
-    while True:
-        if done(await read()):
-            return
-        await anyio.sleep(0.1)
 
 
 async def _run_stream(spec: StreamSpec) -> StreamReport:

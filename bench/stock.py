@@ -255,17 +255,37 @@ async def _until_done(
     baseline: tuple[int, int],
 ) -> tuple[int, int]:
     """Poll until every adjustment is a done line or an exception; (lines, exceptions)."""
+
+    async def progress() -> tuple[int, int]:
+        done, exceptions = await stock_progress(conn)
+        return done - baseline[0], exceptions - baseline[1]
+
+    return await poll_worker(
+        process,
+        progress,
+        lambda now: sum(now) >= adjustments,
+        lambda now: f"stock → ERP: {now[0]:,} lines done, {documents():,} documents",
+    )
+
+
+async def poll_worker(
+    process: anyio.abc.Process | None,
+    progress: Callable[[], Awaitable[_T]],
+    done: Callable[[_T], bool],
+    note: Callable[[_T], str] | None = None,
+) -> _T:
+    """``progress()`` every 0.1 s until ``done`` says yes (and ``note`` of it every 15 s); the
+    worker ``process`` must not exit meanwhile."""
     last_note = time.perf_counter()
     while True:
-        done, exceptions = await stock_progress(conn)
-        done, exceptions = done - baseline[0], exceptions - baseline[1]
-        if done + exceptions >= adjustments:
-            return done, exceptions
-        if process.returncode is not None:
+        now = await progress()
+        if done(now):
+            return now
+        if process is not None and process.returncode is not None:
             raise RuntimeError(f"worker exited early ({process.returncode})")
-        if time.perf_counter() - last_note >= 15:
+        if note is not None and time.perf_counter() - last_note >= 15:
             last_note = time.perf_counter()
-            _note(f"stock → ERP: {done:,} lines done, {documents():,} documents")
+            _note(note(now))
         await anyio.sleep(0.1)
 
 
