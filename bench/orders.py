@@ -245,7 +245,7 @@ async def orders_run(
             released=ledger.released,
             failed=count - ledger.released,
             create_calls=_create_calls(sim),
-            erp_requests=len(sim.requests),
+            erp_requests=_round_trips(sim),
             missing=sum(1 for oid in ids if in_erp[oid] == 0),
             duplicated=sum(1 for oid in ids if in_erp[oid] > 1),
             peak_mb=report.peak_mb,
@@ -289,9 +289,19 @@ def _ecc_orders(sim: EccSimulator, ids: list[str]) -> Counter[str]:
 
 
 def _create_calls(sim: B1Simulator | EccSimulator) -> int:
-    if isinstance(sim, B1Simulator):
-        return sum(1 for r in sim.requests if r.method == "POST" and r.path.endswith("/Orders"))
-    return sum(1 for r in sim.requests if r.method == "POST" and "/idoc" in r.path)
+    """HTTP requests that created orders: B1 ``POST /Orders`` alone, or a ``$batch`` with one
+    or more of them; ECC IDoc requests."""
+    if isinstance(sim, EccSimulator):
+        return sum(1 for r in sim.requests if r.method == "POST" and "/idoc" in r.path)
+    creating = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/Orders")]
+    return sum(1 for r in creating if not r.batch) + len({r.batch for r in creating if r.batch})
+
+
+def _round_trips(sim: B1Simulator | EccSimulator) -> int:
+    """Every HTTP request (a B1 ``$batch`` once, not its sub requests)."""
+    if isinstance(sim, EccSimulator):
+        return len(sim.requests)
+    return sum(1 for r in sim.requests if not r.batch or r.operation == "$batch")
 
 
 def orders_table(reports: list[OrdersReport]) -> list[str]:
