@@ -3,8 +3,9 @@
 Split by capability, so an ERP implements what it supports and the wiring says what is
 missing (``handlers.domain``): :class:`MasterDataSource` (items, warehouses) and
 :class:`StockDocuments` (summarised goods receipts and issues), :class:`SalesOrders` (created once
-by their marketplace reference, watched for holds) and :class:`SalesDeliveries` (deliveries,
-invoices, returns, credit notes based on each other); journals join with the settlement flow.
+by their marketplace reference, watched for holds; :class:`BatchSalesOrders` where the ERP
+creates many in one round trip) and :class:`SalesDeliveries` (deliveries, invoices, returns,
+credit notes based on each other); journals join with the settlement flow.
 SAP Business One (Service Layer) fills them in ``handlers.connectors.b1``; SAP ECC (IDocs/BAPIs)
 fills the same protocols. Errors are translated into these types at the connector edge, so no
 flow ever sees HTTP, OData or IDoc status codes.
@@ -290,6 +291,21 @@ class SalesOrders(Protocol):
 
 
 @runtime_checkable
+class BatchSalesOrders(Protocol):
+    """An ERP that creates many sales orders in one round trip (B1: ``$batch``), next to
+    :class:`SalesOrders`. Each order is created as ``create_sales_order`` creates it and fails
+    alone: its outcome is its reference or the error that call would raise, in the order
+    given (an :class:`ErpUnavailable` with ``ambiguous`` for each order of a round trip whose
+    answer was lost: find it by its reference). At most ``max_batch_orders`` a call."""
+
+    max_batch_orders: int
+
+    async def create_sales_orders(
+        self, orders: Sequence[SalesOrder]
+    ) -> list[SalesOrderRef | ErpError]: ...
+
+
+@runtime_checkable
 class SalesDeliveries(Protocol):
     """Deliveries based on sales orders, invoices based on deliveries, returns and credit
     notes based on those; each document found by its idempotency key."""
@@ -324,6 +340,7 @@ CAPABILITIES: dict[str, type[object]] = {
     "master data": MasterDataSource,
     "stock documents": StockDocuments,
     "sales orders": SalesOrders,
+    "batched sales orders": BatchSalesOrders,
     "sales deliveries": SalesDeliveries,
 }
 

@@ -13,6 +13,9 @@ Other Service Layer calls (the sales documents of :mod:`handlers.connectors.b1.s
 :meth:`B1Client.read`, :meth:`B1Client.read_all` (following ``odata.nextLink``),
 :meth:`B1Client.write` and :meth:`B1Client.find_by_key`, in the same session and with the same
 error translation; :func:`odata_string` / :func:`odata_filter` build their queries.
+:meth:`B1Client.batch` sends many independent sub requests in one ``$batch`` round trip
+(:mod:`handlers.connectors.b1.batch`) and :meth:`B1Client.sub_request_error` translates a sub
+request's error answer as the same call alone would be.
 Every failure is a :class:`~handlers.connectors.b1.errors.B1Error` (:class:`B1Locked`,
 :class:`B1DuplicateEntry` for the ``collision_codes`` (ODBC -2035), :class:`B1Unavailable`,
 :class:`B1Rejected` with B1's ``code``/``message``/``line``, :class:`B1AuthError`), never an
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import date
 from decimal import Decimal
@@ -43,6 +47,13 @@ import msgspec
 from yarl import URL
 
 from config.settings import B1Settings, Secret
+from handlers.connectors.b1.batch import (
+    BatchAnswer,
+    BatchRequest,
+    MalformedAnswer,
+    batch_answers,
+    batch_body,
+)
 from handlers.connectors.b1.errors import COLLISION_CODES, parse_answer, redact, translate
 from handlers.connectors.b1.errors import B1AuthError as B1AuthError
 from handlers.connectors.b1.errors import B1DuplicateEntry as B1DuplicateEntry
@@ -203,6 +214,7 @@ class _Answer(NamedTuple):
     status: int
     body: bytes
     cookies: SimpleCookie
+    content_type: str = ""
 
 
 # --- the client ---
@@ -426,6 +438,40 @@ class B1Client:
             reason = "malformed answer to a posting"
             raise B1Unavailable(reason, ambiguous=True, operation=entity) from None
 
+    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchAnswer]:
+        """``requests`` as independent sub requests of one ``$batch`` round trip: the answer
+        of each sub request B1 executed, in order — at least one; fewer than ``requests`` when
+        B1 stopped at a failed one (the rest were not executed). A failure of the batch itself
+        is raised as for a write: a lost or unreadable answer is ambiguous for every sub
+        request."""
+        if not requests:
+            return []
+        boundary = f"batch_{uuid.uuid4()}"
+        body = batch_body(boundary, URL(self._url).path, requests)
+        write = any(request.method != "GET" for request in requests)
+        answer = await self._call("POST", "/$batch", body, operation="$batch", write=write,
+                                  content_type=f"multipart/mixed;boundary={boundary}")  # fmt: skip
+        try:
+            answers = batch_answers(answer.content_type, answer.body)
+        except MalformedAnswer as exc:
+            reason = f"malformed answer to a batch: {exc}"
+            raise B1Unavailable(reason, ambiguous=write, operation="$batch") from None
+        if not 0 < len(answers) <= len(requests):
+            reason = f"{len(answers)} answers to a batch of {len(requests)}"
+            raise B1Unavailable(reason, ambiguous=write, operation="$batch")
+        return answers
+
+    def sub_request_error(self, request: BatchRequest, answer: BatchAnswer) -> B1Error:
+        """The error a sub request's answer says, as :meth:`write` would raise it."""
+        return translate(
+            request.operation,
+            answer.status,
+            answer.body,
+            write=request.method != "GET",
+            item_codes=request.codes,
+            collision_codes=self._collision_codes,
+        )
+
     def _next_path(self, link: str) -> str:
         """``odata.nextLink`` (relative to the root, absolute-path or a full URL) as a path
         after the root."""
@@ -453,13 +499,15 @@ class B1Client:
         write: bool = False,
         codes: list[str] | None = None,
         missing_ok: bool = False,
+        content_type: str = "application/json",
     ) -> _Answer:
         """One call in this client's session (renewed once on a 401): a 2xx answer, or a 404
         when ``missing_ok``; anything else raised as its :class:`B1Error`."""
         renewed = False
         while True:
             cookies = await self._session_cookies()
-            answer = await self._send(method, path, body, cookies, operation, write=write)
+            answer = await self._send(method, path, body, cookies, operation, write=write,
+                                      content_type=content_type)  # fmt: skip
             if answer.status == 401 and not renewed:  # timed out or logged out: never applied
                 log.info("B1 session expired; logging in again")
                 renewed = True
@@ -490,10 +538,11 @@ class B1Client:
         operation: str,
         *,
         write: bool,
+        content_type: str = "application/json",
     ) -> _Answer:
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         request = self._session.request(
             method,
             URL(self._url + path, encoded=True),
@@ -509,7 +558,8 @@ class B1Client:
                 reason, ambiguous=ambiguous, operation=operation
             ),
         )  # fmt: skip
-        return _Answer(answer.status, answer.body, answer.cookies)
+        content = answer.headers.get("Content-Type", "")
+        return _Answer(answer.status, answer.body, answer.cookies, content)
 
 
 def _literal(value: str) -> str:

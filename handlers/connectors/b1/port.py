@@ -1,8 +1,9 @@
 """SAP Business One fills the ERP port: types and errors translated at this edge.
 
-Master data, stock documents (:class:`B1Client`), sales orders and sales deliveries
-(:class:`~handlers.connectors.b1.sales.B1Sales`: orders by ``NumAtCard``, drafts of approval
-procedures, holds, deliveries / invoices / returns / credit notes based on each other). The
+Master data, stock documents (:class:`B1Client`), sales orders — one at a time or many per
+``$batch`` round trip — and sales deliveries (:class:`~handlers.connectors.b1.sales.B1Sales`:
+orders by ``NumAtCard``, drafts of approval procedures, holds, deliveries / invoices / returns /
+credit notes based on each other). The
 posting key of a stock document goes into ``JournalMemo`` (50 characters; ``Reference2`` holds
 only 11, too short for a bisected slice's key such as ``SKF1234567.12``) and into ``Comments``;
 so does a sales document's key.
@@ -19,16 +20,18 @@ from handlers.connectors.b1.client import StockDocument as B1Document
 from handlers.connectors.b1.errors import (
     B1AuthError,
     B1DuplicateEntry,
+    B1Error,
     B1Locked,
     B1Rejected,
     B1Unavailable,
 )
-from handlers.connectors.b1.sales import B1Sales
+from handlers.connectors.b1.sales import BATCH_MAX, B1Sales
 from handlers.ports.erp import (
     Delivery,
     DocumentKind,
     ErpAuthFailed,
     ErpDuplicateEntry,
+    ErpError,
     ErpLocked,
     ErpRejected,
     ErpUnavailable,
@@ -50,13 +53,23 @@ T = TypeVar("T")
 
 class B1Erp:
     """The ERP port over a :class:`B1Client` (built with ``key_field=KEY_FIELD``): master data,
-    stock documents, sales orders, sales deliveries. ``credit_hold_field``: the user-defined
-    business partner field (e.g. ``U_CreditHold``, ``Y`` = on hold) read as a credit block,
-    if the company has one (see :mod:`handlers.connectors.b1.sales`)."""
+    stock documents, sales orders (also batched), sales deliveries. ``credit_hold_field``: the
+    user-defined business partner field (e.g. ``U_CreditHold``, ``Y`` = on hold) read as a
+    credit block, if the company has one (see :mod:`handlers.connectors.b1.sales`);
+    ``max_batch_orders``: orders per ``$batch`` round trip."""
 
-    def __init__(self, client: B1Client, *, credit_hold_field: str | None = None) -> None:
+    def __init__(
+        self,
+        client: B1Client,
+        *,
+        credit_hold_field: str | None = None,
+        max_batch_orders: int = BATCH_MAX,
+    ) -> None:
         self._client = client
-        self._sales = B1Sales(client, credit_hold_field=credit_hold_field)
+        self._sales = B1Sales(
+            client, credit_hold_field=credit_hold_field, batch_max=max_batch_orders
+        )
+        self.max_batch_orders = max_batch_orders
 
     async def get_item(self, item_code: str) -> ItemMaster | None:
         item = await self._translate(self._client.get_item(item_code))
@@ -110,6 +123,14 @@ class B1Erp:
     async def create_sales_order(self, order: SalesOrder) -> SalesOrderRef:
         return await self._translate(self._sales.create_sales_order(order))
 
+    async def create_sales_orders(
+        self, orders: Sequence[SalesOrder]
+    ) -> list[SalesOrderRef | ErpError]:
+        """Many orders in few ``$batch`` round trips, each failing alone (see
+        :meth:`B1Sales.create_sales_orders`), each error translated as for one order."""
+        outcomes = await self._translate(self._sales.create_sales_orders(orders))
+        return [o if isinstance(o, SalesOrderRef) else erp_error(o) for o in outcomes]
+
     async def find_sales_order(self, reference: str) -> SalesOrderRef | None:
         return await self._translate(self._sales.find_sales_order(reference))
 
@@ -148,13 +169,24 @@ class B1Erp:
     async def _translate(call: Awaitable[T]) -> T:
         try:
             return await call
-        except B1Locked as exc:
-            raise ErpLocked(str(exc)) from exc
-        except B1DuplicateEntry as exc:
-            raise ErpDuplicateEntry(str(exc.code), exc.message) from exc
-        except B1Unavailable as exc:
-            raise ErpUnavailable(str(exc), ambiguous=exc.ambiguous) from exc
-        except B1Rejected as exc:
-            raise ErpRejected(str(exc.code), exc.message, line=exc.line) from exc
-        except B1AuthError as exc:
-            raise ErpAuthFailed(f"ERP login failed: {exc}") from exc
+        except B1Error as exc:
+            raise erp_error(exc) from exc
+
+
+def erp_error(exc: B1Error) -> ErpError:
+    """The ERP port's error for a B1 error (its ``__cause__``)."""
+    error: ErpError
+    if isinstance(exc, B1Locked):
+        error = ErpLocked(str(exc))
+    elif isinstance(exc, B1DuplicateEntry):
+        error = ErpDuplicateEntry(str(exc.code), exc.message)
+    elif isinstance(exc, B1Unavailable):
+        error = ErpUnavailable(str(exc), ambiguous=exc.ambiguous)
+    elif isinstance(exc, B1Rejected):
+        error = ErpRejected(str(exc.code), exc.message, line=exc.line)
+    elif isinstance(exc, B1AuthError):
+        error = ErpAuthFailed(f"ERP login failed: {exc}")
+    else:
+        error = ErpError(str(exc))
+    error.__cause__ = exc
+    return error

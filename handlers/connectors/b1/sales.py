@@ -16,6 +16,15 @@ someone approves it and it is added as an order (a new ``DocEntry``),
 :meth:`B1Sales.find_sales_order` and :meth:`B1Sales.sales_order_states` find the order by
 ``NumAtCard`` and return its ``ref``.
 
+**Many orders at once** (:meth:`B1Sales.create_sales_orders`): independent sub requests of
+``$batch`` round trips, ``batch_max`` (100 [UNCONF: Service Layer's limit is not documented])
+at most each — never one change set, so one bad order fails alone. Each is answered and
+translated as :meth:`B1Sales.create_sales_order` answers it (a -2028 looked up as its draft).
+B1 stops a batch at its first failed sub request and executes none after it (manual p.86), so
+the orders after a failure go again in the next round trip: a batch of n with k failures takes
+at most k + 1 round trips, never more than n single calls. A batch whose answer is lost fails
+every order still in it, ambiguously (each is then found by its reference).
+
 **Holds** (:meth:`B1Sales.sales_order_states`, for open orders; a few reads for many orders —
 ``$filter`` with ``or`` of ``DocEntry`` / ``NumAtCard``, 20 at a time, ``$select``, every
 ``odata.nextLink`` followed): a draft → ``not approved (draft awaiting approval)`` (``...
@@ -47,6 +56,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from handlers.connectors.b1.batch import BatchAnswer, BatchRequest
 from handlers.connectors.b1.client import (
     B1Client,
     BatchQuantity,
@@ -55,7 +65,7 @@ from handlers.connectors.b1.client import (
     odata_string,
     tagged_comments,
 )
-from handlers.connectors.b1.errors import B1Rejected, B1Unavailable
+from handlers.connectors.b1.errors import B1Error, B1Rejected, B1Unavailable
 from handlers.ports.erp import (
     Delivery,
     OrderStatus,
@@ -75,6 +85,7 @@ KEY_MAX = 50
 REFERENCE_MAX = 100  # ORDR.NumAtCard
 LINE_ID_MAX = 100  # RDR1.FreeTxt
 CHUNK = 20  # keys per read: Service Layer's page size
+BATCH_MAX = 100  # orders per $batch [UNCONF: Service Layer's limit is not documented]
 ENTITIES: dict[SalesDocumentKind, str] = {
     "delivery": "DeliveryNotes", "invoice": "Invoices", "return": "Returns",
     "credit_note": "CreditNotes",
@@ -134,15 +145,21 @@ class B1Sales:
     """Sales orders and the documents based on them, over a :class:`B1Client`."""
 
     def __init__(
-        self, client: B1Client, *, credit_hold_field: str | None = None, chunk: int = CHUNK
+        self,
+        client: B1Client,
+        *,
+        credit_hold_field: str | None = None,
+        chunk: int = CHUNK,
+        batch_max: int = BATCH_MAX,
     ) -> None:
         if credit_hold_field is not None and not credit_hold_field.startswith("U_"):
             raise ValueError("credit_hold_field must be a user-defined field (U_...)")
-        if chunk < 1:
-            raise ValueError("chunk must be >= 1")
+        if chunk < 1 or batch_max < 1:
+            raise ValueError("chunk and batch_max must be >= 1")
         self._client = client
         self._credit_hold_field = credit_hold_field
         self._chunk = chunk
+        self.batch_max = batch_max
         self._cards: OrderedDict[tuple[str, int], str] = OrderedDict()  # base -> its CardCode
 
     # --- orders ---
@@ -155,13 +172,47 @@ class B1Sales:
                 "POST", "/Orders", _order_body(order), operation="Orders", codes=codes
             )
         except B1Rejected as exc:
-            if exc.code != DRAFT_CREATED:
-                raise
-            draft = await self._draft(order.reference)
-            if draft is None:  # -2028 and no draft: a record it names does not exist
-                raise
-            log.info("B1 made order %s a draft awaiting approval", order.reference)
-            return draft
+            return await self._drafted(order, exc)
+        return self._created(order, raw)
+
+    async def create_sales_orders(
+        self, orders: Sequence[SalesOrder]
+    ) -> list[SalesOrderRef | B1Error]:
+        """Each order's outcome as :meth:`create_sales_order` has it — its reference, or the
+        error that call would raise — in few ``$batch`` round trips (see the module
+        docstring). A body that cannot be written raises ``ValueError`` before anything is
+        sent, as for one order."""
+        requests = [
+            BatchRequest(method="POST", path="/Orders", body=_order_body(order),
+                         operation="Orders", codes=tuple(line.item_code for line in order.lines))
+            for order in orders
+        ]  # fmt: skip
+        outcomes: dict[int, SalesOrderRef | B1Error] = {}
+        waiting = list(range(len(orders)))
+        while waiting:
+            sent = waiting[: self.batch_max]
+            try:
+                answers = await self._client.batch([requests[i] for i in sent])
+            except B1Error as exc:
+                outcomes |= dict.fromkeys(sent, exc)
+                answers = []
+            for index, answer in zip(sent, answers, strict=False):
+                outcomes[index] = await self._outcome(orders[index], requests[index], answer)
+            waiting = [i for i in waiting if i not in outcomes]  # not executed: again
+        return [outcomes[index] for index in range(len(orders))]
+
+    async def _outcome(
+        self, order: SalesOrder, request: BatchRequest, answer: BatchAnswer
+    ) -> SalesOrderRef | B1Error:
+        try:
+            if 200 <= answer.status < 300:
+                return self._created(order, answer.body)
+            return await self._drafted(order, self._client.sub_request_error(request, answer))
+        except B1Error as exc:
+            return exc
+
+    def _created(self, order: SalesOrder, raw: bytes) -> SalesOrderRef:
+        """The reference of ``order`` from B1's 201 answer (the order with its lines)."""
         try:
             created = msgspec.json.decode(raw, type=_Order)
         except msgspec.MsgspecError:
@@ -171,6 +222,17 @@ class B1Sales:
         numbers = [line.line_num for line in created.document_lines]
         known = dict(zip((line.line_id for line in order.lines), numbers, strict=False))
         return _ref(order.reference, created, known if len(known) == len(order.lines) else None)
+
+    async def _drafted(self, order: SalesOrder, exc: B1Error) -> SalesOrderRef:
+        """The draft an approval procedure made of ``order``, when B1 answered its POST with
+        -2028; otherwise (or -2028 and no draft: a record it names does not exist) ``exc``."""
+        if not isinstance(exc, B1Rejected) or exc.code != DRAFT_CREATED:
+            raise exc
+        draft = await self._draft(order.reference)
+        if draft is None:
+            raise exc
+        log.info("B1 made order %s a draft awaiting approval", order.reference)
+        return draft
 
     async def find_sales_order(self, reference: str) -> SalesOrderRef | None:
         """The order whose ``NumAtCard`` is ``reference``, else its draft, else None."""
