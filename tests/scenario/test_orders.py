@@ -23,9 +23,10 @@ import anyio
 import asyncpg
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from config.settings import OrdersSettings, Secret, Settings, SpApiSettings
+from devstack.sims.spapi.orders import ItemSpec, OrderSpec
 from devstack.sims.spapi.server import SpApiSimulator
 from handlers.dispatch.events import DispatchConfirmed, DispatchLine
 from handlers.orders.events import (
@@ -41,6 +42,7 @@ from tests.support.erps import ERP_KINDS
 from tests.support.events import MARKETPLACE
 from tests.support.order_erps import OrderErp, order_erp
 from tests.support.stack import produce, settings_for, wait_for
+from worker.exceptions import ExceptionStore, republish
 
 pytestmark = [pytest.mark.scenario]
 
@@ -509,5 +511,76 @@ def test_an_unmapped_order_is_an_exception_and_the_others_are_not_affected(
             await stack.until_exception("unknown_sku", 30)
             assert erp.orders("UK-X") == []
             assert await stack.state("UK-X") is None
+
+    anyio.run(main)
+
+
+@pytest.mark.timeout(120)
+def test_an_order_the_erp_refuses_is_an_exception_and_retried_once_the_erp_is_fixed(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics,
+    erp: OrderErp,
+) -> None:  # fmt: skip
+    settings = _settings(kafka_bootstrap, database_url, unique, create_topics)
+
+    async def main() -> None:
+        async with order_stack(settings, kafka_bootstrap, erp) as stack:
+            erp.refuse_orders("C-DE")
+            await produce(kafka_bootstrap, settings.topics.orders, [
+                (_key("DE-R"), order_event("DE-R", [("i1", "A1", 1)], marketplace=DE)),
+                (_key("UK-F"), order_event("UK-F", [("i1", "A1", 1)])),
+            ])  # fmt: skip
+            await stack.until_released("UK-F", ["order.released"])
+            await stack.until_exception("erp_rejected")
+            assert await stack.state("DE-R") == "failed"
+            assert erp.orders("DE-R") == []
+            erp.accept_orders("C-DE")
+            store = ExceptionStore(stack.pool)
+            ids = await store.ids("open")
+            assert len(ids) == 1
+            async with AIOKafkaProducer(bootstrap_servers=kafka_bootstrap) as producer:
+                await republish(store, producer, ids)
+            await stack.until_released("DE-R", ["order.released"])
+            assert len(erp.orders("DE-R")) == 1
+            record = await store.get(ids[0])
+            assert record is not None
+            assert record.status == "resolved", record
+
+    anyio.run(main)
+
+
+@pytest.mark.timeout(150)
+def test_orders_captured_from_amazon_through_throttled_searches_reach_the_erp_once_each(
+    kafka_bootstrap: str, database_url: str, unique: str, create_topics: CreateTopics,
+    erp: OrderErp,
+) -> None:  # fmt: skip
+    """The real poller (orders.capture) against searchOrders at a quota far below what the
+    client asks for: 429s, pages, a restart-free run; every order once in the ERP, released
+    once, and a second look at the same window publishes nothing more."""
+    settings = _settings(kafka_bootstrap, database_url, unique, create_topics)
+    count = 23
+
+    async def main() -> None:
+        async with order_stack(
+            settings, kafka_bootstrap, erp, capture=True, marketplace_ids=[UK],
+            capture_poll_seconds=0.5, capture_page_size=5, capture_rate_per_second=20.0,
+            capture_burst=20, capture_lookback_seconds=3600.0, default_warehouse="LOC-01",
+        ) as stack:  # fmt: skip
+            stack.spapi.set_faults(usage_plans={"searchOrders": (2.0, 2)})
+            item = ItemSpec(seller_sku="A1", quantity=1, unit_price=Decimal("5"))
+            spec = OrderSpec(items=[item], marketplace_id=UK, currency_code="GBP", lag=300.0)
+            created = [stack.spapi.create_order(spec) for _ in range(count)]
+
+            async def all_released() -> bool:
+                return all(stack.released.of(o) == ["order.released"] for o in created)
+
+            await stack.until(all_released, 90)
+            await anyio.sleep(2)  # later polls read the same window again: nothing new
+            for order_id in created:
+                assert len(erp.orders(order_id)) == 1, order_id
+                assert stack.released.of(order_id) == ["order.released"], order_id
+            throttled = [r for r in stack.spapi.requests if r.status == 429]
+            assert throttled, "the quota never throttled the poller"
+            published = await stack.pool.fetchval("SELECT count(*) FROM skuflow_orders")
+            assert published == count
 
     anyio.run(main)

@@ -130,6 +130,13 @@ class OrderErp(ABC):
     def lift_hold(self, order_id: str) -> None: ...
 
     @abstractmethod
+    def refuse_orders(self, customer: str) -> None:
+        """The ERP refuses the customer's new orders (a business refusal, not a hold)."""
+
+    @abstractmethod
+    def accept_orders(self, customer: str) -> None: ...
+
+    @abstractmethod
     def require_approval(self, above: Decimal) -> None:
         """New orders worth more than ``above`` wait for an approval."""
 
@@ -192,6 +199,12 @@ class B1OrderErp(OrderErp):
 
     def _add_customer(self, code: str) -> None:
         self.sales.add_customer(code)
+
+    def refuse_orders(self, customer: str) -> None:
+        self.sales.update_customer(customer, frozen=True)  # -10: an inactive business partner
+
+    def accept_orders(self, customer: str) -> None:
+        self.sales.update_customer(customer, frozen=False)
 
     def _rows(self, entity: str) -> list[dict[str, Any]]:
         return list(self.sales.rows(entity, [[]]))
@@ -278,6 +291,7 @@ class EccOrderErp(OrderErp):
         self.sim = self.ecc.sim
         self.sales = self.sim.sales
         self.return_movement_type = return_movement_type
+        self._away: dict[str, Any] = {}  # customers taken away by refuse_orders
         # The partner profile takes sales orders (ORDERS) beside goods movements.
         self.sim.add_partner(ECC_PARTNER, ECC_PORT, message_types=("MBGMCR", "ORDERS"))
         self.sim.set_processing(delay_ms=ECC_PROCESSING_DELAY_MS, tick_ms=ECC_TICK_MS)
@@ -295,6 +309,13 @@ class EccOrderErp(OrderErp):
 
     def _add_customer(self, code: str) -> None:
         self.sales.add_customer(customer_number(code), sales_areas=("/".join(ECC_SALES_AREA),))
+
+    def refuse_orders(self, customer: str) -> None:
+        # the sold-to party unknown (not yet created in KNA1): ORDERS05 ends in 51
+        self._away[customer] = self.sales.customers.pop(customer_number(customer))
+
+    def accept_orders(self, customer: str) -> None:
+        self.sales.customers[customer_number(customer)] = self._away.pop(customer)
 
     def _order(self, order_id: str) -> SalesOrder:
         (order,) = self.sales.orders_by_reference(order_id)
