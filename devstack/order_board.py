@@ -45,7 +45,7 @@ class OrderBoard:
         seed: int = 0,
         pick: tuple[float, float] = (1.0, 4.0),
         second_package: tuple[float, float] = (1.0, 3.0),
-        return_after: tuple[float, float] = (4.0, 12.0),
+        return_after: tuple[float, float] = (3.0, 8.0),
         cancel_after: tuple[float, float] = (2.0, 6.0),
         approve_after: tuple[float, float] = (5.0, 10.0),
         approve_retry: float = 2.0,

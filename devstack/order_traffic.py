@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -46,7 +46,7 @@ from devstack.orders import SampleOrders
 from devstack.sims.spapi.server import SpApiSimulator
 from devstack.traffic import TrafficStats
 
-__all__ = ["OrderTraffic", "OrderTrafficStats"]
+__all__ = ["OrderTraffic", "OrderTrafficStats", "Sender"]
 
 
 @dataclass(slots=True)
@@ -75,6 +75,12 @@ class OrderTrafficStats:
 
     def copy(self) -> OrderTrafficStats:
         return replace(self, returns=self.returns.copy())
+
+
+class Sender(Protocol):
+    """What the traffic needs of a Kafka producer (:class:`aiokafka.AIOKafkaProducer`)."""
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]: ...
 
 
 class _Announcement(msgspec.Struct):
@@ -117,7 +123,7 @@ class OrderTraffic:
         self._rate, self._lag, self._freeze = rate, lag, freeze_seconds
         self._first_hold, self._hold_for, self._hold_every = first_hold, hold_for, hold_every
         self.stats, self._traffic = stats, traffic
-        self.board = board or OrderBoard(seed=seed)
+        self.board = board if board is not None else OrderBoard(seed=seed)
         self._rng, self._clock = random.Random(seed), clock
 
     async def run(self) -> None:
@@ -193,12 +199,16 @@ class OrderTraffic:
 
     async def _steps(self, producer: AIOKafkaProducer) -> None:
         while True:
-            for action, tracked in list(self.board.due(self._clock())):
-                await self._step(action, tracked, producer)
-            self.stats.open = len(self.board)
+            await self.take_steps(producer)
             await anyio.sleep(0.2)
 
-    async def _step(self, action: Action, tracked: Tracked, producer: AIOKafkaProducer) -> None:
+    async def take_steps(self, producer: Sender) -> None:
+        """Everything due on the board by now."""
+        for action, tracked in list(self.board.due(self._clock())):
+            await self._step(action, tracked, producer)
+        self.stats.open = len(self.board)
+
+    async def _step(self, action: Action, tracked: Tracked, producer: Sender) -> None:
         order, now, stats = tracked.order, datetime.now(UTC), self.stats
         key = order.order_id.encode()
         if action in ("ship", "ship_rest"):
@@ -227,7 +237,7 @@ class OrderTraffic:
             elif answer == "waiting":
                 self.board.approve_later(order.order_id, self._clock())
 
-    async def _send(self, producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes) -> None:
+    async def _send(self, producer: Sender, topic: str, key: bytes, value: bytes) -> None:
         future = await producer.send(topic, value, key=key)
         future.add_done_callback(self._delivered)
 

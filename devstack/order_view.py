@@ -132,7 +132,7 @@ def pipeline_status(p: Pipeline, t: OrderTrafficStats | None) -> str:
 def pipeline_summary(p: Pipeline, t: OrderTrafficStats | None) -> str:
     """The closing line of the order flow."""
     if t is not None and t.off is not None:
-        return f"\n  orders: off ({t.off})"
+        return f"\n  orders: {t.off} (no order traffic)"
     ledger = " ".join(f"{s}={p.ledger[s]}" for s in LEDGER_STATES if p.ledger.get(s))
     documents = " ".join(f"{kind}={_documents(p, kind)}" for kind in DOCUMENT_KINDS)
     line = f"\n  orders: ledger {ledger or 'empty'}; documents (posted/waiting/failed) {documents}"
@@ -144,17 +144,18 @@ def pipeline_summary(p: Pipeline, t: OrderTrafficStats | None) -> str:
     return line
 
 
-def pipeline_rows(grid: Table, p: Pipeline, t: OrderTrafficStats | None, amazon: str) -> None:
+def pipeline_rows(grid: Table, p: Pipeline, t: OrderTrafficStats | None) -> None:
     """The order rows of the live panel."""
     if t is not None and t.off is not None:
-        grid.add_row("orders", f"[yellow]orders: {escape(t.off)}[/]")
+        grid.add_row(
+            "orders", f"[yellow]{escape(t.off)}[/] [dim](no order traffic: dispatches as before)[/]"
+        )
         return
     behind = "—" if p.behind is None else f"{p.behind / 60:.0f} min {p.behind % 60:02.0f} s"
     made = f"made {t.created:,} · cancelled {t.cancelled:,}" if t is not None else "—"
     grid.add_row(
         "orders",
-        f"amazon    {made} · poller read up to {behind} ago · to publish {p.captured:,}"
-        f"   [dim]{escape(amazon)}[/]",
+        f"amazon    {made} · poller read up to {behind} ago · to publish {p.captured:,}",
     )
     styles = {"held": "yellow", "released": "green", "closed": "green", "failed": "red"}
     ledger = " · ".join(
@@ -175,13 +176,14 @@ def pipeline_rows(grid: Table, p: Pipeline, t: OrderTrafficStats | None, amazon:
     )
     grid.add_row("", f"documents {documents} [dim](posted/waiting/failed)[/]")
     if t is not None:
-        returns = " · ".join(f"{c} {t.returns[c]:,}" for c in ("sellable", "damaged", "unmatched"))
+        returns = " · ".join(f"{c} {t.returns[c]:,}" for c in ("sellable", "damaged"))
         grid.add_row(
             "",
             f"warehouse told released {t.released:,} · held {t.held:,} "
             f"[dim](to publish {p.announced:,})[/] · shipped {t.shipped:,} "
-            f"({t.two_packages:,} in two packages) · returns {returns}",
+            f"({t.two_packages:,} in two packages)",
         )
+        grid.add_row("", f"returns   {returns} · matching no order {t.returns['unmatched']:,}")
         grid.add_row("", f"erp users {_office(t)}")
     kinds = sorted(p.exceptions.items(), key=lambda item: -item[1])
     grid.add_row(

@@ -5,9 +5,10 @@ DE, FR, IT 20% each), one to three lines of SKUs sold by the unit (never batch- 
 never sold by weight: a dispatch names neither lots nor serials), its latest ship date (~2% due
 within 2 h, ~0.5% already late, ~1% shipped naming an order item the order lacks — the dispatch
 flow's paths), whether it leaves in two packages (~30% of those with two units or more), whether
-Amazon cancels it before it ships (~2%) and whether the buyer sends something back (~12%,
-sellable or damaged). It writes the order as the SP-API simulator's
-:class:`~devstack.sims.spapi.orders.OrderSpec`, and the contract events the warehouse sends:
+Amazon cancels it before it ships (~2%) and whether the buyer sends a unit back (the first order
+and every 8th after it, one return in three damaged, so a short run shows a return too). It
+writes the order as the SP-API simulator's :class:`~devstack.sims.spapi.orders.OrderSpec`, and
+the contract events the warehouse sends:
 ``dispatch.confirmed`` per package and ``return.received`` (plus, now and then, a return no
 order matches).
 """
@@ -51,8 +52,9 @@ SHIPPING_LOCATION = "LOC-01"  # the location that ships every sample order
 _PRICES = tuple(Decimal(p) for p in ("4.99", "7.49", "9.99", "12.99", "19.99", "24.99", "34.99"))
 _SCENARIOS: tuple[Scenario, ...] = ("on_time", "at_risk", "missed", "unknown_item")
 _SCENARIO_WEIGHTS = (96.5, 2.0, 0.5, 1.0)  # percent of orders
-TWO_PACKAGES, CANCELLED, RETURNED, DAMAGED = 0.3, 0.02, 0.12, 0.35
-UNMATCHED = 1 / 15  # of the returns sent, one names an order no one knows
+TWO_PACKAGES, CANCELLED = 0.3, 0.02
+RETURN_EVERY, DAMAGED_EVERY = 8, 3  # orders that come back; of those, damaged ones
+UNMATCHED_EVERY = 15  # returns sent: one of them names an order no one knows
 
 Condition = Literal["sellable", "damaged"]
 
@@ -134,6 +136,7 @@ class SampleOrders:
         self.skus = tuple(skus)
         self._rng = random.Random(seed)
         self._run, self._seq = run, itertools.count(1)
+        self._made = self._returns = self._sent = 0
         self._cumulative = list(itertools.accumulate((r + 1) ** -0.8 for r in range(len(skus))))
         self._markets = list(MARKETPLACES)
         self._market_weights = [share for _currency, share in MARKETPLACES.values()]
@@ -160,9 +163,12 @@ class SampleOrders:
         )
         scenario = rng.choices(_SCENARIOS, _SCENARIO_WEIGHTS)[0]
         units = sum(line.quantity for line in lines)
+        cancel = rng.random() < CANCELLED
         returned: Condition | None = None
-        if rng.random() < RETURNED and scenario != "unknown_item":
-            returned = "damaged" if rng.random() < DAMAGED else "sellable"
+        self._made += 1
+        if self._made % RETURN_EVERY == 1 and scenario != "unknown_item" and not cancel:
+            self._returns += 1
+            returned = "damaged" if self._returns % DAMAGED_EVERY == 0 else "sellable"
         return PlannedOrder(
             order_id=f"{rng.choice(ORDER_PREFIXES)}-{_digits(rng, 7)}-{_digits(rng, 7)}",
             marketplace_id=marketplace,
@@ -171,7 +177,7 @@ class SampleOrders:
             latest_ship_date=ship_by_for(rng, scenario, now),
             scenario=scenario,
             packages=2 if units > 1 and rng.random() < TWO_PACKAGES else 1,
-            cancel=rng.random() < CANCELLED,
+            cancel=cancel,
             returned=returned,
         )
 
@@ -239,5 +245,6 @@ class SampleOrders:
         return order_id, msgspec.json.encode(event)
 
     def unmatched(self) -> bool:
-        """Whether the next return sent is one that matches no order."""
-        return self._rng.random() < UNMATCHED
+        """Whether a return that matches no order follows the one just sent."""
+        self._sent += 1
+        return self._sent % UNMATCHED_EVERY == 0

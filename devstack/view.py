@@ -401,7 +401,7 @@ def render(snap: Snapshot, facts: Mapping[str, str]) -> Panel:
     kinds = sorted(snap.exceptions.items(), key=lambda item: -item[1])
     grid.add_row("exceptions", " · ".join(f"{k} {n:,}" for k, n in kinds) or "none yet")
     _dispatch_rows(grid, snap, facts.get("amazon", ""))
-    pipeline_rows(grid, snap.pipeline, snap.orders, facts.get("orders", ""))
+    pipeline_rows(grid, snap.pipeline, snap.orders)
     _stock_rows(grid, snap.stock, facts.get("erp", ""))
     grid.add_row("stack", escape(facts.get("stack", "")))
     grid.add_row("health", f"{health}/livez · /readyz · /metrics" if health else "starting")
