@@ -26,8 +26,9 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
+import aiohttp
 import anyio
 import anyio.abc
 import asyncpg
@@ -56,12 +57,14 @@ from config.settings import OrdersSettings, Settings
 from devstack.sims.b1.server import B1Simulator
 from devstack.sims.ecc.sales import ORDER
 from devstack.sims.ecc.server import EccSimulator
+from handlers.connectors.b1.client import b1_client_from_settings
+from handlers.connectors.b1.port import KEY_FIELD, B1Erp
 from handlers.connectors.ecc.orders import customer_number
 from handlers.orders.events import OrderLine, OrderReceived
 from skuflow.app import tune_gc
 
-Contender = Literal["b1-single", "ecc"]
-CONTENDERS: tuple[Contender, ...] = ("b1-single", "ecc")
+Contender = Literal["b1-batched", "b1-single", "ecc"]
+CONTENDERS: tuple[Contender, ...] = ("b1-batched", "b1-single", "ecc")
 MARKETPLACE = "A1F83G8C2ARO7P"  # amazon.co.uk
 #: The customer of every order (``orders.default_customers``), without holds or credit limit.
 B1_CUSTOMER, ECC_CUSTOMER = "C-AMAZON-UK", "1000"
@@ -132,6 +135,31 @@ class OrderWorkerSpec(msgspec.Struct, frozen=True):
     worker: WorkerSpec  # stack, stock topic, group, the simulator, erp.kind
     orders_topic: str
     customer: str
+    #: False: the B1 connector without ``create_sales_orders`` (:class:`OneCallPerOrder`).
+    batching: bool = True
+
+
+class OneCallPerOrder:
+    """An ERP connector with its :class:`~handlers.ports.erp.BatchSalesOrders` side hidden: the
+    order work sends one ``create_sales_order`` per order (at the same concurrency,
+    ``orders.max_concurrent_writes``); everything else is the connector's."""
+
+    _HIDDEN = frozenset({"create_sales_orders", "max_batch_orders"})
+
+    def __init__(self, erp: object) -> None:
+        self._erp = erp
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._HIDDEN:
+            raise AttributeError(name)
+        return getattr(self._erp, name)
+
+
+def one_call_per_order(settings: Settings, session: aiohttp.ClientSession) -> object:
+    """The B1 connector as ``skuflow run`` builds it (``handlers.domain.connect_erp``),
+    without batching."""
+    client = b1_client_from_settings(settings.b1, session, key_field=KEY_FIELD)
+    return OneCallPerOrder(B1Erp(client, credit_hold_field=settings.b1.credit_hold_field or None))
 
 
 def order_settings(spec: OrderWorkerSpec) -> Settings:
@@ -224,7 +252,8 @@ async def orders_run(
         sim.sales.add_customer(B1_CUSTOMER)
     await sim.start()
     worker = WorkerSpec(stack, f"{topic}.stock", fresh_group(f"orders-{contender}"), sim.url, erp)
-    spec = OrderWorkerSpec(worker, topic, ECC_CUSTOMER if erp == "ecc" else B1_CUSTOMER)
+    customer = ECC_CUSTOMER if erp == "ecc" else B1_CUSTOMER
+    spec = OrderWorkerSpec(worker, topic, customer, batching=contender != "b1-single")
     lines: list[int] = []
     try:
         await _create_order_topics(stack, spec)
@@ -327,7 +356,8 @@ def orders_table(reports: list[OrdersReport]) -> list[str]:
 
 
 _LABELS = {
-    "b1-single": "SAP B1: one `POST /Orders` per order",
+    "b1-batched": "SAP B1: `$batch`, up to `orders.batch_max_orders` orders per round trip",
+    "b1-single": "SAP B1: one `POST /Orders` per order (same connector, batching hidden)",
     "ecc": "**SAP ECC**: one ORDERS05 IDoc per order, followed to status 53",
 }
 
@@ -343,9 +373,14 @@ def orders_note(reports: list[OrdersReport]) -> str:
         f"defaults (`batch_max_orders` {settings.batch_max_orders}, `max_concurrent_writes` "
         f"{settings.max_concurrent_writes}, `watch_seconds` {settings.watch_seconds:g}); the "
         "simulator in the benchmark process (B1 without a conflict window; ECC applying IDocs "
-        "out of sequence 20 ms after arrival, `ecc.poll_seconds` 0.05). ERP calls creating "
-        "orders: B1 `POST /Orders`, ECC IDoc requests; all ERP requests: every HTTP request "
-        "the simulator recorded (login, master data, order states). Lost: orders the "
+        "out of sequence 20 ms after arrival, `ecc.poll_seconds` 0.05). B1 one call per order: "
+        "the same connector passed to `Worker(erp=...)` with `create_sales_orders` hidden, so "
+        "the order work sends one `POST /Orders` per order, "
+        f"{settings.max_concurrent_writes} at once, where the batched run sends "
+        f"{settings.max_concurrent_writes} `$batch` requests at once. ERP calls creating "
+        "orders: B1 `POST /Orders` alone or `$batch` requests holding them, ECC IDoc requests; "
+        "all ERP requests: every HTTP round trip the simulator recorded (a `$batch` once; "
+        "login, master data, order states). Lost: orders the "
         "simulator holds other than exactly once. Peak RSS: VmHWM of the worker process."
     )
 
@@ -614,7 +649,8 @@ class _Command(msgspec.Struct, frozen=True, omit_defaults=True):
 def main() -> None:
     command = msgspec.json.decode(sys.argv[1], type=_Command)
     if command.worker is not None:
-        serve(order_settings(command.worker), frozenset({"normal", "urgent"}))
+        erp = None if command.worker.batching else one_call_per_order
+        serve(order_settings(command.worker), frozenset({"normal", "urgent"}), erp)
     elif command.stream is not None:
         tune_gc()
         run = anyio.run(stream, command.stream, backend="asyncio",
