@@ -160,14 +160,14 @@ class Pusher:
         sent = await self.retry_due(session)
         if not knobs.webhook_url:
             return sent
-        fresh = self._batches(knobs, now)
+        fresh, twins = self._batches(knobs, now), []
         for batch in fresh:
             await self._deliver(session, batch)
             if batch.state == "delivered" and self._duplicate(knobs):
                 twin = self._copy(batch)
                 await self._deliver(session, twin)
-                fresh.append(twin)
-        return sent + fresh
+                twins.append(twin)
+        return sent + fresh + twins
 
     async def retry_due(self, session: aiohttp.ClientSession) -> list[PushBatch]:
         now = self._now()

@@ -26,19 +26,20 @@ def call_status(success: bool, code: int = 0, message: str = "") -> dict[str, An
 
 
 def shaped(value: Any, *, single_as_object: bool, empty_as_object: bool) -> Any:
-    """``value`` as iHub renders it: lists under ``List`` collapsed, empties as ``{}``."""
+    """``value`` as iHub renders it: lists under ``List`` collapsed, empty texts as ``{}``."""
 
-    def walk(node: Any, under_list: bool) -> Any:
+    def walk(node: Any, key: str, parent: str) -> Any:
         if isinstance(node, dict):
-            return {k: walk(v, k == "List") for k, v in node.items()}
+            return {k: walk(v, k, key) for k, v in node.items()}
         if isinstance(node, list | tuple):
-            items = [walk(v, False) for v in node]
-            return items[0] if under_list and single_as_object and len(items) == 1 else items
-        if empty_as_object and (node is None or node == ""):
+            items = [walk(v, "", "") for v in node]
+            collapse = parent == "List" and single_as_object and len(items) == 1
+            return items[0] if collapse else items
+        if empty_as_object and node == "":  # (an explicit null stays null [OBS v3])
             return {}
         return node
 
-    return walk(value, False)
+    return walk(value, "", "")
 
 
 def answer_format(request: web.Request) -> str:
