@@ -3,12 +3,15 @@
 One replica at a time does a cycle (a PostgreSQL advisory lock per cycle; the others skip
 it), woken by a new order or every second:
 
-1. **Create** the orders waiting (``received``), at most ``orders.batch_max_orders`` per
-   cycle and ``orders.max_concurrent_writes`` ERP calls at once, so a peak never overwhelms
-   the ERP. A row is marked ``creating`` before the call; a row found ``creating`` (a crash
-   or a lost answer) is looked up by its reference first — an order is created once.
-   Locks and outages wait with jittered backoff; a refusal is an ``erp_rejected`` exception
-   on that order only.
+1. **Create** the orders waiting (``received``), so a peak never overwhelms the ERP: where
+   the ERP creates many per round trip (:class:`~handlers.ports.erp.BatchSalesOrders`, B1's
+   ``$batch``), in batches of up to ``orders.batch_max_orders`` (and the ERP's own limit),
+   ``orders.max_concurrent_writes`` batches at once; elsewhere one order per call, at most
+   ``orders.batch_max_orders`` per cycle and ``orders.max_concurrent_writes`` calls at once.
+   A row is marked ``creating`` (under its row lock) before it is sent; a row found
+   ``creating`` (a crash or a lost answer) is looked up by its reference first — an order is
+   created once. Each order's outcome is recorded alike, batched or not: locks and outages
+   wait with jittered backoff; a refusal is an ``erp_rejected`` exception on that order only.
 2. **Cancel** the orders the marketplace cancelled (``cancelling``); a released one is also
    announced ``order.held`` so the warehouse stops picking it.
 3. **Watch** the open orders' ERP state every ``orders.watch_seconds`` (and right after they
@@ -27,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import asyncpg
@@ -42,6 +45,7 @@ from handlers.orders.ledger import (
     ref_of,
 )
 from handlers.ports.erp import (
+    BatchSalesOrders,
     ErpDuplicateEntry,
     ErpError,
     ErpRejected,
@@ -61,6 +65,16 @@ WATCH_CHUNK = 100
 CYCLE_SECONDS = 1.0
 #: Why the warehouse must stop picking an order the marketplace cancelled.
 CANCELLED_HOLD = "cancelled by the marketplace"
+
+
+class _Claim(NamedTuple):
+    """An order marked ``creating`` for this cycle; ``sent``: it was sent before."""
+
+    channel: str
+    order_id: str
+    order: SalesOrder
+    sent: bool
+    attempts: int
 
 
 class OrderWork:
@@ -118,13 +132,21 @@ class OrderWork:
     # --- 1. create ---
 
     async def _create_waiting(self) -> list[str]:
+        """The orders due created; with an ERP that takes many per round trip
+        (:class:`BatchSalesOrders`), in batches of up to ``batch_max_orders``, at most
+        ``max_concurrent_writes`` batches in flight."""
+        erp = self._erp
+        per_cycle = self._batch * int(self._writes.total_tokens)
         rows = await self._pool.fetch(
             """SELECT channel, order_id FROM skuflow_orders
                WHERE state IN ('received', 'creating') AND next_attempt_at <= now()
                ORDER BY next_attempt_at LIMIT $1""",
-            self._batch,
+            per_cycle if isinstance(erp, BatchSalesOrders) else self._batch,
         )
         created: list[str] = []
+        if isinstance(erp, BatchSalesOrders):
+            await self._create_batched(erp, rows, created)
+            return created
 
         async def one(channel: str, order_id: str) -> None:
             async with self._writes:
@@ -138,61 +160,133 @@ class OrderWork:
 
     async def _create(self, channel: str, order_id: str) -> bool:
         async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT state, sales_order, attempts FROM skuflow_orders "
-                    "WHERE channel = $1 AND order_id = $2 FOR UPDATE",
-                    channel,
-                    order_id,
-                )
-                if row is None or row["state"] not in ("received", "creating"):
-                    return False  # changed meanwhile (cancelled)
-                await conn.execute(
-                    "UPDATE skuflow_orders SET state = 'creating', updated_at = now() "
-                    "WHERE channel = $1 AND order_id = $2",
-                    channel,
-                    order_id,
-                )
-            order = msgspec.json.decode(row["sales_order"], type=SalesOrder)
+            claim = await self._claim(conn, channel, order_id)
+            if claim is None:
+                return False
+            order = claim.order
             try:
-                ref = None
-                if row["state"] == "creating":  # sent before: the answer may have been lost
-                    ref = await self._erp.find_sales_order(order.reference)
-                if ref is None:
-                    try:
-                        ref = await self._erp.create_sales_order(order)
-                    except ErpDuplicateEntry:
-                        ref = await self._erp.find_sales_order(order.reference)
-                        if ref is None:
-                            raise
-            except ErpRejected as exc:
-                await self._refused(conn, channel, order_id, exc)
-                return False
+                ref = await self._erp.find_sales_order(order.reference) if claim.sent else None
+                outcome: SalesOrderRef | ErpError = ref or await self._erp.create_sales_order(order)
             except ErpError as exc:
-                attempts = row["attempts"] + 1
-                await conn.execute(
-                    """UPDATE skuflow_orders SET attempts = $3, last_error = $4,
-                         next_attempt_at = $5, updated_at = now()
-                       WHERE channel = $1 AND order_id = $2""",
-                    channel, order_id, attempts, str(exc), next_attempt(self._backoff, attempts),
-                )  # fmt: skip
-                log.warning("ERP order creation waits", extra={
-                    "order_id": order_id, "error": str(exc), "attempts": attempts})  # fmt: skip
-                return False
-            await conn.execute(
-                """UPDATE skuflow_orders SET erp_ref = $3::jsonb, last_error = NULL,
-                     state = CASE WHEN state = 'cancelling' THEN 'cancelling'
-                                  WHEN fulfilled_by = 'AMAZON' THEN 'closed' ELSE 'in_erp' END,
-                     next_attempt_at = now(), updated_at = now()
-                   WHERE channel = $1 AND order_id = $2""",
+                outcome = exc
+            return await self._record(conn, claim, await self._after_duplicate(order, outcome))
+
+    async def _create_batched(
+        self, erp: BatchSalesOrders, rows: Sequence[asyncpg.Record], created: list[str]
+    ) -> None:
+        """Each row claimed; one sent before (its answer may have been lost) looked up by its
+        reference first; the others sent in batches; every outcome recorded as
+        :meth:`_create` records it."""
+        claims: list[_Claim] = []
+        async with self._pool.acquire() as conn:
+            for row in rows:
+                claim = await self._claim(conn, row["channel"], row["order_id"])
+                if claim is not None:
+                    claims.append(claim)
+        size = max(1, min(self._batch, erp.max_batch_orders))
+        unsent = [claim for claim in claims if not claim.sent]
+
+        async def record(claim: _Claim, outcome: SalesOrderRef | ErpError) -> None:
+            outcome = await self._after_duplicate(claim.order, outcome)
+            async with self._pool.acquire() as conn:
+                if await self._record(conn, claim, outcome):
+                    created.append(claim.order_id)
+
+        async def look_up(claim: _Claim) -> None:
+            async with self._writes:
+                try:
+                    ref = await self._erp.find_sales_order(claim.order.reference)
+                except ErpError as exc:
+                    await record(claim, exc)
+                    return
+            if ref is not None:
+                await record(claim, ref)
+            else:
+                unsent.append(claim)
+
+        async def send(chunk: list[_Claim]) -> None:
+            async with self._writes:
+                outcomes = await erp.create_sales_orders([claim.order for claim in chunk])
+            for claim, outcome in zip(chunk, outcomes, strict=True):
+                await record(claim, outcome)
+
+        async with anyio.create_task_group() as tg:
+            for claim in claims:
+                if claim.sent:
+                    tg.start_soon(look_up, claim)
+        async with anyio.create_task_group() as tg:
+            for start in range(0, len(unsent), size):
+                tg.start_soon(send, unsent[start : start + size])
+
+    async def _claim(self, conn: asyncpg.Connection, channel: str, order_id: str) -> _Claim | None:
+        """The order marked ``creating`` under its row lock, unless it changed meanwhile
+        (cancelled); ``sent``: it was ``creating`` already (sent before)."""
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT state, sales_order, attempts FROM skuflow_orders "
+                "WHERE channel = $1 AND order_id = $2 FOR UPDATE",
                 channel,
                 order_id,
-                encode_ref(ref),
             )
-            self.created += 1
-            log.info("ERP sales order created", extra={
-                "order_id": order_id, "doc_num": ref.doc_num, "draft": ref.draft})  # fmt: skip
-            return True
+            if row is None or row["state"] not in ("received", "creating"):
+                return None
+            await conn.execute(
+                "UPDATE skuflow_orders SET state = 'creating', updated_at = now() "
+                "WHERE channel = $1 AND order_id = $2",
+                channel,
+                order_id,
+            )
+        order = msgspec.json.decode(row["sales_order"], type=SalesOrder)
+        return _Claim(channel, order_id, order, row["state"] == "creating", row["attempts"])
+
+    async def _after_duplicate(
+        self, order: SalesOrder, outcome: SalesOrderRef | ErpError
+    ) -> SalesOrderRef | ErpError:
+        """A duplicate-key refusal (-2035) is the order itself when it is found by its
+        reference (an earlier attempt reached the ERP), else the refusal."""
+        if not isinstance(outcome, ErpDuplicateEntry):
+            return outcome
+        try:
+            return await self._erp.find_sales_order(order.reference) or outcome
+        except ErpError as exc:
+            return exc
+
+    async def _record(
+        self, conn: asyncpg.Connection, claim: _Claim, outcome: SalesOrderRef | ErpError
+    ) -> bool:
+        """An ERP answer for a claimed order: created (its reference; ``in_erp``, or
+        ``closed`` for one Amazon fulfils), refused (an ``erp_rejected`` exception), or not
+        now (backoff; ambiguous ones stay ``creating``, looked up by reference next time).
+        True when created."""
+        channel, order_id = claim.channel, claim.order_id
+        if isinstance(outcome, ErpRejected):
+            await self._refused(conn, channel, order_id, outcome)
+            return False
+        if isinstance(outcome, ErpError):
+            attempts = claim.attempts + 1
+            await conn.execute(
+                """UPDATE skuflow_orders SET attempts = $3, last_error = $4,
+                     next_attempt_at = $5, updated_at = now()
+                   WHERE channel = $1 AND order_id = $2""",
+                channel, order_id, attempts, str(outcome), next_attempt(self._backoff, attempts),
+            )  # fmt: skip
+            log.warning("ERP order creation waits", extra={
+                "order_id": order_id, "error": str(outcome), "attempts": attempts})  # fmt: skip
+            return False
+        await conn.execute(
+            """UPDATE skuflow_orders SET erp_ref = $3::jsonb, last_error = NULL,
+                 state = CASE WHEN state = 'cancelling' THEN 'cancelling'
+                              WHEN fulfilled_by = 'AMAZON' THEN 'closed' ELSE 'in_erp' END,
+                 next_attempt_at = now(), updated_at = now()
+               WHERE channel = $1 AND order_id = $2""",
+            channel,
+            order_id,
+            encode_ref(outcome),
+        )
+        self.created += 1
+        log.info("ERP sales order created", extra={
+            "order_id": order_id, "doc_num": outcome.doc_num, "draft": outcome.draft})  # fmt: skip
+        return True
 
     async def _refused(
         self, conn: asyncpg.Connection, channel: str, order_id: str, exc: ErpRejected
