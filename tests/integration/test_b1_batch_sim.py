@@ -23,10 +23,11 @@ import aiohttp
 import pytest
 
 from devstack.sims.b1.server import B1Simulator
+from tests.integration.test_b1_sales_sim import stack as sales_stack
 
 pytestmark = pytest.mark.integration
 
-COMPANY, USER, PASSWORD = "SBODEMO", "manager", "b1-batch-password"
+COMPANY = "SBODEMO"
 CRLF = "\r\n"
 
 
@@ -146,22 +147,10 @@ class Stack:
 
 @asynccontextmanager
 async def stack() -> AsyncIterator[Stack]:
-    sim = B1Simulator(COMPANY, USER, PASSWORD)
-    sim.set_faults(conflict_window_ms=0.0)
-    sim.add_warehouse("01")
-    sim.add_item("A-100", stock={"01": 10})
-    sim.add_item("C-400", stock={"01": 4})
-    sim.sales.add_customer("C1")
-    await sim.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            login = {"CompanyDB": COMPANY, "UserName": USER, "Password": PASSWORD}
-            async with session.post(f"{sim.url}/Login", json=login) as response:
-                assert response.status == 200
-                cookie = {"B1SESSION": response.cookies["B1SESSION"].value}
-            yield Stack(sim, session, cookie)
-    finally:
-        await sim.stop()
+    """The sales simulator's stack (10 of A-100 and 4 of C-400 in 01, customer C1, no
+    conflict window), logged in."""
+    async with sales_stack() as base:
+        yield Stack(base.sim, base.session, base.cookie)
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
