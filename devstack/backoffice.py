@@ -14,7 +14,7 @@ credit hold   the customer's ``U_CreditHold`` (its orders  the customer's credit
                                                           (VBUK-CMGST B); open ones blocked too
 lifted        ``U_CreditHold`` off                        limit removed, blocked orders
                                                           released (CMGST D, as VKM3)
-approval      Amazon.de orders above 150 (DocTotal)       every Amazon.de order starts with the
+approval      Amazon.de orders above 50 (DocTotal)        every Amazon.de order starts with the
               become drafts; approved and saved as an     customer's delivery block 01; the
               order                                       approver removes it (VBAK-LIFSK)
 ============  ==========================================  =====================================
@@ -56,7 +56,7 @@ _ECC_HOOKS = (
 B1_CUSTOMERS = {UK: "C-AMZ-UK", DE: "C-AMZ-DE", FR: "C-AMZ-FR", IT: "C-AMZ-IT", "*": "C-AMZ-EU"}
 ECC_CUSTOMERS = {UK: "100001", DE: "100002", FR: "100003", IT: "100004", "*": "100005"}
 APPROVAL_MARKETPLACE = DE  # its customer's orders wait for an approval
-APPROVAL_ABOVE = Decimal(150)  # B1: orders above this DocTotal
+APPROVAL_ABOVE = Decimal(50)  # B1: orders above this DocTotal (a quarter of them)
 HOLD_MARKETPLACES = (FR, IT)  # their customers go on credit hold now and then
 _SALES_AREA = "1000/10/00"  # the ECC sales area of skuflow's ORDERS05 (ecc.sales_org ...)
 

@@ -8,11 +8,16 @@ catalogue is an item in the warehouses ``01``..``03`` that ``LOC-01``..``LOC-03`
 ``--erp ecc`` the SAP ECC simulator instead, ``[erp] kind = "ecc"`` and ``[ecc]`` pointed at it,
 every SKU a material of plant ``1000`` in the storage locations ``1000/0001``..``1000/0003``,
 IDocs processed out of sequence), then
-one anyio task group runs the sample producer (it registers each order with the simulator
-before sending its dispatch), the :class:`~skuflow.app.Worker` and the view (a status line every
-5 s with ``--no-view``; both in :mod:`devstack.view`). The first Ctrl-C/SIGTERM (or
-``--duration``) stops the traffic and drains the worker; a second one exits at once. Broker and
-PostgreSQL are stopped in ``finally``.
+one anyio task group runs the sample producer (stock adjustments and bad input), the order
+traffic (:mod:`devstack.order_traffic`: Amazon orders made at the SP-API simulator and captured by
+the real poller — ``[orders] capture`` on, at a demo's pace — the warehouse shipping what skuflow
+releases and taking returns back, the ERP's users holding customers and approving orders, with
+the customers of :mod:`devstack.backoffice` seeded in the ERP), the :class:`~skuflow.app.Worker`
+and the view (a status line every 5 s with ``--no-view``; both in :mod:`devstack.view`). With
+``--erp ecc`` and no ECC sales connector in the build, there is no order traffic: the sample
+producer sends dispatches of orders it registers with the simulator, as before the order flow.
+The first Ctrl-C/SIGTERM (or ``--duration``) stops the traffic and drains the worker; a second
+one exits at once. Broker and PostgreSQL are stopped in ``finally``.
 """
 
 from __future__ import annotations

@@ -186,9 +186,8 @@ def pipeline_rows(grid: Table, p: Pipeline, t: OrderTrafficStats | None) -> None
         grid.add_row("", f"returns   {returns} · matching no order {t.returns['unmatched']:,}")
         grid.add_row("", f"erp users {_office(t)}")
     kinds = sorted(p.exceptions.items(), key=lambda item: -item[1])
-    grid.add_row(
-        "", f"exceptions {' · '.join(f'{k} {n:,}' for k, n in kinds) or 'none open'} [dim](open)[/]"
-    )
+    listed = " · ".join(f"{k} {n:,}" for k, n in kinds)
+    grid.add_row("", f"exceptions {listed} [dim](open)[/]" if listed else "exceptions none open")
 
 
 def _office(t: OrderTrafficStats) -> str:

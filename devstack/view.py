@@ -4,8 +4,8 @@
 exception records by kind, the dispatch flow: Amazon's answers as the SP-API simulator recorded
 them, the shipment ledger, parked events, deadline slack; the stock flow: staged lines by
 state, postings by status, documents at the SAP B1 simulator — or, with ``--erp ecc``, the
-IDocs at the SAP ECC simulator by status and the last few with their posting key) and freezes
-them into a
+IDocs at the SAP ECC simulator by status and the last few with their posting key; the order
+pipeline, :mod:`devstack.order_view`) and freezes them into a
 :class:`Snapshot`. :func:`render` turns one
 into the rich panel (redrawn every 0.5 s by :func:`live_view`), :func:`status_line` into the
 ``--no-view`` line (printed every 5 s by :func:`status_lines`). With the panel on screen the
