@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from devstack.sims.http import LocalServer
-from devstack.sims.seko.model import Knobs
+from devstack.sims.seko.model import STATUSES, Knobs
 from devstack.sims.seko.server import SekoSimulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEY, DC = "sim-key", "DCIW01"
 JSON = {"Accept": "application/json"}
 EVER = "2000-01-01T00:00:00Z/2100-01-01T00:00:00Z"
+TEN_SECONDS_EACH = dict.fromkeys(STATUSES[:-1], 10.0)  # in each status before Dispatched
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Stack:
         )
         assert status == 200
         return body
+
+    def stock_up(self, code: str, units: int) -> None:
+        self.sim.add_product(code)
+        self.sim.add_stock(DC, code, units)
 
     async def control(self, path: str, body: Any = None) -> Any:
         async with self.session.post(f"{self.sim.sim_base}/{path}", json=body) as response:
@@ -161,8 +166,7 @@ def test_a_get_without_accept_answers_xml_and_a_v1_json_path_answers_json() -> N
 def test_a_single_row_is_an_object_and_empty_values_are_empty_objects() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             await s.submit("SO-1", ("A-1", 1))
             await s.sim.advance(1)
             _, body = await s.call("GET", f"dispatches/v1/status/{EVER}")
@@ -190,8 +194,7 @@ def test_a_single_row_is_an_object_and_empty_values_are_empty_objects() -> None:
 def test_an_order_is_accepted_once_and_a_repeated_number_is_refused() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             first = await s.submit("000123", ("A-1", 2), GUID="ours-1")
             assert first == {
                 "CallStatus": {"Success": True, "Code": 0, "Message": ""},
@@ -229,8 +232,7 @@ def test_the_whole_order_is_refused_when_one_line_lacks_free_stock() -> None:
 def test_one_line_per_product_code_compared_without_case() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             message = refused(await s.submit("SO-1", ("A-1", 1), ("a-1", 1)))
             assert message.endswith("Product a-1 is on more than one line.")
 
@@ -271,8 +273,7 @@ def test_product_code_rules_refuse_unknown_products_bad_characters_and_length() 
 def test_a_double_quote_in_any_text_fails_the_load() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             message = refused(await s.submit("SO-1", ("A-1", 1), SpecialInstructions='12" box'))
             assert message.endswith("The field SpecialInstructions contains a '\"' character.")
 
@@ -281,17 +282,8 @@ def test_a_double_quote_in_any_text_fails_the_load() -> None:
 
 def test_orders_move_through_the_statuses_and_an_order_on_hold_waits() -> None:
     async def scenario() -> None:
-        delays = {
-            "In Production": 10.0,
-            "Confirmed": 10.0,
-            "To Be Picked": 10.0,
-            "Being Picked": 10.0,
-            "To Be Packed": 10.0,
-            "To Dispatch": 10.0,
-        }
-        async with stack(status_delays=delays) as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+        async with stack(status_delays=TEN_SECONDS_EACH) as s:
+            s.stock_up("A-1", 5)
             guid = (await s.submit("SO-1", ("A-1", 1)))["GUID"]
             await s.submit("SO-2", ("A-1", 1), OnHold=True)
             _, body = await s.call("GET", f"salesorders/v1/{guid}/status")
@@ -320,17 +312,8 @@ def test_orders_move_through_the_statuses_and_an_order_on_hold_waits() -> None:
 
 def test_a_cancellation_frees_the_stock_before_picking_and_is_refused_after() -> None:
     async def scenario() -> None:
-        delays = {
-            "In Production": 10.0,
-            "Confirmed": 10.0,
-            "To Be Picked": 10.0,
-            "Being Picked": 10.0,
-            "To Be Packed": 10.0,
-            "To Dispatch": 10.0,
-        }
-        async with stack(status_delays=delays) as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+        async with stack(status_delays=TEN_SECONDS_EACH) as s:
+            s.stock_up("A-1", 5)
             await s.submit("SO-1", ("A-1", 2))
             await s.submit("SO/2", ("A-1", 2))
             status, body = await s.call("POST", "salesorders/v3/SO-1/cancel", reasonCode="001")
@@ -415,8 +398,7 @@ def test_stock_quantity_is_free_stock_without_zero_or_negative_rows() -> None:
 def test_stock_quantity_lags_new_orders_and_caps_the_query_string() -> None:
     async def scenario() -> None:
         async with stack(stock_lag_seconds=300.0) as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             await s.submit("SO-1", ("A-1", 2))
             _, body = await s.call("GET", "stock/v3/quantity", productCodes="A-1")
             assert body["List"]["StockQuantityLineItem"]["Quantity"] == 5  # not seen yet
@@ -521,8 +503,7 @@ def test_a_partial_shipment_is_several_dispatches_as_parts_and_a_line_left_out_s
 def test_a_failed_push_is_retried_three_times_at_the_interval_then_given_up() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             s.hook.statuses = [500, 503, 502, 504]
             await s.submit("SO-1", ("A-1", 1))
             await s.sim.advance(1)
@@ -546,8 +527,7 @@ def test_a_failed_push_is_retried_three_times_at_the_interval_then_given_up() ->
 def test_a_400_is_never_retried_and_an_unreachable_webhook_is() -> None:
     async def scenario() -> None:
         async with stack(retries=1, retry_interval_seconds=60.0) as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             s.hook.statuses = [400]
             await s.submit("SO-1", ("A-1", 1))
             await s.sim.advance(1)
@@ -570,8 +550,7 @@ def test_a_400_is_never_retried_and_an_unreachable_webhook_is() -> None:
 def test_a_dropped_push_leaves_a_sequence_gap_and_only_the_retrieve_has_it() -> None:
     async def scenario() -> None:
         async with stack() as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             for number in ("SO-1", "SO-2", "SO-3"):
                 await s.submit(number, ("A-1", 1))
                 await s.sim.advance(1)
@@ -618,8 +597,7 @@ def test_duplicated_and_reordered_pushes() -> None:
 def test_the_scheduler_runs_by_itself_every_interval() -> None:
     async def scenario() -> None:
         async with stack(push_interval_seconds=0.2) as s:
-            s.sim.add_product("A-1")
-            s.sim.add_stock(DC, "A-1", 5)
+            s.stock_up("A-1", 5)
             await s.submit("SO-1", ("A-1", 1))
             deadline = time.monotonic() + 5
             while not s.hook.posts and time.monotonic() < deadline:
