@@ -169,6 +169,8 @@ class OrderWork:
                 outcome: SalesOrderRef | ErpError = ref or await self._erp.create_sales_order(order)
             except ErpError as exc:
                 outcome = exc
+            except ValueError as exc:  # the connector cannot express it (a field too long)
+                outcome = unsendable(exc)
             return await self._record(conn, claim, await self._after_duplicate(order, outcome))
 
     async def _create_batched(
@@ -206,7 +208,10 @@ class OrderWork:
 
         async def send(chunk: list[_Claim]) -> None:
             async with self._writes:
-                outcomes = await erp.create_sales_orders([claim.order for claim in chunk])
+                try:
+                    outcomes = await erp.create_sales_orders([claim.order for claim in chunk])
+                except ValueError:  # one order the connector cannot express: each on its own
+                    outcomes = [await self._one_of(claim.order) for claim in chunk]
             for claim, outcome in zip(chunk, outcomes, strict=True):
                 await record(claim, outcome)
 
@@ -217,6 +222,14 @@ class OrderWork:
         async with anyio.create_task_group() as tg:
             for start in range(0, len(unsent), size):
                 tg.start_soon(send, unsent[start : start + size])
+
+    async def _one_of(self, order: SalesOrder) -> SalesOrderRef | ErpError:
+        try:
+            return await self._erp.create_sales_order(order)
+        except ErpError as exc:
+            return exc
+        except ValueError as exc:
+            return unsendable(exc)
 
     async def _claim(self, conn: asyncpg.Connection, channel: str, order_id: str) -> _Claim | None:
         """The order marked ``creating`` under its row lock, unless it changed meanwhile
@@ -446,6 +459,12 @@ class OrderWork:
             if state != row["state"]:
                 log.info("order state", extra={"order_id": order_id, "from": row["state"],
                          "to": state, "holds": json.dumps(holds)})  # fmt: skip
+
+
+def unsendable(exc: ValueError) -> ErpRejected:
+    """An order the connector cannot express for its ERP (e.g. a field longer than the ERP
+    holds): refused before anything was sent, as the ERP would refuse it."""
+    return ErpRejected("not sendable", str(exc))
 
 
 def _with_ref(row: asyncpg.Record, ref: SalesOrderRef) -> dict[str, Any]:

@@ -233,3 +233,23 @@ def test_an_erp_without_batches_gets_one_order_per_call_and_batch_max_orders_a_c
             assert len(posts) == 50
 
     run(scenario)
+
+
+@pytest.mark.timeout(60)
+def test_an_order_the_connector_cannot_express_is_refused_alone_and_the_batch_still_goes(
+    database_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with stack(database_url) as s:
+            orders = [sales_order(f"V{n:02}") for n in range(6)]
+            orders[2] = sales_order("V" * 101)  # NumAtCard holds 100: never sent
+            await s.waiting(*orders)
+            await s.work().cycle(watch=False)
+            assert await s.states() == Counter({"in_erp": 5, "failed": 1})
+            error = await s.pool.fetchval(
+                "SELECT last_error FROM skuflow_orders WHERE state = 'failed'"
+            )
+            assert "not sendable" in error
+            assert "V" * 101 not in s.created()
+
+    run(scenario)
