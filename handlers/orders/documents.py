@@ -32,7 +32,7 @@ import asyncpg
 
 from config.settings import OrdersSettings
 from handlers.common.mappings import Mappings
-from handlers.orders.ledger import leading, next_attempt, record_exception, ref_of
+from handlers.orders.ledger import Cycles, leading, next_attempt, record_exception, ref_of
 from handlers.ports.erp import (
     Delivery,
     DeliveryLine,
@@ -94,25 +94,14 @@ class DocumentPoster:
         self._backoff = backoff or Backoff(1.0, settings.retry_max_seconds, 2.0)
         self._writes = anyio.CapacityLimiter(settings.max_concurrent_writes)
         self._exceptions = ExceptionStore(pool)
-        self._wake = anyio.Event()
+        self._cycles = Cycles("order documents", settings.window_seconds, self._backoff)
         self.posted = 0
 
     def wake(self) -> None:
-        self._wake.set()
+        self._cycles.wake()
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self.cycle()
-                failures = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                failures += 1
-                log.warning("order documents wait for PostgreSQL", extra={"error": str(exc)})
-                await anyio.sleep(self._backoff.delay(failures))
-            with anyio.move_on_after(self._settings.window_seconds):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+        await self._cycles.run(self.cycle)
 
     async def cycle(self) -> int:
         """Post what is due, kind by kind (deliveries before the invoices based on them)."""

@@ -4,12 +4,14 @@ the outbox events for the warehouse, and the per-cycle leadership across replica
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import asyncpg
 import msgspec
 
@@ -20,6 +22,8 @@ from worker.exceptions import ExceptionStore
 from worker.messages import Message
 from worker.outbox import enqueue
 from worker.store import advisory_lock_id
+
+log = logging.getLogger("skuflow.orders")
 
 _ENCODE = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -125,6 +129,32 @@ class Announcer:
         await enqueue(conn, topic=self.topic, key=order_id.encode(), value=value, event_id=event_id)
         if self._wake is not None:
             self._wake()
+
+
+class Cycles:
+    """A background loop: ``cycle`` at least every ``period`` seconds, at once when woken;
+    PostgreSQL unreachable → backoff, then again (the work is all in the database)."""
+
+    def __init__(self, what: str, period: float, backoff: Backoff) -> None:
+        self._what, self._period, self._backoff = what, period, backoff
+        self._wake = anyio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, cycle: Callable[[], Awaitable[object]]) -> None:
+        failures = 0
+        while True:
+            try:
+                await cycle()
+                failures = 0
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failures += 1
+                log.warning("%s waits for PostgreSQL", self._what, extra={"error": str(exc)})
+                await anyio.sleep(self._backoff.delay(failures))
+            with anyio.move_on_after(self._period):
+                await self._wake.wait()
+            self._wake = anyio.Event()
 
 
 @asynccontextmanager

@@ -38,6 +38,7 @@ import msgspec
 
 from handlers.orders.ledger import (
     Announcer,
+    Cycles,
     encode_ref,
     leading,
     next_attempt,
@@ -97,26 +98,15 @@ class OrderWork:
         self._watch_seconds = watch_seconds
         self._backoff = backoff or Backoff(1.0, 120.0, 2.0)
         self._exceptions = ExceptionStore(pool)
-        self._wake = anyio.Event()
+        self._cycles = Cycles("order work", CYCLE_SECONDS, self._backoff)
         self._watched_at = 0.0
         self.created = 0
 
     def wake(self) -> None:
-        self._wake.set()
+        self._cycles.wake()
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self.cycle()
-                failures = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                failures += 1
-                log.warning("order work waits for PostgreSQL", extra={"error": str(exc)})
-                await anyio.sleep(self._backoff.delay(failures))
-            with anyio.move_on_after(CYCLE_SECONDS):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+        await self._cycles.run(self.cycle)
 
     async def cycle(self, *, watch: bool | None = None) -> None:
         """One turn: create, cancel, watch (``watch`` None: when its period is due)."""
