@@ -431,6 +431,26 @@ def uninstrument_database() -> None:
         instrumentor.uninstrument()
 
 
+#: Query parameters whose value is a credential: Seko iHub takes its key only in the query
+#: string (``api_key``/``token``), others sign with a query parameter. A span records the URL
+#: with these values replaced (OpenTelemetry's own redaction covers only a few signature names).
+SECRET_QUERY_PARAMETERS = frozenset(
+    {"api_key", "apikey", "token", "access_token", "key", "secret", "client_secret",
+     "password", "refresh_token", "sig", "signature", "x-amz-signature", "x-amz-credential",
+     "x-amz-security-token", "awsaccesskeyid"}
+)  # fmt: skip
+
+
+def redacted_url(url: Any) -> str:
+    """``url`` (a ``yarl.URL``) for a span: credentials in its query replaced, no user info."""
+    query = [
+        (name, "REDACTED" if name.lower() in SECRET_QUERY_PARAMETERS else value)
+        for name, value in url.query.items()
+    ]
+    clean = url.with_user(None).with_password(None)
+    return str(clean.with_query(query) if query else clean)
+
+
 def http_trace_configs(
     provider: trace.TracerProvider | None, meter_provider: Any = None
 ) -> list[Any]:
@@ -442,6 +462,7 @@ def http_trace_configs(
     from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
     config = create_trace_config(
+        url_filter=redacted_url,
         tracer_provider=provider,
         meter_provider=meter_provider,
         sem_conv_opt_in_mode=_StabilityMode.HTTP,

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import yarl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import context as otel_context
@@ -23,6 +24,7 @@ from worker.tracing import (
     extract,
     inject,
     link,
+    redacted_url,
     resource,
     trace_id_hex,
     traceparent,
@@ -288,3 +290,16 @@ def test_an_unsampled_parent_is_the_context_the_w3c_propagator_extracts(
             theirs, context=trace.set_span_in_context(NonRecordingSpan(expected))
         )
         assert ours == theirs  # propagated onward as the SDK would
+
+
+def test_a_credential_in_a_query_string_never_reaches_a_span_url() -> None:
+    url = yarl.URL(
+        "https://u:pw@ihub.example:8081/api/salesorders/v4/submit?api_key=SECRET-KEY&dc=DC1"
+        "&Token=T0P&X-Amz-Signature=abc"
+    )
+    text = redacted_url(url)
+    for secret in ("SECRET-KEY", "T0P", "abc", "pw"):
+        assert secret not in text, text
+    assert "dc=DC1" in text
+    assert "api_key=REDACTED" in text
+    assert redacted_url(yarl.URL("https://x.example/a/b")) == "https://x.example/a/b"
