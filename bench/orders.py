@@ -18,6 +18,7 @@ per order, ``time.time()`` just before the send → the ``order.released`` of it
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
@@ -203,6 +204,16 @@ async def _ledger(conn: asyncpg.Connection, prefix: int) -> _Ledger:
     return _Ledger(row["released"], row["failed"], float(row["seconds"] or 0))
 
 
+async def close_earlier_orders(conn: asyncpg.Connection) -> None:
+    """Every open order of the runs before (their simulators are gone) closed, as a delivered
+    one is: a run's order work watches its own open orders only, not every run's so far."""
+    with contextlib.suppress(asyncpg.UndefinedTableError):  # no worker has migrated yet
+        await conn.execute(
+            "UPDATE skuflow_orders SET state = 'closed' "
+            "WHERE state IN ('in_erp', 'released', 'held')"
+        )
+
+
 async def _exceptions(conn: asyncpg.Connection) -> int:
     return await scalar(conn, "SELECT count(*) FROM skuflow_exceptions")
 
@@ -286,6 +297,7 @@ async def orders_run(
 async def _until_released(
     conn: asyncpg.Connection, spec: OrderWorkerSpec, prefix: int, count: int
 ) -> tuple[_Ledger, WorkerReport]:
+    await close_earlier_orders(conn)
     baseline = await _exceptions(conn)
 
     async def progress() -> tuple[_Ledger, int]:
@@ -509,6 +521,7 @@ async def latency_run(
         await produce(stack.bootstrap, topic, order_records(warmup, 1, skus, []))
         conn = await asyncpg.connect(stack.database_url)
         try:
+            await close_earlier_orders(conn)
             first = await _stock(conn)
 
             async def run_stream(process: anyio.abc.Process) -> _Streamed:
