@@ -30,6 +30,7 @@ def test_replicas_starting_together_apply_each_migration_exactly_once(database_u
             assert sorted((r["component"], r["version"]) for r in rows) == [
                 ("engine", "0001_engine"),
                 ("engine", "0002_alerts"),
+                ("engine", "0003_outbox"),
             ]
         finally:
             for pool in pools:
