@@ -33,7 +33,8 @@ from handlers.common.masterdata import MasterData
 from handlers.orders.events import OrderCancelled, OrderReceived, ReturnReceived
 from handlers.orders.mapping import OrderMapper
 from handlers.ports.erp import ErpAuthFailed, ErpError
-from worker.groupcommit import CopyInsert, GroupCommitWriter, RowRefused
+from worker.exceptions import retry_of
+from worker.groupcommit import CopyInsert, Executemany, GroupCommitWriter, RowRefused
 from worker.messages import Message
 from worker.outcomes import DONE, Outcome, Reject, Retry
 from worker.tracing import traceparent
@@ -49,18 +50,28 @@ _DOCUMENT_COLUMNS = (
     "channel", "order_id", "kind", "source_ref", "lines", "location", "topic", "partition",
     "offset", "key", "payload", "event_id", "traceparent",
 )  # fmt: skip
+#: A redelivered event stages nothing: its document is staged (or was refused) already.
 STAGE_DOCUMENT = CopyInsert(
     "stage order document",
     "skuflow_order_documents",
     _DOCUMENT_COLUMNS,
-    # a document the ERP refused comes back (``exceptions retry``): staged again
-    """ON CONFLICT (channel, order_id, kind, source_ref) DO UPDATE SET
-         state = 'staged', lines = EXCLUDED.lines, location = EXCLUDED.location, attempts = 0,
-         next_attempt_at = now(), last_error = NULL, exception_id = NULL,
-         topic = EXCLUDED.topic, partition = EXCLUDED.partition, "offset" = EXCLUDED."offset",
-         key = EXCLUDED.key, payload = EXCLUDED.payload, event_id = EXCLUDED.event_id,
-         traceparent = EXCLUDED.traceparent
-       WHERE skuflow_order_documents.state = 'failed'""",
+    "ON CONFLICT (channel, order_id, kind, source_ref) DO NOTHING",
+)
+#: A document the ERP refused comes back when an operator retries its exception record
+#: (``exceptions retry``: the ``skuflow.retry-of`` header): staged again. Rare, so row by row
+#: (not through :class:`CopyInsert`, whose temporary table is the table's, shared with
+#: :data:`STAGE_DOCUMENT` in a batch).
+RESTAGE_DOCUMENT = Executemany(
+    "stage order document again",
+    f"""INSERT INTO skuflow_order_documents ({", ".join(f'"{c}"' for c in _DOCUMENT_COLUMNS)})
+        VALUES ({", ".join(f"${n}" for n in range(1, len(_DOCUMENT_COLUMNS) + 1))})
+        ON CONFLICT (channel, order_id, kind, source_ref) DO UPDATE SET
+          state = 'staged', lines = EXCLUDED.lines, location = EXCLUDED.location, attempts = 0,
+          next_attempt_at = now(), last_error = NULL, exception_id = NULL,
+          topic = EXCLUDED.topic, partition = EXCLUDED.partition, "offset" = EXCLUDED."offset",
+          key = EXCLUDED.key, payload = EXCLUDED.payload, event_id = EXCLUDED.event_id,
+          traceparent = EXCLUDED.traceparent
+        WHERE skuflow_order_documents.state = 'failed'""",
 )
 
 
@@ -122,7 +133,11 @@ class OrderHandler:
                 )
                 return DONE
             # (a failed order's own revision again: an operator retried its exception record)
-            again = event.revision == row["revision"] and row["state"] == "failed"
+            again = (
+                event.revision == row["revision"]
+                and row["state"] == "failed"
+                and retry_of(message) is not None
+            )
             if event.revision <= row["revision"] and not again:
                 log.info("order revision already applied", extra={"order_id": event.order_id,
                          "revision": event.revision.isoformat()})  # fmt: skip
@@ -199,6 +214,12 @@ class OrderHandler:
                 event.order_id,
             )
             if shipped or row["state"] == "closed":
+                if retry_of(message) is None and await conn.fetchval(
+                    "SELECT 1 FROM skuflow_exceptions WHERE event_id = $1 AND kind = $2",
+                    event.event_id,
+                    "order_cancel_after_ship",
+                ):
+                    return DONE  # a redelivery: its record is there (one record per problem)
                 packages = ", ".join(r["source_ref"] for r in shipped) or "(closed in the ERP)"
                 return Reject(
                     "order_cancel_after_ship",
@@ -272,7 +293,7 @@ class DocumentStager:
     ) -> Outcome:
         try:
             await self._writer.write(
-                STAGE_DOCUMENT,
+                STAGE_DOCUMENT if retry_of(message) is None else RESTAGE_DOCUMENT,
                 (
                     channel, order_id, kind, source_ref, json.dumps(lines), location,
                     *_message_fields(message, event),
