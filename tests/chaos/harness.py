@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import asyncpg
 import msgspec
+from aiokafka import AIOKafkaConsumer
 
 from devstack.postgres import run_sync
 from devstack.sims.b1.server import B1Simulator
@@ -52,6 +54,7 @@ from handlers.stock.events import StockAdjusted
 from tests.chaos.report import ChaosReport, ChaosRow
 from tests.support.events import MARKETPLACE, dispatch_payload
 from tests.support.stack import produce
+from worker.kafka import stop_client
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +128,15 @@ class Simulators:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(60)
 
+    def run(self, action: Callable[[], T]) -> T:
+        """``action()`` in the simulators' event loop (their hooks and records are not
+        thread-safe): how a scenario changes an ERP's state or reads what it holds."""
+
+        async def call() -> T:
+            return action()
+
+        return self._call(call())
+
     def start(self) -> None:
         self._thread.start()
 
@@ -160,12 +172,22 @@ class Simulators:
         self._thread.join(10)
         self._loop.close()
 
-    def add_orders(self, orders: list[tuple[str, datetime]]) -> None:
-        async def add() -> None:
-            for order_id, ship_by in orders:
-                self.spapi.add_order(order_id, MARKETPLACE, ship_by, [(f"{order_id}-1", "SKU", 1)])
+    def add_orders(
+        self,
+        orders: list[tuple[str, datetime]],
+        items: Callable[[str], list[tuple[str, str, int]]] | None = None,
+        marketplace: Callable[[str], str] | None = None,
+    ) -> None:
+        """Orders as Amazon has them (for confirmShipment): ``items`` of an order id (order
+        item id, SKU, quantity; default one unit of ``SKU``), its ``marketplace``."""
 
-        self._call(add())
+        def add() -> None:
+            for order_id, ship_by in orders:
+                lines = items(order_id) if items else [(f"{order_id}-1", "SKU", 1)]
+                place = marketplace(order_id) if marketplace else MARKETPLACE
+                self.spapi.add_order(order_id, place, ship_by, lines)
+
+        self.run(add)
 
     # -- over HTTP, as an outside observer ------------------------------------------------------
     @property
@@ -175,6 +197,15 @@ class Simulators:
     def b1_faults(self, **faults: Any) -> None:
         _post_json(f"{self.b1_base}/_sim/faults", faults)
 
+    def b1_control(self, path: str, body: dict[str, Any]) -> Any:
+        """A sales control of the B1 simulator (``/_sim/customers``, ``/_sim/sales-rules``,
+        ``/_sim/drafts/{n}/approve``, ...): its answer."""
+        return _post_json(f"{self.b1_base}/_sim/{path}", body)
+
+    def b1_documents(self) -> list[dict[str, Any]]:
+        """Every document B1 created (drafts too), as it was answered then."""
+        return list(_get_json(f"{self.b1_base}/_sim/documents"))
+
     def spapi_faults(self, **faults: Any) -> None:
         _post_json(f"{self.spapi.endpoint}/_sim/faults", faults)
 
@@ -183,8 +214,7 @@ class Simulators:
         return {(r["ItemCode"], r["WarehouseCode"]): Decimal(str(r["InStock"])) for r in rows}
 
     def b1_document_keys(self) -> list[str]:
-        documents = _get_json(f"{self.b1_base}/_sim/documents")
-        return [str(doc["body"].get("JournalMemo")) for doc in documents]
+        return [str(doc["body"].get("JournalMemo")) for doc in self.b1_documents()]
 
     def b1_requests(self) -> list[dict[str, Any]]:
         return list(_get_json(f"{self.b1_base}/_sim/requests"))
@@ -274,8 +304,11 @@ def write_config(
     b1_timeout: float = 5.0,
     engine: dict[str, Any] | None = None,
     spapi_rate: float = 20.0,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """A ``skuflow run`` settings file for one scenario (secrets are test values)."""
+    """A ``skuflow run`` settings file for one scenario (secrets are test values);
+    ``overrides``: settings added to (or replacing some of) a section, e.g. ``{"orders":
+    {...}}``. Every topic is the scenario's own."""
     engine = {
         "commit_interval_seconds": 0.5,
         "revoke_timeout_seconds": 5.0,
@@ -294,6 +327,9 @@ def write_config(
             "stock": f"{unique}.stock",
             "dispatch": f"{unique}.dispatch",
             "dead_letter": f"{unique}.dlq",
+            "orders": f"{unique}.orders",
+            "returns": f"{unique}.returns",
+            "released": f"{unique}.released",
         },
         "erp": {"kind": sims.erp},
         "spapi": {
@@ -316,26 +352,32 @@ def write_config(
             "password": B1_PASSWORD,
             "timeout_seconds": b1_timeout,
         }
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-        lines.append("")
     if sims.erp == "ecc":
-        ecc = {
+        sections["ecc"] = {
             "url": sims.ecc.url, "client": ECC_CLIENT, "sid": ECC_SID, "user": ECC_USER,
             "password": ECC_PASSWORD, "sender_port": ECC_PORT, "sender_partner": ECC_PARTNER,
             "timeout_seconds": b1_timeout, "poll_seconds": 0.05, "poll_max_seconds": 0.5,
             "application_wait_seconds": 20.0, "lookup_grace_seconds": 2 * b1_timeout,
         }  # fmt: skip
-        lines.append("[ecc]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in ecc.items()]
+    for name, values in (overrides or {}).items():
+        sections[name] = {**sections.get(name, {}), **values}
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
         lines.append("")
     lines.append("[mappings.warehouses]")
     lines += [f'"{location}" = "{code}"' for location, code in sims.warehouses.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's scalars and arrays, tables inline (``{ "key" = value }``)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 class WorkerProcess:
@@ -397,6 +439,13 @@ class WorkerProcess:
     def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def crash_at(self, hook: str, count: int = 1, timeout: float = 120.0) -> None:
+        """Restart with the crash point ``hook`` armed (a ``SKUFLOW_CHAOS_KILL_AFTER_...``
+        variable of :mod:`tests.chaos.worker_main`) and wait until it has killed itself."""
+        self.kill()
+        self.start(**{hook: str(count)})
+        assert self.wait_exit(timeout) == -9, self.tail()
 
     def readyz(self) -> int | None:
         """The /readyz status, or None when the process does not answer."""
@@ -578,16 +627,65 @@ class Verdict:
         )
 
 
+class Checked(Protocol):
+    """What a scenario's independent check found (:class:`Verdict`, or a scenario's own)."""
+
+    @property
+    def lost(self) -> int: ...
+
+    @property
+    def duplicated(self) -> int: ...
+
+    @property
+    def exceptions(self) -> int: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+
 async def _exception_rows(database_url: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:
         exists = await conn.fetchval("SELECT to_regclass('skuflow_exceptions') IS NOT NULL")
         if not exists:
             return []
-        sql = "SELECT kind, reason, payload, status FROM skuflow_exceptions"
+        sql = """SELECT id, kind, reason, payload, status, topic, partition, "offset"
+                 FROM skuflow_exceptions ORDER BY id"""
         return list(await conn.fetch(sql))
     finally:
         await conn.close()
+
+
+def exception_rows(database_url: str) -> list[asyncpg.Record]:
+    """Every exception record: id, kind, reason, payload, status, topic, partition, offset."""
+    return run_sync(lambda: _exception_rows(database_url))
+
+
+async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, int]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        records: list[tuple[bytes, int]] = []
+        with anyio.fail_after(60):
+            while not consumer.assignment():  # every partition, once the metadata is in
+                await anyio.sleep(0.05)
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            for tp, end in ends.items():
+                while await consumer.position(tp) < end:
+                    batch = await consumer.getmany(tp, timeout_ms=200)
+                    for part in batch.values():
+                        records += [(r.value, r.timestamp) for r in part if r.value is not None]
+        return records
+    finally:
+        await stop_client(consumer, 10)  # never raising aiokafka's CancelledError (#647)
+
+
+def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, int]]:
+    """Every record of ``topic`` up to its end now (value, timestamp ms), as a consumer of
+    it reads them."""
+    return run_sync(lambda: _read_topic(bootstrap, topic))
 
 
 def check(ledger: Ledger, sims: Simulators, database_url: str) -> Verdict:
@@ -607,7 +705,7 @@ def check(ledger: Ledger, sims: Simulators, database_url: str) -> Verdict:
             edits += 1
         else:
             shipments[confirmation["order_id"]] += 1
-    rows = run_sync(lambda: _exception_rows(database_url))
+    rows = exception_rows(database_url)
     records = [r for r in rows if r["kind"] not in ALERT_KINDS]
     payloads = {bytes(r["payload"]) for r in records}
     others = [r for r in records if bytes(r["payload"]) not in ledger.invalid]
@@ -651,6 +749,7 @@ class ChaosRun:
         worker_bootstrap: str | None = None,
         spapi_rate: float = 20.0,
         erp: str = "b1",
+        overrides: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.database_url = database_url
@@ -659,11 +758,14 @@ class ChaosRun:
         self.sims = Simulators(self.items, b1_faults=b1_faults, erp=erp)
         self.ledger = Ledger(self.items, seed=seed)
         self.topics = (f"{unique}.stock", f"{unique}.dispatch", f"{unique}.dlq")
+        #: The order flow's topics: orders in, returns in, released (to the warehouse) out.
+        self.order_topics = (f"{unique}.orders", f"{unique}.returns", f"{unique}.released")
         self.workers: list[WorkerProcess] = []
         self._b1_timeout = b1_timeout
         self._engine = engine
         self._worker_bootstrap = worker_bootstrap or bootstrap
         self._spapi_rate = spapi_rate
+        self._overrides = overrides
         self.config = LOGS / f"{unique}.toml"
         self.fault_ended = time.monotonic()
 
@@ -678,6 +780,7 @@ class ChaosRun:
             b1_timeout=self._b1_timeout,
             engine=self._engine,
             spapi_rate=self._spapi_rate,
+            overrides=self._overrides,
         )
         return self
 
@@ -734,12 +837,19 @@ class ChaosRun:
         return verdict
 
     def report(
-        self, report: ChaosReport, scenario: str, faults: str, verdict: Verdict, recovery: float
+        self,
+        report: ChaosReport,
+        scenario: str,
+        faults: str,
+        verdict: Checked,
+        recovery: float,
+        events: int | None = None,
     ) -> ChaosRow:
+        """The scenario's row; ``events``: how many it produced (default: the ledger's)."""
         row = ChaosRow(
             scenario=scenario,
             erp=self.sims.erp,
-            events=self.ledger.events,
+            events=self.ledger.events if events is None else events,
             faults=faults,
             lost=verdict.lost,
             duplicated=verdict.duplicated,

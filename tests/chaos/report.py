@@ -5,7 +5,9 @@ reports what it found as a :class:`ChaosRow`, with the ERP it posted to (a scena
 against both ERPs has a row for each, and the table ends with lost and duplicated per ERP).
 ``make chaos`` (and the short versions inside ``make test``) print the collected rows as a
 Markdown table at the end of the session and write it to ``.cache/chaos.md`` so the README can
-carry the latest one.
+carry the latest one. A scenario that checks ERP documents of several kinds (the order flow:
+orders, deliveries, invoices, returns) also reports a :class:`KindRow` per kind: a second
+table, lost and duplicated per ERP document kind.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ class ChaosRow:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class KindRow:
+    """One ERP document kind of a scenario: documents expected, found, lost, duplicated."""
+
+    scenario: str
+    erp: str
+    kind: str  #: e.g. "deliveries"
+    expected: int
+    found: int
+    lost: int
+    duplicated: int
+
+    def cells(self) -> list[str]:
+        numbers = (f"{self.expected:,}", f"{self.found:,}", str(self.lost), str(self.duplicated))
+        return [self.scenario, ERP_NAMES.get(self.erp, self.erp), self.kind, *numbers]
+
+
 ERP_NAMES = {"b1": "SAP B1", "ecc": "SAP ECC"}
 HEADER = [
     "scenario",
@@ -52,17 +71,25 @@ HEADER = [
 ]
 
 
+KIND_HEADER = ["scenario", "ERP", "document", "expected", "found", "lost", "duplicated"]
+
+
 @dataclass
 class ChaosReport:
     rows: list[ChaosRow] = field(default_factory=list)
+    kinds: list[KindRow] = field(default_factory=list)
 
     def add(self, row: ChaosRow) -> None:
         self.rows.append(row)
 
+    def add_kind(self, row: KindRow) -> None:
+        self.kinds.append(row)
+
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        lines = _table(HEADER, [row.cells() for row in self.rows])
         lines += ["", self.per_erp()]
+        if self.kinds:
+            lines += ["", *_table(KIND_HEADER, [row.cells() for row in self.kinds])]
         return "\n".join(lines)
 
     def per_erp(self) -> str:
@@ -83,6 +110,11 @@ class ChaosReport:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.markdown() + "\n")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
 #: The session's report (one pytest process); the chaos conftest prints and writes it.

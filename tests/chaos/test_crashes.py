@@ -43,9 +43,7 @@ KINDS = {
 
 def _self_kill(worker: WorkerProcess, hook: str) -> None:
     """Restart ``worker`` with a crash point armed and wait until it has killed itself."""
-    worker.kill()
-    worker.start(**{hook: "1"})
-    assert worker.wait_exit(120) == -9, worker.tail()
+    worker.crash_at(hook)
 
 
 def _wait_for_revocation(worker: WorkerProcess, before: int) -> None:
